@@ -1,0 +1,3 @@
+//! rbuild: a Dockerfile image builder.
+
+pub mod frontend;

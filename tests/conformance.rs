@@ -17,7 +17,10 @@ fn conformance_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("conformance data missing at {} (required when CI=true)", dir.display());
+        panic!(
+            "conformance data missing at {} (required when CI=true)",
+            dir.display()
+        );
     }
     eprintln!("SKIPPED: conformance data not found at {}", dir.display());
     None
@@ -57,9 +60,17 @@ fn parser_positive_cases_dump_like_buildkit() {
             Err(e) => failures.push(format!("{}: unexpected error {e}", case.display())),
         }
     }
-    println!("parser positive: {} of {} pass", all.len() - failures.len(), all.len());
+    println!(
+        "parser positive: {} of {} pass",
+        all.len() - failures.len(),
+        all.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(all.len() >= 33, "expected at least 33 cases, found {}", all.len());
+    assert!(
+        all.len() >= 33,
+        "expected at least 33 cases, found {}",
+        all.len()
+    );
 }
 
 #[test]
@@ -73,7 +84,11 @@ fn parser_negative_cases_are_rejected() {
             accepted.push(case.display().to_string());
         }
     }
-    println!("parser negative: {} of {} rejected", all.len() - accepted.len(), all.len());
+    println!(
+        "parser negative: {} of {} rejected",
+        all.len() - accepted.len(),
+        all.len()
+    );
     assert!(accepted.is_empty(), "accepted: {accepted:?}");
     assert!(all.len() >= 4);
 }
@@ -81,10 +96,15 @@ fn parser_negative_cases_are_rejected() {
 #[test]
 fn shell_env_var_table_unix_rows() {
     let Some(dir) = conformance_dir() else { return };
-    let env: Vec<(String, String)> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: Vec<(String, String)> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let lexer = Lexer::new('\\');
     let text = read_lossy(&dir.join("shell/envVarTest"));
     let (mut total, mut failures) = (0, Vec::new());
@@ -109,7 +129,10 @@ fn shell_env_var_table_unix_rows() {
             failures.push(format!("{input:?}: expected {expected:?}, got {got:?}"));
         }
     }
-    println!("shell envVarTest: {} of {total} pass", total - failures.len());
+    println!(
+        "shell envVarTest: {} of {total} pass",
+        total - failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -129,7 +152,9 @@ fn shell_words_table() {
             env.push((k.to_string(), v.to_string()));
             continue;
         }
-        let Some((input, expected)) = line.split_once('|') else { continue };
+        let Some((input, expected)) = line.split_once('|') else {
+            continue;
+        };
         total += 1;
         let expected: Vec<String> = expected.trim_start().split(',').map(String::from).collect();
         let got = lexer
@@ -139,6 +164,9 @@ fn shell_words_table() {
             failures.push(format!("{input:?}: expected {expected:?}, got {got:?}"));
         }
     }
-    println!("shell wordsTest: {} of {total} pass", total - failures.len());
+    println!(
+        "shell wordsTest: {} of {total} pass",
+        total - failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

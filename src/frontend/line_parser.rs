@@ -193,7 +193,10 @@ fn shell_words(line: &LogicalLine<'_>, rest: &str, base: usize) -> Result<Vec<Ra
     let mut words = Vec::new();
     for w in pairs.flatten().filter(|p| p.as_rule() == Rule::shell_word) {
         let mut value = w.as_str();
-        if w.clone().into_inner().any(|p| p.as_rule() == Rule::sw_dangling) {
+        if w.clone()
+            .into_inner()
+            .any(|p| p.as_rule() == Rule::sw_dangling)
+        {
             value = &value[..value.len() - line.escape.len_utf8()];
         }
         words.push(RawArg {
@@ -205,7 +208,12 @@ fn shell_words(line: &LogicalLine<'_>, rest: &str, base: usize) -> Result<Vec<Ra
 }
 
 /// ENV and LABEL: `k v` (old form) or `k=v ...`, as (key, value, separator) triples.
-fn name_values(line: &LogicalLine<'_>, rest: &str, base: usize, node: &RawNode) -> Result<Vec<RawArg>> {
+fn name_values(
+    line: &LogicalLine<'_>,
+    rest: &str,
+    base: usize,
+    node: &RawNode,
+) -> Result<Vec<RawArg>> {
     let words = shell_words(line, rest, base)?;
     let Some(first) = words.first() else {
         return Ok(Vec::new());

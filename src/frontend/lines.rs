@@ -67,15 +67,26 @@ impl DirectiveState {
             return Ok(None);
         };
         let mut inner = pairs.next().expect("grammar: directive").into_inner();
-        let name = inner.next().map(|p| p.as_str()).unwrap_or_default().to_ascii_lowercase();
-        let value = inner.next().map(|p| p.as_str()).unwrap_or_default().to_string();
+        let name = inner
+            .next()
+            .map(|p| p.as_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let value = inner
+            .next()
+            .map(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string();
         if !VALID_DIRECTIVES.contains(&name.as_str()) {
             self.done = true;
             return Ok(None);
         }
         if self.seen.contains(&name) {
             return Err(FrontendError::new(
-                Pos { line: line_no, col: 1 },
+                Pos {
+                    line: line_no,
+                    col: 1,
+                },
                 format!("only one {name} parser directive can be used"),
             ));
         }
@@ -145,7 +156,10 @@ pub fn scan(source: &str) -> Result<Lines> {
                     "`" => '`',
                     other => {
                         return Err(FrontendError::new(
-                            Pos { line: line_no, col: 1 },
+                            Pos {
+                                line: line_no,
+                                col: 1,
+                            },
                             format!("invalid escape token '{other}' does not match ` or \\"),
                         ));
                     }
@@ -265,6 +279,7 @@ fn heredocs_in_line(line: &str, pos: Pos) -> Result<Vec<Heredoc>> {
         raw_quotes: true,
         raw_escapes: true,
         skip_unset_env: true,
+        skip_process_quotes: false,
     };
     let words = lexer.expand_words(line, &NoEnv).unwrap_or_default();
     let mut docs = Vec::new();
@@ -293,12 +308,16 @@ pub fn parse_heredoc_word(word: &str) -> std::result::Result<Option<Heredoc>, St
     let fd = word[..digits].parse().unwrap_or(0);
     let mut lexer = Lexer::new('\\');
     lexer.skip_unset_env = true;
-    let words = lexer.expand_words(rest, &NoEnv).map_err(|e| e.to_string())?;
+    let words = lexer
+        .expand_words(rest, &NoEnv)
+        .map_err(|e| e.to_string())?;
     if words.len() != 1 {
         return Ok(None);
     }
     lexer.raw_quotes = true;
-    let raw = lexer.expand_words(rest, &NoEnv).map_err(|e| e.to_string())?;
+    let raw = lexer
+        .expand_words(rest, &NoEnv)
+        .map_err(|e| e.to_string())?;
     if raw.len() != words.len() {
         return Err(format!(
             "internal lexing of heredoc produced inconsistent results: {rest}"

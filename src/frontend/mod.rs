@@ -1,11 +1,22 @@
 //! The Dockerfile frontend: parse, validate, expand and lower to stages.
 
+pub mod ast;
+pub mod dockerignore;
+pub mod document;
 pub mod error;
+pub mod flags;
 pub mod grammar;
+pub mod instructions;
 pub mod line_parser;
 pub mod lines;
+pub mod lint;
+pub mod lower;
+pub mod mounts;
+pub mod platform;
 pub mod position;
 pub mod raw;
 pub mod shell;
+pub mod suggest;
 
+pub use document::parse_dockerfile;
 pub use error::FrontendError;

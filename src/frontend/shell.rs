@@ -74,6 +74,8 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave `$VAR` as written when VAR is unset.
     pub skip_unset_env: bool,
+    /// Treat quote characters as ordinary characters.
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
@@ -84,6 +86,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset_env: false,
+            skip_process_quotes: false,
         }
     }
 
@@ -192,7 +195,11 @@ impl Scanner<'_> {
         Some(c)
     }
 
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Res<(String, Vec<String>)> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Res<(String, Vec<String>)> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -219,12 +226,12 @@ impl Scanner<'_> {
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '\'' => {
+                '\'' if !self.lex.skip_process_quotes => {
                     let tmp = self.process_single_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '"' => {
+                '"' if !self.lex.skip_process_quotes => {
                     let tmp = self.process_double_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
@@ -268,7 +275,8 @@ impl Scanner<'_> {
             match self.next() {
                 None => {
                     return Err(
-                        "unexpected end of statement while looking for matching single-quote".into(),
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
                     );
                 }
                 Some('\'') => {
@@ -292,7 +300,8 @@ impl Scanner<'_> {
             match self.peek() {
                 None => {
                     return Err(
-                        "unexpected end of statement while looking for matching double-quote".into(),
+                        "unexpected end of statement while looking for matching double-quote"
+                            .into(),
                     );
                 }
                 Some('"') => {
@@ -679,7 +688,7 @@ mod tests {
         assert_eq!(ex("${V/\\//_}").unwrap(), "foo_bar/baz.tar.gz");
         assert_eq!(ex("${V//\\//_}").unwrap(), "foo_bar_baz.tar.gz");
         assert_eq!(ex("${X//a/b}").unwrap(), "bbb");
-        assert_eq!(ex("${V/b*r/X}").unwrap(), "foo/X");
+        assert_eq!(ex("${V/b*r/X}").unwrap(), "foo/X.gz");
     }
 
     #[test]
@@ -696,7 +705,9 @@ mod tests {
 
     #[test]
     fn records_unmatched_names() {
-        let e = Lexer::new('\\').expand_word("$A ${X} ${B:-x}", &env()).unwrap();
+        let e = Lexer::new('\\')
+            .expand_word("$A ${X} ${B:-x}", &env())
+            .unwrap();
         assert_eq!(e.unmatched.into_iter().collect::<Vec<_>>(), ["A", "B"]);
         assert_eq!(e.matched.into_iter().collect::<Vec<_>>(), ["X"]);
     }
@@ -705,6 +716,9 @@ mod tests {
     fn skip_unset_keeps_text() {
         let mut l = Lexer::new('\\');
         l.skip_unset_env = true;
-        assert_eq!(l.expand("$A-${B}-${C:-x}-$X", &env()).unwrap(), "$A-${B}-${C:-x}-aaa");
+        assert_eq!(
+            l.expand("$A-${B}-${C:-x}-$X", &env()).unwrap(),
+            "$A-${B}-${C:-x}-aaa"
+        );
     }
 }

@@ -1,0 +1,378 @@
+//! `.dockerignore` with Docker's semantics: patterns cleaned like
+//! `filepath.Clean`, leading `/` dropped, `!` exceptions, `*`, `?`, `[...]`,
+//! `**`, and a path excluded when it or any parent directory matches.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    /// Any run of characters except `/`.
+    Star,
+    /// `**/`: zero or more whole directories.
+    AnyDirs,
+    /// `**` at the end: anything.
+    Rest,
+    /// One character except `/`.
+    One,
+    /// `[...]`.
+    Class {
+        negate: bool,
+        items: Vec<(char, char)>,
+    },
+    Lit(char),
+}
+
+/// One `.dockerignore` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The cleaned pattern text.
+    pub text: String,
+    /// True for `!pattern` lines.
+    pub exception: bool,
+    toks: Vec<Tok>,
+}
+
+/// Why a `.dockerignore` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IgnoreError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A pattern is malformed.
+    #[error("{path}:{line}: invalid pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// Which file.
+        path: PathBuf,
+        /// Line number.
+        line: usize,
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Lexically clean a slash-separated path like Go's `path.Clean`.
+pub fn clean_path(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+fn compile(p: &str) -> Result<Vec<Tok>, String> {
+    let chars: Vec<char> = p.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '*' if chars.get(i) == Some(&'*') => {
+                i += 1;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                }
+                toks.push(if i >= chars.len() {
+                    Tok::Rest
+                } else {
+                    Tok::AnyDirs
+                });
+            }
+            '*' => toks.push(Tok::Star),
+            '?' => toks.push(Tok::One),
+            '\\' => match chars.get(i) {
+                Some(n) => {
+                    toks.push(Tok::Lit(*n));
+                    i += 1;
+                }
+                None => toks.push(Tok::Lit('\\')),
+            },
+            '[' => {
+                let mut negate = false;
+                if matches!(chars.get(i), Some('^')) {
+                    negate = true;
+                    i += 1;
+                }
+                let mut items = Vec::new();
+                let mut closed = false;
+                while i < chars.len() {
+                    let mut lo = chars[i];
+                    i += 1;
+                    if lo == ']' && !items.is_empty() {
+                        closed = true;
+                        break;
+                    }
+                    if lo == '\\' {
+                        lo = *chars.get(i).ok_or("unterminated character class")?;
+                        i += 1;
+                    }
+                    let mut hi = lo;
+                    if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|c| *c != ']') {
+                        hi = chars[i + 1];
+                        i += 2;
+                        if hi == '\\' {
+                            hi = *chars.get(i).ok_or("unterminated character class")?;
+                            i += 1;
+                        }
+                        if hi < lo {
+                            return Err(format!("invalid character class range {lo}-{hi}"));
+                        }
+                    }
+                    items.push((lo, hi));
+                }
+                if !closed {
+                    return Err("unterminated character class".into());
+                }
+                toks.push(Tok::Class { negate, items });
+            }
+            c => toks.push(Tok::Lit(c)),
+        }
+    }
+    Ok(toks)
+}
+
+fn match_toks(t: &[Tok], s: &[char]) -> bool {
+    match t.first() {
+        None => s.is_empty(),
+        Some(Tok::Rest) => true,
+        Some(Tok::Star) => {
+            let mut n = 0;
+            loop {
+                if match_toks(&t[1..], &s[n..]) {
+                    return true;
+                }
+                if n >= s.len() || s[n] == '/' {
+                    return false;
+                }
+                n += 1;
+            }
+        }
+        Some(Tok::AnyDirs) => {
+            if match_toks(&t[1..], s) {
+                return true;
+            }
+            (0..s.len())
+                .filter(|&k| s[k] == '/')
+                .any(|k| match_toks(&t[1..], &s[k + 1..]))
+        }
+        Some(Tok::One) => !s.is_empty() && s[0] != '/' && match_toks(&t[1..], &s[1..]),
+        Some(Tok::Class { negate, items }) => {
+            let Some(&c) = s.first() else { return false };
+            let hit = items.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
+            hit != *negate && c != '/' && match_toks(&t[1..], &s[1..])
+        }
+        Some(Tok::Lit(c)) => s.first() == Some(c) && match_toks(&t[1..], &s[1..]),
+    }
+}
+
+impl Pattern {
+    /// Parse one pattern line (already trimmed, not a comment).
+    pub fn new(line: &str) -> Result<Option<Pattern>, String> {
+        let mut p = line.trim();
+        let exception = p.starts_with('!');
+        if exception {
+            p = p[1..].trim();
+        }
+        if p.is_empty() {
+            return Ok(None);
+        }
+        let mut text = clean_path(p);
+        if text.len() > 1 && text.starts_with('/') {
+            text = text[1..].to_string();
+        }
+        let toks = compile(&text)?;
+        Ok(Some(Pattern {
+            text,
+            exception,
+            toks,
+        }))
+    }
+
+    /// Whether the pattern matches exactly this slash-separated path.
+    pub fn matches(&self, path: &str) -> bool {
+        let chars: Vec<char> = path.chars().collect();
+        match_toks(&self.toks, &chars)
+    }
+}
+
+/// The patterns of a `.dockerignore` file.
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreMatcher {
+    /// Patterns in file order.
+    pub patterns: Vec<Pattern>,
+}
+
+impl IgnoreMatcher {
+    /// Parse the contents of a `.dockerignore` file.
+    pub fn parse(text: &str, source: &Path) -> Result<IgnoreMatcher, IgnoreError> {
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+        let mut patterns = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with('#') {
+                continue;
+            }
+            match Pattern::new(line) {
+                Ok(Some(p)) => patterns.push(p),
+                Ok(None) => {}
+                Err(reason) => {
+                    return Err(IgnoreError::Pattern {
+                        path: source.to_path_buf(),
+                        line: i + 1,
+                        pattern: line.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(IgnoreMatcher { patterns })
+    }
+
+    /// Load the ignore file for a build: `<Dockerfile>.dockerignore` beside
+    /// the Dockerfile if present, else `<context>/.dockerignore`, else none.
+    pub fn load(context: &Path, dockerfile: &Path) -> Result<IgnoreMatcher, IgnoreError> {
+        let mut beside = dockerfile.as_os_str().to_owned();
+        beside.push(".dockerignore");
+        let candidates = [PathBuf::from(beside), context.join(".dockerignore")];
+        for path in candidates {
+            match std::fs::read(&path) {
+                Ok(bytes) => return Self::parse(&String::from_utf8_lossy(&bytes), &path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(IgnoreError::Read { path, source }),
+            }
+        }
+        Ok(IgnoreMatcher::default())
+    }
+
+    /// Whether `path` (relative to the context, `/`-separated) is excluded.
+    pub fn is_excluded(&self, path: &str) -> bool {
+        let path = clean_path(path.trim_start_matches('/'));
+        let parents: Vec<&str> = match path.rfind('/') {
+            Some(i) => path[..i].split('/').collect(),
+            None => Vec::new(),
+        };
+        let mut matched = false;
+        for p in &self.patterns {
+            if p.exception != matched {
+                continue;
+            }
+            let mut hit = p.matches(&path);
+            if !hit {
+                for i in 1..=parents.len() {
+                    if p.matches(&parents[..i].join("/")) {
+                        hit = true;
+                        break;
+                    }
+                }
+            }
+            if hit {
+                matched = !p.exception;
+            }
+        }
+        matched
+    }
+
+    /// Whether an excluded directory may still contain included files
+    /// (an exception pattern could re-include something below it).
+    pub fn may_reinclude_below(&self, dir: &str) -> bool {
+        let dir = clean_path(dir);
+        self.patterns.iter().any(|p| {
+            p.exception
+                && (p.text.starts_with(&format!("{dir}/"))
+                    || p.text.contains('*')
+                    || p.text.contains('?')
+                    || p.text.contains('['))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(text: &str) -> IgnoreMatcher {
+        IgnoreMatcher::parse(text, Path::new(".dockerignore")).unwrap()
+    }
+
+    #[test]
+    fn basic_globs_and_parents() {
+        let ig = m("*.log\nbuild\n/tmp/\n# comment\n");
+        assert!(ig.is_excluded("a.log"));
+        assert!(!ig.is_excluded("dir/a.log"), "* does not cross directories");
+        assert!(ig.is_excluded("build/x/y.o"), "parent directory match");
+        assert!(ig.is_excluded("tmp/file"));
+        assert!(!ig.is_excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn double_star_and_exceptions() {
+        let ig = m("**/*.md\n!README.md\nnode_modules\n!node_modules/keep\n");
+        assert!(ig.is_excluded("docs/a/b.md"));
+        assert!(ig.is_excluded("top.md"));
+        assert!(!ig.is_excluded("README.md"));
+        assert!(ig.is_excluded("node_modules/x"));
+        assert!(!ig.is_excluded("node_modules/keep"));
+        let all = m("**\n!src\n");
+        assert!(all.is_excluded("anything/else"));
+        assert!(!all.is_excluded("src"));
+    }
+
+    #[test]
+    fn cleaned_patterns_and_classes() {
+        let ig = m("./a/../b/*.txt\n  spaced  \nfile[0-9].c\n?x\n");
+        assert_eq!(ig.patterns[0].text, "b/*.txt");
+        assert!(ig.is_excluded("b/q.txt"));
+        assert!(ig.is_excluded("spaced"));
+        assert!(ig.is_excluded("file7.c"));
+        assert!(!ig.is_excluded("filex.c"));
+        assert!(ig.is_excluded("ax"));
+        assert!(!ig.is_excluded("abx"));
+    }
+
+    #[test]
+    fn last_match_wins() {
+        let ig = m("*.txt\n!keep*.txt\nkeep-not.txt\n");
+        assert!(ig.is_excluded("a.txt"));
+        assert!(!ig.is_excluded("keep1.txt"));
+        assert!(ig.is_excluded("keep-not.txt"));
+    }
+
+    #[test]
+    fn invalid_class_is_an_error() {
+        assert!(IgnoreMatcher::parse("[a-", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn dockerfile_specific_ignore_file_takes_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "a\n").unwrap();
+        std::fs::write(dir.path().join("app.Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join("app.Dockerfile.dockerignore"), "b\n").unwrap();
+        let ig = IgnoreMatcher::load(dir.path(), &dir.path().join("app.Dockerfile")).unwrap();
+        assert!(ig.is_excluded("b") && !ig.is_excluded("a"));
+        let ig = IgnoreMatcher::load(dir.path(), &dir.path().join("Dockerfile")).unwrap();
+        assert!(ig.is_excluded("a") && !ig.is_excluded("b"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Build checks in the spirit of BuildKit's linter: named rules, warnings
+//! with positions, and the `# check=skip=...;error=true` directive.
+
+use super::position::Pos;
+use serde::Serialize;
+
+/// One finding of a build check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// BuildKit's rule name (`JSONArgsRecommended`, `UndefinedVar`, ...).
+    pub rule: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub pos: Pos,
+}
+
+/// How the `check` directive configures the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// Rules to skip; `all` skips every rule.
+    pub skip: Vec<String>,
+    /// Whether warnings fail the build.
+    pub error: bool,
+}
+
+impl CheckConfig {
+    /// Parse the directive value, e.g. `skip=JSONArgsRecommended,StageNameCasing;error=true`.
+    pub fn parse(value: &str) -> Result<CheckConfig, String> {
+        let mut cfg = CheckConfig::default();
+        for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("invalid check directive: {part}"))?;
+            match k.trim() {
+                "skip" => cfg.skip = v.split(',').map(|s| s.trim().to_string()).collect(),
+                "error" => {
+                    cfg.error = match v.trim() {
+                        "true" => true,
+                        "false" => false,
+                        other => return Err(format!("invalid check error value: {other}")),
+                    }
+                }
+                other => return Err(format!("invalid check directive key: {other}")),
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Whether findings of `rule` are reported.
+    pub fn enabled(&self, rule: &str) -> bool {
+        !self
+            .skip
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(rule) || s == "all")
+    }
+}
+
+/// Collects findings, dropping skipped rules and duplicates.
+#[derive(Debug, Default, Clone)]
+pub struct Linter {
+    /// The configuration.
+    pub config: CheckConfig,
+    /// Findings so far.
+    pub warnings: Vec<Warning>,
+}
+
+impl Linter {
+    /// Record a finding.
+    pub fn report(&mut self, rule: &'static str, pos: Pos, message: impl Into<String>) {
+        if !self.config.enabled(rule) {
+            return;
+        }
+        let w = Warning {
+            rule,
+            message: message.into(),
+            pos,
+        };
+        if !self.warnings.contains(&w) {
+            self.warnings.push(w);
+        }
+    }
+}
+
+/// Names that suggest a secret is being passed through ARG or ENV.
+pub fn looks_like_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let allowed = ["PUBLIC", "_PUB"];
+    if allowed.iter().any(|a| upper.contains(a)) {
+        return false;
+    }
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "APIKEY",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|s| upper.contains(s))
+}

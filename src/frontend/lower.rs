@@ -1,0 +1,599 @@
+//! Lowering: the AST plus build options to a plan of stages with every
+//! variable expanded where Docker expands it, ARG/ENV scoping applied, stage
+//! references resolved, and the stages the target needs in build order.
+
+use super::ast::*;
+use super::error::{FrontendError, Result};
+use super::lint::Linter;
+use super::mounts::{csv_fields, parse_mount_fields};
+use super::platform::{PROXY_ARGS, Platform, default_args};
+use super::position::{Pos, Span};
+use super::shell::{Env, Lexer};
+use super::suggest::closest;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+
+/// Options of a build that affect the frontend.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `--build-arg K=V`, in order.
+    pub build_args: Vec<(String, String)>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--platform` (target platform).
+    pub target_platform: Platform,
+    /// The platform the build runs on.
+    pub build_platform: Platform,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            build_args: Vec::new(),
+            target: None,
+            target_platform: Platform::host(),
+            build_platform: Platform::host(),
+        }
+    }
+}
+
+/// Looks up the environment of a base image, if it is known.
+pub trait BaseEnv {
+    /// The `Env` of `image`'s config, or `None` when it cannot be known now.
+    fn env(&self, image: &str) -> Option<Vec<(String, String)>>;
+}
+
+/// A `BaseEnv` that knows no images.
+pub struct UnknownImages;
+
+impl BaseEnv for UnknownImages {
+    fn env(&self, _: &str) -> Option<Vec<(String, String)>> {
+        None
+    }
+}
+
+/// What a stage, a `COPY --from` or a `RUN --mount from=` refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "ref", rename_all = "lowercase")]
+pub enum Source {
+    /// The empty filesystem.
+    Scratch,
+    /// An earlier or later stage, by index.
+    Stage(usize),
+    /// An image reference (or `oci-layout://...`).
+    Image(String),
+}
+
+/// One instruction after expansion, with the environment it runs in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The instruction with variables expanded where Docker expands them.
+    pub instruction: Instruction,
+    /// ARG and ENV values visible to the step (for RUN's environment).
+    pub env: Vec<(String, String)>,
+    /// Build args (ARG names) in scope, with values, for cache keys of RUN.
+    pub args_in_scope: Vec<(String, String)>,
+    /// `COPY --from` resolved.
+    pub copy_from: Option<Source>,
+    /// RUN mounts, expanded and parsed, with their `from` resolved.
+    pub mounts: Vec<(Mount, Option<Source>)>,
+}
+
+/// A stage ready for the solver.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStage {
+    /// Index in the Dockerfile.
+    pub index: usize,
+    /// `AS` name.
+    pub name: Option<String>,
+    /// What it starts from.
+    pub base: Source,
+    /// `--platform`, expanded.
+    pub platform: Option<String>,
+    /// Where the FROM is.
+    pub span: Span,
+    /// The instructions.
+    pub steps: Vec<Step>,
+    /// Stages this one reads from (base, `--from`, mounts), without duplicates.
+    pub deps: Vec<usize>,
+}
+
+/// The lowered build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildPlan {
+    /// Every stage.
+    pub stages: Vec<PlannedStage>,
+    /// The stage whose result is the image.
+    pub target: usize,
+    /// Stages the target needs, dependencies first (the target is last).
+    pub order: Vec<usize>,
+    /// Global ARG values (after `--build-arg`).
+    pub global_args: Vec<(String, String)>,
+    /// Build args that no needed stage declared.
+    pub unused_build_args: Vec<String>,
+}
+
+struct VarEnv<'a>(&'a [(String, String)]);
+
+impl Env for VarEnv<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.0.lookup(name)
+    }
+}
+
+fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
+    env.retain(|(key, _)| key != k);
+    env.push((k.to_string(), v.to_string()));
+}
+
+fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Lower a parsed Dockerfile with the given options.
+pub fn lower(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    images: &dyn BaseEnv,
+    linter: &mut Linter,
+) -> Result<BuildPlan> {
+    let lex = Lexer::new(df.escape);
+    // Stage names and the target.
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for st in &df.stages {
+        if let Some(n) = &st.name {
+            if names.iter().any(|(m, _)| m == n) {
+                return Err(FrontendError::new(
+                    st.span.start,
+                    format!("duplicate stage name \"{n}\""),
+                ));
+            }
+            names.push((n.clone(), st.index));
+        }
+    }
+    let target = match &opts.target {
+        None => df.stages.len() - 1,
+        Some(t) => names
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(t))
+            .map(|(_, i)| *i)
+            .ok_or_else(|| {
+                let all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                let mut msg = format!("target stage \"{t}\" could not be found");
+                if let Some(c) = closest(t, &all) {
+                    msg.push_str(&format!(" (did you mean {c}?)"));
+                }
+                FrontendError::new(Pos { line: 1, col: 1 }, msg)
+            })?,
+    };
+    let target_name = df.stages[target]
+        .name
+        .clone()
+        .unwrap_or_else(|| "default".into());
+
+    // Global scope: predefined args, then meta ARGs with --build-arg overrides.
+    let mut global = default_args(&opts.build_platform, &opts.target_platform, &target_name);
+    for (k, v) in &opts.build_args {
+        if global.iter().any(|(g, _)| g == k) {
+            set(&mut global, k, v);
+        }
+    }
+    let mut declared_global: Vec<String> = Vec::new();
+    for instr in &df.global_args {
+        let InstructionKind::Arg { args } = &instr.kind else {
+            continue;
+        };
+        for a in args {
+            declared_global.push(a.name.clone());
+            let value = match opts.build_args.iter().rev().find(|(k, _)| *k == a.name) {
+                Some((_, v)) => Some(v.clone()),
+                None => match &a.default {
+                    Some(d) => Some(
+                        lex.expand(d, &VarEnv(&global))
+                            .map_err(|e| FrontendError::new(a.pos, e.to_string()))?,
+                    ),
+                    None => None,
+                },
+            };
+            if let Some(v) = value {
+                set(&mut global, &a.name, &v);
+            }
+        }
+    }
+
+    let mut stages: Vec<PlannedStage> = Vec::new();
+    let mut stage_env: Vec<Option<Vec<(String, String)>>> = Vec::new();
+    let mut consumed: Vec<String> = Vec::new();
+    for st in &df.stages {
+        let exp = lex
+            .expand_word(&st.base, &VarEnv(&global))
+            .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?;
+        for name in &exp.unmatched {
+            if !declared_global.contains(name) {
+                linter.report(
+                    "UndefinedArgInFrom",
+                    st.span.start,
+                    format!("FROM argument '{name}' is not declared"),
+                );
+            }
+        }
+        consumed.extend(exp.matched.iter().cloned());
+        let base_name = exp.result;
+        if base_name.is_empty() {
+            return Err(FrontendError::new(
+                st.span.start,
+                format!("base name ({}) should not be blank", st.base),
+            ));
+        }
+        let platform = match &st.platform {
+            Some(p) => Some(
+                lex.expand(p, &VarEnv(&global))
+                    .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let lower_base = base_name.to_ascii_lowercase();
+        let base = if lower_base == "scratch" {
+            Source::Scratch
+        } else if let Some((_, i)) = names
+            .iter()
+            .find(|(n, i)| *n == lower_base && *i < st.index)
+        {
+            Source::Stage(*i)
+        } else {
+            Source::Image(base_name.clone())
+        };
+        let mut env: Option<Vec<(String, String)>> = match &base {
+            Source::Scratch => Some(Vec::new()),
+            Source::Stage(i) => stage_env[*i].clone(),
+            Source::Image(r) => images.env(r),
+        };
+        let env_known = env.is_some();
+        let mut env_vec = env.take().unwrap_or_default();
+        let mut declared: Vec<String> = Vec::new();
+        let mut args_in_scope: Vec<(String, String)> = Vec::new();
+        let mut steps = Vec::new();
+        let mut deps: Vec<usize> = Vec::new();
+        if let Source::Stage(i) = base {
+            deps.push(i);
+        }
+        let mut had_workdir = false;
+        for instr in &st.instructions {
+            let mut out = instr.clone();
+            let mut copy_from = None;
+            let mut mounts = Vec::new();
+            // ENV and ARG change the environment as they go.
+            match &mut out.kind {
+                InstructionKind::Env { pairs } => {
+                    for p in pairs.iter_mut() {
+                        let mut ctx = ExpandCtx::new(
+                            &lex,
+                            &env_vec,
+                            &declared,
+                            env_known,
+                            linter,
+                            instr.span.start,
+                        );
+                        p.key = ctx.word(&p.key)?;
+                        p.value = ctx.word(&p.value)?;
+                        set(&mut env_vec, &p.key, &p.value);
+                    }
+                }
+                InstructionKind::Arg { args } => {
+                    for a in args.iter_mut() {
+                        let from_cli = opts.build_args.iter().rev().find(|(k, _)| *k == a.name);
+                        let value = match (from_cli, &a.default) {
+                            (Some((_, v)), _) => Some(v.clone()),
+                            (None, Some(d)) => {
+                                let mut ctx = ExpandCtx::new(
+                                    &lex, &env_vec, &declared, env_known, linter, a.pos,
+                                );
+                                Some(ctx.word(d)?)
+                            }
+                            (None, None) => get(&global, &a.name).map(String::from),
+                        };
+                        if from_cli.is_some() {
+                            consumed.push(a.name.clone());
+                        }
+                        declared.push(a.name.clone());
+                        if let Some(v) = &value {
+                            set(&mut env_vec, &a.name, v);
+                            set(&mut args_in_scope, &a.name, v);
+                        }
+                        a.default = value;
+                    }
+                }
+                _ => {}
+            }
+            let mut ctx = ExpandCtx::new(
+                &lex,
+                &env_vec,
+                &declared,
+                env_known,
+                linter,
+                instr.span.start,
+            );
+            match &mut out.kind {
+                InstructionKind::Label { pairs } => {
+                    for p in pairs.iter_mut() {
+                        p.key = ctx.word(&p.key)?;
+                        p.value = ctx.word(&p.value)?;
+                    }
+                }
+                InstructionKind::Add(add) => {
+                    expand_paths(&mut ctx, &mut add.paths)?;
+                    expand_opt(&mut ctx, &mut add.options.chown)?;
+                    expand_opt(&mut ctx, &mut add.options.chmod)?;
+                    expand_opt(&mut ctx, &mut add.checksum)?;
+                }
+                InstructionKind::Copy(copy) => {
+                    expand_paths(&mut ctx, &mut copy.paths)?;
+                    expand_opt(&mut ctx, &mut copy.options.chown)?;
+                    expand_opt(&mut ctx, &mut copy.options.chmod)?;
+                    if let Some(from) = &copy.from {
+                        let src = resolve_from(from, &names, df.stages.len(), instr.span.start)?;
+                        if let Source::Stage(i) = src {
+                            deps.push(i);
+                        }
+                        copy_from = Some(src);
+                    }
+                }
+                InstructionKind::Workdir { path } => {
+                    *path = ctx.word(path)?;
+                    if !path.starts_with('/') && !had_workdir {
+                        ctx.linter.report(
+                            "WorkdirRelativePath",
+                            instr.span.start,
+                            format!("Relative workdir '{path}' can have unexpected results if the base image changes"),
+                        );
+                    }
+                    had_workdir = true;
+                }
+                InstructionKind::User { user } => *user = ctx.word(user)?,
+                InstructionKind::Stopsignal { signal } => *signal = ctx.word(signal)?,
+                InstructionKind::Volume { paths } => {
+                    for p in paths.iter_mut() {
+                        *p = ctx.word(p)?;
+                    }
+                }
+                InstructionKind::Expose { ports } => {
+                    let mut all = Vec::new();
+                    for p in ports.iter() {
+                        all.extend(ctx.words(p)?);
+                    }
+                    *ports = all;
+                }
+                InstructionKind::Run(run) => {
+                    run.mounts.clear();
+                    for raw in &run.mounts_raw {
+                        let fields = csv_fields(raw).map_err(|e| {
+                            FrontendError::new(
+                                instr.span.start,
+                                format!("failed to parse csv mounts: {e}"),
+                            )
+                        })?;
+                        let mut expanded = Vec::new();
+                        for f in fields {
+                            match f.split_once('=') {
+                                Some((k, v)) => expanded.push(format!("{k}={}", ctx.word(v)?)),
+                                None => expanded.push(f),
+                            }
+                        }
+                        let m = parse_mount_fields(expanded)
+                            .map_err(|e| FrontendError::new(instr.span.start, e))?;
+                        let src = match &m.from {
+                            Some(f) if m.kind != MountType::Cache || !f.is_empty() => {
+                                let s = resolve_from(f, &names, df.stages.len(), instr.span.start)?;
+                                if let Source::Stage(i) = s {
+                                    deps.push(i);
+                                }
+                                Some(s)
+                            }
+                            _ => None,
+                        };
+                        run.mounts.push(m.clone());
+                        mounts.push((m, src));
+                    }
+                }
+                _ => {}
+            }
+            steps.push(Step {
+                instruction: out,
+                env: env_vec.clone(),
+                args_in_scope: args_in_scope.clone(),
+                copy_from,
+                mounts,
+            });
+        }
+        deps.sort_unstable();
+        deps.dedup();
+        stage_env.push(if env_known { Some(env_vec) } else { None });
+        stages.push(PlannedStage {
+            index: st.index,
+            name: st.name.clone(),
+            base,
+            platform,
+            span: st.span,
+            steps,
+            deps,
+        });
+    }
+
+    let order = build_order(&stages, target, df)?;
+    // Build args consumed by the stages that are built, or by the global scope.
+    for i in &order {
+        for s in &stages[*i].steps {
+            if let InstructionKind::Arg { args } = &s.instruction.kind {
+                consumed.extend(args.iter().map(|a| a.name.clone()));
+            }
+        }
+    }
+    let predefined = default_args(&opts.build_platform, &opts.target_platform, "");
+    let unused_build_args = opts
+        .build_args
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| {
+            !consumed.contains(k)
+                && !declared_global.contains(k)
+                && !PROXY_ARGS.contains(&k.as_str())
+                && !predefined.iter().any(|(p, _)| p == k)
+        })
+        .collect();
+    Ok(BuildPlan {
+        stages,
+        target,
+        order,
+        global_args: global,
+        unused_build_args,
+    })
+}
+
+struct ExpandCtx<'a> {
+    lex: &'a Lexer,
+    env: &'a [(String, String)],
+    declared: &'a [String],
+    env_known: bool,
+    linter: &'a mut Linter,
+    pos: Pos,
+}
+
+impl<'a> ExpandCtx<'a> {
+    fn new(
+        lex: &'a Lexer,
+        env: &'a [(String, String)],
+        declared: &'a [String],
+        env_known: bool,
+        linter: &'a mut Linter,
+        pos: Pos,
+    ) -> Self {
+        ExpandCtx {
+            lex,
+            env,
+            declared,
+            env_known,
+            linter,
+            pos,
+        }
+    }
+    fn report(&mut self, unmatched: &std::collections::BTreeSet<String>) {
+        if !self.env_known {
+            return;
+        }
+        for name in unmatched {
+            if self.declared.contains(name) {
+                continue;
+            }
+            let known: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+            let mut msg = format!("Usage of undefined variable '${name}'");
+            if let Some(c) = closest(name, &known) {
+                msg.push_str(&format!(" (did you mean ${c}?)"));
+            }
+            self.linter.report("UndefinedVar", self.pos, msg);
+        }
+    }
+    fn word(&mut self, w: &str) -> Result<String> {
+        let e = self
+            .lex
+            .expand_word(w, &VarEnv(self.env))
+            .map_err(|e| FrontendError::new(self.pos, e.to_string()))?;
+        self.report(&e.unmatched);
+        Ok(e.result)
+    }
+    fn words(&mut self, w: &str) -> Result<Vec<String>> {
+        let e = self
+            .lex
+            .expand_word(w, &VarEnv(self.env))
+            .map_err(|e| FrontendError::new(self.pos, e.to_string()))?;
+        self.report(&e.unmatched);
+        Ok(e.words)
+    }
+}
+
+fn expand_opt(ctx: &mut ExpandCtx<'_>, v: &mut Option<String>) -> Result<()> {
+    if let Some(s) = v {
+        *s = ctx.word(s)?;
+    }
+    Ok(())
+}
+
+fn expand_paths(ctx: &mut ExpandCtx<'_>, p: &mut SourcesAndDest) -> Result<()> {
+    for s in p.sources.iter_mut() {
+        *s = ctx.word(s)?;
+    }
+    p.dest = ctx.word(&p.dest)?;
+    let mut raw = Lexer::new('\\');
+    raw.skip_process_quotes = true;
+    for inline in p.inline_sources.iter_mut().filter(|i| i.expand) {
+        let e = raw
+            .expand_word(&inline.content, &VarEnv(ctx.env))
+            .map_err(|e| FrontendError::new(ctx.pos, e.to_string()))?;
+        ctx.report(&e.unmatched);
+        inline.content = e.result;
+    }
+    Ok(())
+}
+
+fn resolve_from(from: &str, names: &[(String, usize)], count: usize, pos: Pos) -> Result<Source> {
+    if from.contains('$') {
+        return Err(FrontendError::new(
+            pos,
+            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+        ));
+    }
+    if let Ok(i) = from.parse::<usize>() {
+        if i >= count {
+            return Err(FrontendError::new(pos, format!("invalid stage index {i}")));
+        }
+        return Ok(Source::Stage(i));
+    }
+    let lower = from.to_ascii_lowercase();
+    if let Some((_, i)) = names.iter().find(|(n, _)| *n == lower) {
+        return Ok(Source::Stage(*i));
+    }
+    if lower == "scratch" {
+        return Ok(Source::Scratch);
+    }
+    Ok(Source::Image(from.to_string()))
+}
+
+/// Stages needed for `target`, dependencies first; cycles are errors.
+fn build_order(stages: &[PlannedStage], target: usize, df: &Dockerfile) -> Result<Vec<usize>> {
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = stages.iter().map(|s| g.add_node(s.index)).collect();
+    for s in stages {
+        for d in &s.deps {
+            g.add_edge(nodes[*d], nodes[s.index], ());
+        }
+    }
+    if let Err(cycle) = petgraph::algo::toposort(&g, None) {
+        let i = g[cycle.node_id()];
+        let st = &df.stages[i];
+        return Err(FrontendError::new(
+            st.span.start,
+            format!(
+                "circular dependency detected on stage: {}",
+                st.name.clone().unwrap_or_else(|| i.to_string())
+            ),
+        ));
+    }
+    // Reverse reachability from the target, then keep topological order.
+    let mut needed = vec![false; stages.len()];
+    let mut stack = vec![target];
+    while let Some(i) = stack.pop() {
+        if needed[i] {
+            continue;
+        }
+        needed[i] = true;
+        stack.extend(stages[i].deps.iter().copied());
+    }
+    let topo = petgraph::algo::toposort(&g, None).unwrap_or_default();
+    Ok(topo
+        .into_iter()
+        .map(|n| g[n])
+        .filter(|i| needed[*i])
+        .collect())
+}

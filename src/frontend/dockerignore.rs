@@ -154,38 +154,54 @@ fn compile(p: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// Whether `t` matches all of `s`: dynamic programming over (token, offset),
+/// O(tokens x chars) time and O(chars) memory, so hostile patterns cannot
+/// make matching exponential.
 fn match_toks(t: &[Tok], s: &[char]) -> bool {
-    match t.first() {
-        None => s.is_empty(),
-        Some(Tok::Rest) => true,
-        Some(Tok::Star) => {
-            let mut n = 0;
-            loop {
-                if match_toks(&t[1..], &s[n..]) {
-                    return true;
+    let n = s.len();
+    let mut next: Vec<bool> = (0..=n).map(|j| j == n).collect();
+    let mut row = vec![false; n + 1];
+    for tok in t.iter().rev() {
+        match tok {
+            Tok::Rest => row.iter_mut().for_each(|r| *r = true),
+            Tok::Star => {
+                row[n] = next[n];
+                for j in (0..n).rev() {
+                    row[j] = next[j] || (s[j] != '/' && row[j + 1]);
                 }
-                if n >= s.len() || s[n] == '/' {
-                    return false;
+            }
+            Tok::AnyDirs => {
+                let mut after_slash = false;
+                row[n] = next[n];
+                for j in (0..n).rev() {
+                    after_slash = after_slash || (s[j] == '/' && next[j + 1]);
+                    row[j] = next[j] || after_slash;
                 }
-                n += 1;
+            }
+            Tok::One => {
+                row[n] = false;
+                for j in 0..n {
+                    row[j] = s[j] != '/' && next[j + 1];
+                }
+            }
+            Tok::Class { negate, items } => {
+                row[n] = false;
+                for j in 0..n {
+                    let c = s[j];
+                    let hit = items.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
+                    row[j] = hit != *negate && c != '/' && next[j + 1];
+                }
+            }
+            Tok::Lit(c) => {
+                row[n] = false;
+                for j in 0..n {
+                    row[j] = s[j] == *c && next[j + 1];
+                }
             }
         }
-        Some(Tok::AnyDirs) => {
-            if match_toks(&t[1..], s) {
-                return true;
-            }
-            (0..s.len())
-                .filter(|&k| s[k] == '/')
-                .any(|k| match_toks(&t[1..], &s[k + 1..]))
-        }
-        Some(Tok::One) => !s.is_empty() && s[0] != '/' && match_toks(&t[1..], &s[1..]),
-        Some(Tok::Class { negate, items }) => {
-            let Some(&c) = s.first() else { return false };
-            let hit = items.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
-            hit != *negate && c != '/' && match_toks(&t[1..], &s[1..])
-        }
-        Some(Tok::Lit(c)) => s.first() == Some(c) && match_toks(&t[1..], &s[1..]),
+        std::mem::swap(&mut next, &mut row);
     }
+    next[0]
 }
 
 impl Pattern {

@@ -44,7 +44,7 @@ pub fn parse_instruction(node: &RawNode) -> Result<Parsed> {
             Flags::parse(&node.flags, &[])?;
             let upper = cmd.to_ascii_uppercase();
             at_least_one(node, &upper)?;
-            if node.args.len() % 3 != 0 {
+            if !node.args.len().is_multiple_of(3) {
                 return Err(err(
                     node,
                     format!("Bad input to {upper}, too many arguments"),

@@ -100,17 +100,33 @@ fn convert(line: &LogicalLine<'_>, pair: Pair<'_, Rule>, span: Span) -> Result<R
                         node.args = shell_words(line, p.as_str(), p.as_span().start())?
                     }
                     _ => node.args.push(RawArg {
-                        value: p.as_str().to_string(),
+                        value: p.as_str().trim_end_matches(is_go_space).to_string(),
                         pos,
                     }),
                 }
             }
             Rule::plain_words => {
                 for w in p.into_inner() {
-                    node.args.push(RawArg {
-                        value: w.as_str().to_string(),
-                        pos: line.pos(w.as_span().start()),
-                    });
+                    let start = w.as_span().start();
+                    // The grammar splits on space, tab and CR; BuildKit also splits on \v and \f.
+                    let mut offset = 0;
+                    for part in w.as_str().split(['\x0B', '\x0C']) {
+                        if !part.is_empty() {
+                            node.args.push(RawArg {
+                                value: part.to_string(),
+                                pos: line.pos(start + offset),
+                            });
+                        }
+                        offset += part.len() + 1;
+                    }
+                }
+                // Go's TrimSpace also drops trailing Unicode spaces.
+                if let Some(last) = node.args.last_mut() {
+                    let trimmed = last.value.trim_end_matches(is_go_space).len();
+                    last.value.truncate(trimmed);
+                    if last.value.is_empty() {
+                        node.args.pop();
+                    }
                 }
             }
             Rule::health_type => node.args.push(RawArg {
@@ -278,9 +294,4 @@ fn name_values(
         });
     }
     Ok(out)
-}
-
-/// Whether `c` is whitespace as Go's `unicode.IsSpace` sees it.
-pub fn is_space(c: char) -> bool {
-    is_go_space(c)
 }

@@ -1,6 +1,7 @@
 //! The Dockerfile frontend: parse, validate, expand and lower to stages.
 
 pub mod ast;
+pub mod diagnostics;
 pub mod dockerignore;
 pub mod document;
 pub mod error;

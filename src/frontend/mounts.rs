@@ -285,10 +285,8 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
                 return Err("ssh mount should not have a source".into());
             }
         }
-        MountType::Cache => {
-            if m.target.is_none() {
-                return Err("cache mount must define a target".into());
-            }
+        MountType::Cache if m.target.is_none() => {
+            return Err("cache mount must define a target".into());
         }
         _ => {}
     }

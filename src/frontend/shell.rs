@@ -558,69 +558,80 @@ impl Pattern {
         Ok(Pattern(toks))
     }
 
-    /// Whether the pattern matches all of `s`.
-    fn matches(&self, s: &[char]) -> bool {
-        // Iterative glob matching with single-star backtracking.
-        let (p, mut pi, mut si) = (&self.0, 0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            match p.get(pi) {
-                Some(Tok::Star) => {
-                    star = Some((pi, si));
-                    pi += 1;
+    /// Lengths of the prefixes of `s` that the whole pattern matches, ascending.
+    /// (An NFA simulation: O(chars x tokens), stopping when nothing can match.)
+    fn prefix_matches(&self, s: &[char]) -> Vec<usize> {
+        let m = self.0.len();
+        let closure = |set: &mut Vec<bool>| {
+            for i in 0..m {
+                if set[i] && self.0[i] == Tok::Star {
+                    set[i + 1] = true;
                 }
-                Some(Tok::Any) => {
-                    pi += 1;
-                    si += 1;
-                }
-                Some(Tok::Lit(c)) if *c == s[si] => {
-                    pi += 1;
-                    si += 1;
-                }
-                _ => match star {
-                    Some((sp, ss)) => {
-                        pi = sp + 1;
-                        si = ss + 1;
-                        star = Some((sp, ss + 1));
-                    }
-                    None => return false,
-                },
             }
+        };
+        let mut cur = vec![false; m + 1];
+        cur[0] = true;
+        closure(&mut cur);
+        let mut out = Vec::new();
+        for (j, c) in s.iter().enumerate() {
+            if cur[m] {
+                out.push(j);
+            }
+            let mut nxt = vec![false; m + 1];
+            let mut any = false;
+            for i in 0..m {
+                if !cur[i] {
+                    continue;
+                }
+                match &self.0[i] {
+                    Tok::Star => nxt[i] = true,
+                    Tok::Any => nxt[i + 1] = true,
+                    Tok::Lit(x) if x == c => nxt[i + 1] = true,
+                    Tok::Lit(_) => {}
+                }
+                any = true;
+            }
+            if !any {
+                return out;
+            }
+            closure(&mut nxt);
+            cur = nxt;
         }
-        p[pi..].iter().all(|t| *t == Tok::Star)
+        if cur[m] {
+            out.push(s.len());
+        }
+        out
+    }
+
+    fn reversed(&self) -> Pattern {
+        Pattern(self.0.iter().rev().cloned().collect())
     }
 
     fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut ends: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new((0..=chars.len()).rev())
-        } else {
-            Box::new(0..=chars.len())
-        };
-        match ends.find(|&n| self.matches(&chars[..n])) {
-            Some(n) => chars[n..].iter().collect(),
+        let lens = self.prefix_matches(&chars);
+        let pick = if longest { lens.last() } else { lens.first() };
+        match pick {
+            Some(&n) => chars[n..].iter().collect(),
             None => value.to_string(),
         }
     }
 
     fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new(0..=chars.len())
-        } else {
-            Box::new((0..=chars.len()).rev())
-        };
-        match starts.find(|&n| self.matches(&chars[n..])) {
-            Some(n) => chars[..n].iter().collect(),
+        let rev: Vec<char> = value.chars().rev().collect();
+        let lens = self.reversed().prefix_matches(&rev);
+        let pick = if longest { lens.last() } else { lens.first() };
+        match pick {
+            Some(&n) => rev[n..].iter().rev().collect(),
             None => value.to_string(),
         }
     }
 
     /// Longest match starting exactly at `start`, as an end index.
     fn longest_at(&self, chars: &[char], start: usize) -> Option<usize> {
-        (start..=chars.len())
-            .rev()
-            .find(|&end| self.matches(&chars[start..end]))
+        self.prefix_matches(&chars[start..])
+            .last()
+            .map(|n| start + n)
     }
 
     fn replace(&self, value: &str, replacement: &str, all: bool) -> String {

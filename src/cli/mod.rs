@@ -1,0 +1,56 @@
+//! Command-line interface: clap definitions and thin command handlers over
+//! the library.
+
+mod check;
+mod parse;
+mod source;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// rbuild: build OCI images from Dockerfiles.
+#[derive(Parser, Debug)]
+#[command(name = "rbuild", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse and validate a Dockerfile; print build-check warnings.
+    Check(check::CheckArgs),
+    /// Print the Dockerfile's AST.
+    Parse(parse::ParseArgs),
+}
+
+const SUBCOMMANDS: [&str; 5] = ["check", "parse", "help", "--help", "-h"];
+
+/// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
+pub fn main() -> ExitCode {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        let known = SUBCOMMANDS.contains(&first) || first == "--version" || first == "-V";
+        if !known && first != "build" {
+            args.insert(1, "build".into());
+        }
+    }
+    if args.get(1).and_then(|a| a.to_str()) == Some("build") {
+        eprintln!("rbuild: the build command is not available yet (see `rbuild check`)");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Parse(a) => parse::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

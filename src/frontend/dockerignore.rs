@@ -154,54 +154,74 @@ fn compile(p: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
-/// Whether `t` matches all of `s`: dynamic programming over (token, offset),
-/// O(tokens x chars) time and O(chars) memory, so hostile patterns cannot
-/// make matching exponential.
-fn match_toks(t: &[Tok], s: &[char]) -> bool {
-    let n = s.len();
-    let mut next: Vec<bool> = (0..=n).map(|j| j == n).collect();
-    let mut row = vec![false; n + 1];
-    for tok in t.iter().rev() {
-        match tok {
-            Tok::Rest => row.iter_mut().for_each(|r| *r = true),
-            Tok::Star => {
-                row[n] = next[n];
-                for j in (0..n).rev() {
-                    row[j] = next[j] || (s[j] != '/' && row[j + 1]);
-                }
+/// Forward NFA simulation of the pattern over `s`. Calls `accept(k)` for
+/// every prefix length `k` the whole pattern matches, in increasing order, and
+/// stops early when `accept` returns true (or no state is alive). Runs in
+/// O(chars x tokens), so hostile patterns cannot make matching explode.
+fn run_nfa(t: &[Tok], s: &[char], mut accept: impl FnMut(usize) -> bool) -> bool {
+    let m = t.len();
+    // cur[i]: tokens t[..i] match the consumed prefix; grp[i]: inside the
+    // `.*/` group of the `**/` token at i.
+    let mut cur = vec![false; m + 1];
+    let mut grp = vec![false; m];
+    cur[0] = true;
+    let close = |cur: &mut Vec<bool>| {
+        for i in 0..m {
+            if cur[i] && matches!(t[i], Tok::Star | Tok::Rest | Tok::AnyDirs) {
+                cur[i + 1] = true;
             }
-            Tok::AnyDirs => {
-                let mut after_slash = false;
-                row[n] = next[n];
-                for j in (0..n).rev() {
-                    after_slash = after_slash || (s[j] == '/' && next[j + 1]);
-                    row[j] = next[j] || after_slash;
+        }
+    };
+    close(&mut cur);
+    for (k, &c) in s.iter().enumerate() {
+        if cur[m] && accept(k) {
+            return true;
+        }
+        let mut nxt = vec![false; m + 1];
+        let mut ngrp = vec![false; m];
+        let mut alive = false;
+        for i in 0..m {
+            if grp[i] {
+                ngrp[i] = true;
+                if c == '/' {
+                    nxt[i + 1] = true;
                 }
+                alive = true;
             }
-            Tok::One => {
-                row[n] = false;
-                for j in 0..n {
-                    row[j] = s[j] != '/' && next[j + 1];
-                }
+            if !cur[i] {
+                continue;
             }
-            Tok::Class { negate, items } => {
-                row[n] = false;
-                for j in 0..n {
-                    let c = s[j];
+            alive = true;
+            match &t[i] {
+                Tok::Lit(x) if *x == c => nxt[i + 1] = true,
+                Tok::Lit(_) => {}
+                Tok::One if c != '/' => nxt[i + 1] = true,
+                Tok::One => {}
+                Tok::Class { negate, items } => {
                     let hit = items.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
-                    row[j] = hit != *negate && c != '/' && next[j + 1];
+                    if hit != *negate && c != '/' {
+                        nxt[i + 1] = true;
+                    }
                 }
-            }
-            Tok::Lit(c) => {
-                row[n] = false;
-                for j in 0..n {
-                    row[j] = s[j] == *c && next[j + 1];
+                Tok::Star if c != '/' => nxt[i] = true,
+                Tok::Star => {}
+                Tok::Rest => nxt[i] = true,
+                Tok::AnyDirs => {
+                    ngrp[i] = true;
+                    if c == '/' {
+                        nxt[i + 1] = true;
+                    }
                 }
             }
         }
-        std::mem::swap(&mut next, &mut row);
+        if !alive && !cur[m] {
+            return false;
+        }
+        close(&mut nxt);
+        cur = nxt;
+        grp = ngrp;
     }
-    next[0]
+    cur[m] && accept(s.len())
 }
 
 impl Pattern {
@@ -230,7 +250,12 @@ impl Pattern {
     /// Whether the pattern matches exactly this slash-separated path.
     pub fn matches(&self, path: &str) -> bool {
         let chars: Vec<char> = path.chars().collect();
-        match_toks(&self.toks, &chars)
+        run_nfa(&self.toks, &chars, |k| k == chars.len())
+    }
+
+    /// Whether the pattern matches the path or one of its parent directories.
+    fn matches_path_or_parent(&self, chars: &[char]) -> bool {
+        run_nfa(&self.toks, chars, |k| k == chars.len() || chars[k] == '/')
     }
 }
 
@@ -285,25 +310,13 @@ impl IgnoreMatcher {
     /// Whether `path` (relative to the context, `/`-separated) is excluded.
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = clean_path(path.trim_start_matches('/'));
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
+        let chars: Vec<char> = path.chars().collect();
         let mut matched = false;
         for p in &self.patterns {
             if p.exception != matched {
                 continue;
             }
-            let mut hit = p.matches(&path);
-            if !hit {
-                for i in 1..=parents.len() {
-                    if p.matches(&parents[..i].join("/")) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
-            if hit {
+            if p.matches_path_or_parent(&chars) {
                 matched = !p.exception;
             }
         }

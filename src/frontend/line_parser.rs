@@ -10,38 +10,95 @@ use pest::iterators::Pair;
 
 /// A logical line with the map back to the file.
 pub struct LogicalLine<'a> {
-    /// The joined text.
+    /// The joined text of this line.
     pub text: &'a str,
-    /// Offsets to positions.
+    /// Where `text` starts in the text given to the grammar.
+    pub base: usize,
+    /// Offsets (relative to `text`) to positions.
     pub map: &'a LineMap,
     /// The escape token in force.
     pub escape: char,
 }
 
 impl LogicalLine<'_> {
+    /// File position of an offset in the grammar's input.
     fn pos(&self, offset: usize) -> Pos {
-        self.map.pos(self.text, offset)
+        self.map.pos(self.text, offset.saturating_sub(self.base))
     }
 }
 
-/// Parse a logical line into a node (keyword, flags, arguments).
-pub fn parse_line(line: &LogicalLine<'_>, span: Span, comments: Vec<String>) -> Result<RawNode> {
-    let rule = if line.escape == '`' {
-        Rule::line_backtick
+/// What the line scanner knows of a logical line before it is parsed.
+pub struct LineInfo {
+    /// Byte range of the line in the joined text.
+    pub range: std::ops::Range<usize>,
+    /// Offsets to positions.
+    pub map: LineMap,
+    /// Where the instruction is.
+    pub span: Span,
+    /// Comment lines directly above it.
+    pub comments: Vec<String>,
+    /// Heredoc bodies that follow it.
+    pub heredocs: Vec<super::raw::Heredoc>,
+}
+
+/// Parse every logical line of a file in one pass of the grammar. `joined`
+/// holds the lines separated by `\n`, as `lines` describes.
+pub fn parse_lines(joined: &str, lines: Vec<LineInfo>, escape: char) -> Result<Vec<RawNode>> {
+    let rule = if escape == '`' {
+        Rule::file_backtick
     } else {
-        Rule::line_backslash
+        Rule::file_backslash
     };
-    let mut pairs = DockerfileGrammar::parse(rule, line.text).map_err(|e| {
-        // The grammar accepts every line; a failure here is a bug, reported plainly.
-        FrontendError::new(span.start, format!("cannot parse instruction: {e}"))
-    })?;
-    let pair = pairs
-        .next()
-        .ok_or_else(|| FrontendError::new(span.start, "empty instruction"))?;
-    let mut node = convert(line, pair, span)?;
-    node.comments = comments;
-    node.original = line.text.to_string();
-    Ok(node)
+    let pairs = match DockerfileGrammar::parse(rule, joined) {
+        Ok(p) => p,
+        Err(e) => {
+            // The grammar accepts every line; report a failure at its line.
+            let offset = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((p, _)) => p,
+            };
+            let info = lines
+                .iter()
+                .find(|l| l.range.end >= offset)
+                .or(lines.last());
+            let pos = info.map(|l| l.span.start).unwrap_or_default();
+            return Err(FrontendError::new(
+                pos,
+                format!("cannot parse instruction: {}", e.variant.message()),
+            ));
+        }
+    };
+    let mut nodes = Vec::with_capacity(lines.len());
+    for (pair, info) in pairs.filter(|p| p.as_rule() != Rule::EOI).zip(lines) {
+        let text = &joined[info.range.clone()];
+        let line = LogicalLine {
+            text,
+            base: info.range.start,
+            map: &info.map,
+            escape,
+        };
+        let mut node = convert(&line, pair, info.span)?;
+        node.comments = info.comments;
+        node.heredocs = info.heredocs;
+        node.original = text.to_string();
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Parse one logical line into a node (keyword, flags, arguments).
+pub fn parse_line(line: &LogicalLine<'_>, span: Span, comments: Vec<String>) -> Result<RawNode> {
+    let info = LineInfo {
+        range: 0..line.text.len(),
+        map: line.map.clone(),
+        span,
+        comments,
+        heredocs: Vec::new(),
+    };
+    let mut nodes = parse_lines(line.text, vec![info], line.escape)?;
+    nodes
+        .pop()
+        .ok_or_else(|| FrontendError::new(span.start, "empty instruction"))
 }
 
 fn convert(line: &LogicalLine<'_>, pair: Pair<'_, Rule>, span: Span) -> Result<RawNode> {
@@ -91,26 +148,28 @@ fn convert(line: &LogicalLine<'_>, pair: Pair<'_, Rule>, span: Span) -> Result<R
                 }
             }
             Rule::raw_args => {
-                let pos = line.pos(p.as_span().start());
-                match family {
-                    Rule::kv_line => {
-                        node.args = name_values(line, p.as_str(), p.as_span().start(), &node)?
-                    }
-                    Rule::arg_line => {
-                        node.args = shell_words(line, p.as_str(), p.as_span().start())?
-                    }
-                    _ => node.args.push(RawArg {
-                        value: p.as_str().trim_end_matches(is_go_space).to_string(),
-                        pos,
-                    }),
+                let value = p.as_str().trim_end_matches(is_go_space);
+                if !value.is_empty() {
+                    node.args.push(RawArg {
+                        value: value.to_string(),
+                        pos: line.pos(p.as_span().start()),
+                    });
                 }
+            }
+            Rule::shell_words => {
+                let words = shell_words(line, p.clone());
+                node.args = if family == Rule::kv_line {
+                    name_values(line, p.as_str(), p.as_span().start(), words, &node)?
+                } else {
+                    words
+                };
             }
             Rule::plain_words => {
                 for w in p.into_inner() {
                     let start = w.as_span().start();
-                    // The grammar splits on space, tab and CR; BuildKit also splits on \v and \f.
+                    // The grammar splits on space and tab; BuildKit also splits on \r, \v and \f.
                     let mut offset = 0;
-                    for part in w.as_str().split(['\x0B', '\x0C']) {
+                    for part in w.as_str().split(['\r', '\x0B', '\x0C']) {
                         if !part.is_empty() {
                             node.args.push(RawArg {
                                 value: part.to_string(),
@@ -197,17 +256,13 @@ fn json_string(pair: Pair<'_, Rule>) -> String {
     out
 }
 
-/// Split ARG/ENV/LABEL arguments into words, keeping quotes and escapes.
-fn shell_words(line: &LogicalLine<'_>, rest: &str, base: usize) -> Result<Vec<RawArg>> {
-    let rule = if line.escape == '`' {
-        Rule::shell_words_backtick
-    } else {
-        Rule::shell_words_backslash
-    };
-    let pairs = DockerfileGrammar::parse(rule, rest)
-        .map_err(|e| FrontendError::new(line.pos(base), format!("cannot split words: {e}")))?;
+/// The words of ARG/ENV/LABEL arguments, quotes and escapes kept.
+fn shell_words(line: &LogicalLine<'_>, pair: Pair<'_, Rule>) -> Vec<RawArg> {
     let mut words = Vec::new();
-    for w in pairs.flatten().filter(|p| p.as_rule() == Rule::shell_word) {
+    for w in pair
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::shell_word)
+    {
         let mut value = w.as_str();
         if w.clone()
             .into_inner()
@@ -217,10 +272,10 @@ fn shell_words(line: &LogicalLine<'_>, rest: &str, base: usize) -> Result<Vec<Ra
         }
         words.push(RawArg {
             value: value.to_string(),
-            pos: line.pos(base + w.as_span().start()),
+            pos: line.pos(w.as_span().start()),
         });
     }
-    Ok(words)
+    words
 }
 
 /// ENV and LABEL: `k v` (old form) or `k=v ...`, as (key, value, separator) triples.
@@ -228,9 +283,9 @@ fn name_values(
     line: &LogicalLine<'_>,
     rest: &str,
     base: usize,
+    words: Vec<RawArg>,
     node: &RawNode,
 ) -> Result<Vec<RawArg>> {
-    let words = shell_words(line, rest, base)?;
     let Some(first) = words.first() else {
         return Ok(Vec::new());
     };

@@ -4,7 +4,7 @@
 
 use super::error::{FrontendError, Result};
 use super::grammar::{DockerfileGrammar, Rule};
-use super::line_parser::{LogicalLine, parse_line};
+use super::line_parser::{LineInfo, LogicalLine, parse_line, parse_lines};
 use super::position::{LineMap, Pos, Span};
 use super::raw::{Heredoc, RawNode};
 use super::shell::{Lexer, NoEnv, is_go_space};
@@ -132,6 +132,8 @@ pub fn scan(source: &str) -> Result<Lines> {
         seen: Vec::new(),
     };
     let mut comments: Vec<String> = Vec::new();
+    let mut joined = String::with_capacity(source.len());
+    let mut infos: Vec<LineInfo> = Vec::new();
     let mut i = 0;
     while i < physical.len() {
         let raw = physical[i];
@@ -217,41 +219,58 @@ pub fn scan(source: &str) -> Result<Lines> {
                 line: end_line,
             });
         }
-        let logical = LogicalLine {
-            text: &text,
-            map: &map,
-            escape: out.escape,
-        };
         let span = Span { start, end_line };
-        let mut node = parse_line(&logical, span, std::mem::take(&mut comments))?;
-        if can_contain_heredoc(&node) && text.contains("<<") {
-            for mut doc in heredocs_in_line(&text, start)? {
-                let mut content = String::new();
-                let mut terminated = false;
-                while i < physical.len() {
-                    let body = physical[i];
-                    i += 1;
-                    end_line = i;
-                    let mut candidate = trim_newline(body);
-                    if doc.chomp {
-                        candidate = candidate.trim_start_matches('\t');
+        let mut heredocs = Vec::new();
+        if text.contains("<<") && may_have_heredoc(&text) {
+            // Whether heredocs apply depends on the parsed form (not JSON).
+            let logical = LogicalLine {
+                text: &text,
+                base: 0,
+                map: &map,
+                escape: out.escape,
+            };
+            let node = parse_line(&logical, span, Vec::new())?;
+            if can_contain_heredoc(&node) {
+                for mut doc in heredocs_in_line(&text, start)? {
+                    let mut content = String::new();
+                    let mut terminated = false;
+                    while i < physical.len() {
+                        let body = physical[i];
+                        i += 1;
+                        end_line = i;
+                        let mut candidate = trim_newline(body);
+                        if doc.chomp {
+                            candidate = candidate.trim_start_matches('\t');
+                        }
+                        if candidate == doc.name {
+                            terminated = true;
+                            break;
+                        }
+                        content.push_str(body);
                     }
-                    if candidate == doc.name {
-                        terminated = true;
-                        break;
+                    if !terminated {
+                        return Err(FrontendError::new(start, "unterminated heredoc"));
                     }
-                    content.push_str(body);
+                    doc.content = content;
+                    heredocs.push(doc);
                 }
-                if !terminated {
-                    return Err(FrontendError::new(start, "unterminated heredoc"));
-                }
-                doc.content = content;
-                node.heredocs.push(doc);
             }
-            node.span.end_line = end_line;
         }
-        out.nodes.push(node);
+        if !infos.is_empty() {
+            joined.push('\n');
+        }
+        let begin = joined.len();
+        // A newline cannot occur inside a logical line; keep the separator unique.
+        joined.push_str(&text);
+        infos.push(LineInfo {
+            range: begin..joined.len(),
+            map,
+            span: Span { start, end_line },
+            comments: std::mem::take(&mut comments),
+            heredocs,
+        });
     }
+    out.nodes = parse_lines(&joined, infos, out.escape)?;
     if out.nodes.is_empty() {
         return Err(FrontendError::new(
             Pos {
@@ -262,6 +281,14 @@ pub fn scan(source: &str) -> Result<Lines> {
         ));
     }
     Ok(out)
+}
+
+/// Cheap pre-check on the keyword: only ADD, COPY, RUN (or ONBUILD of them) take heredocs.
+fn may_have_heredoc(text: &str) -> bool {
+    let kw = text.split([' ', '\t']).next().unwrap_or("");
+    ["add", "copy", "run", "onbuild"]
+        .iter()
+        .any(|k| kw.eq_ignore_ascii_case(k))
 }
 
 fn can_contain_heredoc(node: &RawNode) -> bool {

@@ -1,0 +1,63 @@
+//! Image names in the local store: `name:tag` → manifest digest.
+
+use super::blobs::write_atomic;
+use super::{Result, Store, StoreError, io_err};
+use crate::digest::Digest;
+use rustix::fs::{FlockOperation, flock};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+
+/// One named image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    /// Digest of the image manifest blob.
+    pub manifest: Digest,
+    /// Seconds since the epoch when tagged.
+    pub created: u64,
+}
+
+impl Store {
+    fn images_file(&self) -> std::path::PathBuf {
+        self.root.join("images/index.json")
+    }
+
+    /// All names.
+    pub fn images(&self) -> BTreeMap<String, ImageEntry> {
+        fs::read(self.images_file())
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default()
+    }
+
+    /// Point `name` at a manifest (read-modify-write under a file lock).
+    pub fn tag(&self, name: &str, manifest: Digest) -> Result<()> {
+        let lock_path = self.root.join("images/lock");
+        let lock = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        flock(&lock, FlockOperation::LockExclusive).map_err(|e| StoreError::Io {
+            what: "locking",
+            path: lock_path.clone(),
+            source: e.into(),
+        })?;
+        let mut all = self.images();
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        all.insert(name.to_string(), ImageEntry { manifest, created });
+        write_atomic(
+            &self.images_file(),
+            &serde_json::to_vec_pretty(&all).expect("serialise images"),
+        )
+    }
+
+    /// The manifest digest of a name.
+    pub fn resolve_image(&self, name: &str) -> Option<Digest> {
+        self.images().get(name).map(|e| e.manifest)
+    }
+}

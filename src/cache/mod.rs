@@ -1,0 +1,254 @@
+//! The content store under `$RBUILD_ROOT`: blobs by sha256, unpacked layer
+//! snapshots, cache records, image names, and the lock that makes concurrent
+//! builds and prune safe. Every write is "temp file/dir in the same
+//! filesystem, fsync, rename", so a crash leaves each object whole or absent.
+
+mod blobs;
+pub mod gc;
+mod images;
+mod records;
+
+pub use blobs::write_atomic as write_file_atomic;
+pub use images::ImageEntry;
+pub use records::{CacheRecord, ImageState, LayerRef};
+
+use rustix::fs::{FlockOperation, flock};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A stored object is not what its name says.
+    #[error("corrupt object {path}: {reason}")]
+    Corrupt {
+        /// Which object.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name or reference is not in the store.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How the store lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Builds: many at once.
+    Shared,
+    /// Prune: alone.
+    Exclusive,
+}
+
+/// An open store.
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+}
+
+/// The default store root: `$RBUILD_ROOT`, else `/var/lib/rbuild` for root,
+/// else `$XDG_DATA_HOME/rbuild` (or `~/.local/share/rbuild`).
+pub fn default_root() -> PathBuf {
+    if let Some(r) = std::env::var_os("RBUILD_ROOT") {
+        return PathBuf::from(r);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("rbuild");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/rbuild")
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `root`, taking the lock.
+    pub fn open(root: &Path, mode: LockMode) -> Result<Store> {
+        for sub in [
+            "blobs/sha256",
+            "snapshots",
+            "cache",
+            "layers",
+            "images",
+            "tmp",
+            "statcache",
+            "logs",
+        ] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        let lock_path = root.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        let op = match mode {
+            LockMode::Shared => FlockOperation::LockShared,
+            LockMode::Exclusive => FlockOperation::LockExclusive,
+        };
+        flock(&lock, op).map_err(|e| StoreError::Io {
+            what: "locking",
+            path: lock_path.clone(),
+            source: e.into(),
+        })?;
+        let store = Store {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        store.clean_stale_tmp();
+        Ok(store)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A fresh temporary directory inside the store (same filesystem as the
+    /// objects, so results can be renamed into place). Named with our PID so
+    /// a later build can remove what a killed build left.
+    pub fn temp_dir(&self, what: &str) -> Result<tempfile::TempDir> {
+        let dir = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix(&format!("{}-{what}-", std::process::id()))
+            .tempdir_in(&dir)
+            .map_err(io_err("creating temp dir in", &dir))
+    }
+
+    /// Remove temporary entries whose owning process is gone.
+    fn clean_stale_tmp(&self) {
+        let dir = self.root.join("tmp");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid: Option<i32> = name.split('-').next().and_then(|p| p.parse().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let p = e.path();
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    remove_tree(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+            }
+        }
+    }
+
+    /// Directory of an unpacked layer.
+    pub fn snapshot_path(&self, diff_id: &crate::digest::Digest) -> PathBuf {
+        self.root.join("snapshots").join(diff_id.hex())
+    }
+
+    /// Whether an unpacked layer is present.
+    pub fn has_snapshot(&self, diff_id: &crate::digest::Digest) -> bool {
+        self.snapshot_path(diff_id).is_dir()
+    }
+
+    /// Move a fully written directory into place as the snapshot of `diff_id`.
+    /// If another build got there first, ours is discarded.
+    pub fn commit_snapshot(&self, dir: &Path, diff_id: &crate::digest::Digest) -> Result<PathBuf> {
+        let dest = self.snapshot_path(diff_id);
+        if dest.is_dir() {
+            let _ = remove_tree(dir);
+            return Ok(dest);
+        }
+        sync_tree(dir);
+        match fs::rename(dir, &dest) {
+            Ok(()) => {
+                sync_dir(&self.root.join("snapshots"));
+                Ok(dest)
+            }
+            Err(_) if dest.is_dir() => {
+                let _ = remove_tree(dir);
+                Ok(dest)
+            }
+            Err(e) => Err(io_err("renaming snapshot to", &dest)(e)),
+        }
+    }
+
+    /// Directory for full build logs.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+}
+
+/// fsync a directory (so a rename in it is durable).
+pub(crate) fn sync_dir(p: &Path) {
+    if let Ok(f) = File::open(p) {
+        let _ = f.sync_all();
+    }
+}
+
+/// fsync every regular file and directory below `root`.
+fn sync_tree(root: &Path) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(e.path());
+                } else if ft.is_file()
+                    && let Ok(f) = File::open(e.path())
+                {
+                    let _ = f.sync_all();
+                }
+            }
+        }
+        sync_dir(&dir);
+    }
+}
+
+/// Remove a directory tree, making read-only directories writable first.
+pub fn remove_tree(p: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            let mut stack = vec![p.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                if let Ok(meta) = fs::symlink_metadata(&d)
+                    && meta.is_dir()
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
+                    if let Ok(rd) = fs::read_dir(&d) {
+                        stack.extend(rd.flatten().map(|e| e.path()));
+                    }
+                }
+            }
+            fs::remove_dir_all(p)
+        }
+    }
+}

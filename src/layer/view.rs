@@ -1,0 +1,195 @@
+//! A read-only merged view of a stack of diff directories (top layer first),
+//! honouring whiteouts and opaque directories, with paths resolved inside the
+//! root: symlinks are followed as if the stack were `/`, never outside it.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+/// A merged filesystem over layers.
+#[derive(Debug, Clone, Default)]
+pub struct MergedView {
+    /// Diff directories, topmost first.
+    pub layers: Vec<PathBuf>,
+}
+
+fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(p: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|x| matches!(xattr::get(p, x), Ok(Some(v)) if v == b"y"))
+}
+
+/// Split a container path into normal components (`..` clamps at the root).
+pub fn clean_components(p: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl MergedView {
+    /// A view over `layers` given bottom first (image order).
+    pub fn from_bottom_up(layers: &[PathBuf]) -> Self {
+        MergedView {
+            layers: layers.iter().rev().cloned().collect(),
+        }
+    }
+
+    /// Find the file for an already-resolved relative path (no symlink
+    /// following): the layer path and its metadata.
+    pub fn lookup_exact(&self, rel: &[String]) -> Option<(PathBuf, fs::Metadata)> {
+        'layers: for layer in &self.layers {
+            // A whiteout or opaque directory on the way hides lower layers.
+            let mut cur = layer.clone();
+            for (i, part) in rel.iter().enumerate() {
+                cur.push(part);
+                let last = i + 1 == rel.len();
+                match fs::symlink_metadata(&cur) {
+                    Ok(m) if is_whiteout(&m) => return None,
+                    Ok(m) if last => return Some((cur, m)),
+                    Ok(m) if m.is_dir() => {
+                        if is_opaque(&cur) && !Self::exists_in(layer, rel) {
+                            return None;
+                        }
+                    }
+                    Ok(_) => return None, // a non-directory hides what is below the path
+                    Err(_) => {
+                        let wh = cur.with_file_name(format!(".wh.{part}"));
+                        if wh.exists() {
+                            return None;
+                        }
+                        continue 'layers;
+                    }
+                }
+            }
+            if rel.is_empty() {
+                return fs::symlink_metadata(layer).ok().map(|m| (layer.clone(), m));
+            }
+        }
+        None
+    }
+
+    fn exists_in(layer: &Path, rel: &[String]) -> bool {
+        let mut p = layer.to_path_buf();
+        for part in rel {
+            p.push(part);
+        }
+        fs::symlink_metadata(p).is_ok()
+    }
+
+    /// Resolve a container path following symlinks inside the view (up to 40
+    /// hops); returns the normalised components. `follow_last` decides
+    /// whether a final symlink is followed.
+    pub fn resolve(&self, path: &str, follow_last: bool) -> Vec<String> {
+        let mut pending: Vec<String> = clean_components(path);
+        pending.reverse();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            done.push(part);
+            let last = pending.is_empty();
+            if last && !follow_last {
+                break;
+            }
+            if let Some((p, m)) = self.lookup_exact(&done)
+                && m.file_type().is_symlink()
+            {
+                hops += 1;
+                if hops > 40 {
+                    break;
+                }
+                let target = fs::read_link(&p)
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                done.pop();
+                let mut next = if target.starts_with('/') {
+                    clean_components(&target)
+                } else {
+                    let mut base = done.join("/");
+                    base.push('/');
+                    base.push_str(&target);
+                    clean_components(&base)
+                };
+                done.clear();
+                // `pending` is a stack: the target's parts go on top, first part last.
+                next.reverse();
+                pending.extend(next);
+            }
+        }
+        done
+    }
+
+    /// Metadata of a container path, following symlinks.
+    pub fn stat(&self, path: &str) -> Option<(PathBuf, fs::Metadata)> {
+        let rel = self.resolve(path, true);
+        self.lookup_exact(&rel)
+    }
+
+    /// Entries of a directory in the merged view (names sorted), with the
+    /// file each name resolves to.
+    pub fn read_dir(&self, rel: &[String]) -> Vec<(String, PathBuf, fs::Metadata)> {
+        let mut seen: std::collections::BTreeMap<String, Option<(PathBuf, fs::Metadata)>> =
+            std::collections::BTreeMap::new();
+        for layer in &self.layers {
+            let mut dir = layer.clone();
+            for p in rel {
+                dir.push(p);
+            }
+            let Ok(m) = fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if is_whiteout(&m) || !m.is_dir() {
+                break;
+            }
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(hidden) = name.strip_prefix(".wh.") {
+                        if name != ".wh..wh..opq" {
+                            seen.entry(hidden.to_string()).or_insert(None);
+                        }
+                        continue;
+                    }
+                    if seen.contains_key(&name) {
+                        continue;
+                    }
+                    match fs::symlink_metadata(e.path()) {
+                        Ok(m) if is_whiteout(&m) => {
+                            seen.insert(name, None);
+                        }
+                        Ok(m) => {
+                            seen.insert(name, Some((e.path(), m)));
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if is_opaque(&dir) {
+                break;
+            }
+        }
+        seen.into_iter()
+            .filter_map(|(n, v)| v.map(|(p, m)| (n, p, m)))
+            .collect()
+    }
+
+    /// Read a whole file from the view (following symlinks).
+    pub fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+        let (p, m) = self.stat(path)?;
+        if !m.is_file() {
+            return None;
+        }
+        fs::read(p).ok()
+    }
+}

@@ -3,5 +3,10 @@
 pub mod cache;
 pub mod context;
 pub mod digest;
+pub mod export;
 pub mod frontend;
+pub mod image;
 pub mod layer;
+pub mod ops;
+pub mod progress;
+pub mod solver;

@@ -21,8 +21,8 @@ pub struct LayerRef {
 pub struct ImageState {
     /// Layers, bottom first.
     pub layers: Vec<LayerRef>,
-    /// The OCI image config (as JSON value, history included).
-    pub config: serde_json::Value,
+    /// The image config (history included).
+    pub config: crate::image::config::ImageConfig,
 }
 
 /// What the index holds for one cache key.

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and thin command handlers over
 //! the library.
 
+mod build;
 mod check;
 mod parse;
 mod source;
@@ -20,29 +21,28 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build an image (the default command).
+    Build(build::BuildArgs),
     /// Parse and validate a Dockerfile; print build-check warnings.
     Check(check::CheckArgs),
     /// Print the Dockerfile's AST.
     Parse(parse::ParseArgs),
 }
 
-const SUBCOMMANDS: [&str; 5] = ["check", "parse", "help", "--help", "-h"];
+const SUBCOMMANDS: [&str; 6] = ["build", "check", "parse", "help", "--help", "-h"];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
 pub fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
         let known = SUBCOMMANDS.contains(&first) || first == "--version" || first == "-V";
-        if !known && first != "build" {
+        if !known {
             args.insert(1, "build".into());
         }
     }
-    if args.get(1).and_then(|a| a.to_str()) == Some("build") {
-        eprintln!("rbuild: the build command is not available yet (see `rbuild check`)");
-        return ExitCode::from(2);
-    }
     let cli = Cli::parse_from(args);
     let result = match cli.command {
+        Command::Build(a) => build::run(a),
         Command::Check(a) => check::run(a),
         Command::Parse(a) => parse::run(a),
     };

@@ -33,7 +33,7 @@ pub fn write_layer_tar<W: Write>(root: &Path, out: W, opts: TarOptions) -> Resul
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    walk(&mut builder, root, root, "", opts, &mut links)?;
+    walk(&mut builder, root, "", opts, &mut links)?;
     builder
         .into_inner()
         .map_err(io_err("finishing tar of", root))
@@ -49,7 +49,6 @@ fn sorted_entries(dir: &Path) -> io::Result<Vec<(String, std::path::PathBuf)>> {
 
 fn walk<W: Write>(
     b: &mut tar::Builder<W>,
-    root: &Path,
     dir: &Path,
     prefix: &str,
     opts: TarOptions,
@@ -90,7 +89,7 @@ fn walk<W: Write>(
             h.set_cksum();
             b.append_data(&mut h, format!("{rel}/"), io::empty())
                 .map_err(io_err("writing", &path))?;
-            walk(b, root, &path, &format!("{rel}/"), opts, links)?;
+            walk(b, &path, &format!("{rel}/"), opts, links)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(io_err("reading link", &path))?;
             h.set_entry_type(tar::EntryType::Symlink);

@@ -1,0 +1,273 @@
+//! `rbuild [build] ...`: build an image from a Dockerfile and a context.
+
+use super::source::{parse_build_arg, read_dockerfile};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use rbuild::cache::{LockMode, Store, default_root};
+use rbuild::context::Context;
+use rbuild::export::{OutputSpec, OutputType, parse_output};
+use rbuild::frontend::diagnostics::render;
+use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
+use rbuild::frontend::parse_dockerfile;
+use rbuild::frontend::platform::Platform;
+use rbuild::image::manifest::write_image;
+use rbuild::image::source::{ImageRef, load_image, normalize_name};
+use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::solver::{BuildRequest, solve};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Arguments of `rbuild build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (`name:tag`); repeatable.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable.
+    #[arg(long = "build-arg", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, String)>,
+    /// The stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Add a label to the image (`K=V`).
+    #[arg(long = "label", value_parser = parse_build_arg)]
+    pub labels: Vec<(String, String)>,
+    /// Target platform (only this machine's platform is built).
+    #[arg(long, value_parser = Platform::parse)]
+    pub platform: Option<Platform>,
+    /// Progress output: auto, tty, plain, rawjson, quiet.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Output destination (`type=oci|oci-archive|docker-archive|local,dest=PATH`).
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Write the image ID to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Write build metadata (digests, names) as JSON to this file.
+    #[arg(long = "metadata-file")]
+    pub metadata_file: Option<PathBuf>,
+    /// Print only the image ID.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Print, for every step, why it was or was not taken from the cache.
+    #[arg(long)]
+    pub explain: bool,
+    /// The build context directory.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+}
+
+/// Base image environments, from the local store and OCI layouts.
+struct StoreImages<'a>(&'a Store);
+
+impl BaseEnv for StoreImages<'_> {
+    fn env(&self, image: &str) -> Option<Vec<(String, String)>> {
+        load_image(self.0, &ImageRef::parse(image)).ok().map(|i| {
+            let mut c = i.state.config;
+            c.ensure_path();
+            c.env_pairs()
+        })
+    }
+}
+
+fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
+    if quiet {
+        return Ok(Mode::Quiet);
+    }
+    Ok(match s {
+        "auto" => Mode::Auto,
+        "tty" => Mode::Tty,
+        "plain" => Mode::Plain,
+        "rawjson" => Mode::RawJson,
+        "quiet" => Mode::Quiet,
+        other => bail!("invalid --progress {other:?} (auto, tty, plain, rawjson, quiet)"),
+    })
+}
+
+/// Run a build.
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let outputs: Vec<OutputSpec> = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<_, _>>()?;
+    let src = read_dockerfile(args.file.as_deref(), &args.context)?;
+    if !args.context.is_dir() {
+        bail!(
+            "build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let (df, mut linter) = match parse_dockerfile(&src.text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprint!(
+                "{}",
+                render(&src.display, &src.text, e.pos, "error", &e.message)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let root = default_root();
+    let store = Arc::new(
+        Store::open(&root, LockMode::Shared)
+            .with_context(|| format!("opening store {}", root.display()))?,
+    );
+    let mut opts = BuildOptions {
+        build_args: args.build_args.clone(),
+        target: args.target.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = &args.platform {
+        if p.os != opts.build_platform.os || p.arch != opts.build_platform.arch {
+            bail!(
+                "--platform {p}: only the build machine's platform ({}) can be built",
+                opts.build_platform
+            );
+        }
+        opts.target_platform = p.clone();
+    }
+    let plan = match lower(&df, &opts, &StoreImages(&store), &mut linter) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!(
+                "{}",
+                render(&src.display, &src.text, e.pos, "error", &e.message)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let dockerfile_path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let context = Arc::new(Context::open(
+        &args.context,
+        &dockerfile_path,
+        Some(&store.root().join("statcache")),
+    )?);
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<u64>()
+                .context("SOURCE_DATE_EPOCH must be a number of seconds")?,
+        ),
+        _ => None,
+    };
+    let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
+    let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
+    let req = BuildRequest {
+        plan,
+        context: Some(context.clone()),
+        no_cache: args.no_cache,
+        epoch,
+        compression,
+        platform: opts.target_platform.clone(),
+        build_id,
+        labels: args.labels.clone(),
+    };
+    let (progress, rx) = Progress::channel();
+    let renderer = spawn_renderer(
+        rx,
+        if args.explain && mode == Mode::Auto {
+            Mode::Plain
+        } else {
+            mode
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(solve(store.clone(), req, progress));
+    context.save_cache();
+    let _ = renderer.join();
+    for w in &linter.warnings {
+        if mode != Mode::Quiet {
+            eprint!(
+                "{}",
+                render(
+                    &src.display,
+                    &src.text,
+                    w.pos,
+                    "warning",
+                    &format!("{}: {}", w.rule, w.message)
+                )
+            );
+        }
+    }
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let names: Vec<String> = args.tags.iter().map(|t| normalize_name(t)).collect();
+    let image = write_image(&store, &result.state, compression)?;
+    for n in &names {
+        store.tag(n, image.manifest)?;
+    }
+    for o in &outputs {
+        let dest = o.dest.clone().unwrap_or_default();
+        let out_names: Vec<String> = if o.names.is_empty() {
+            names.clone()
+        } else {
+            o.names.clone()
+        };
+        let img = if o.compression == compression {
+            image.clone()
+        } else {
+            write_image(&store, &result.state, o.compression)?
+        };
+        match o.kind {
+            OutputType::Image => {
+                for n in &out_names {
+                    store.tag(&normalize_name(n), img.manifest)?;
+                }
+            }
+            OutputType::OciDir => {
+                rbuild::export::write_oci_layout(&store, &img, &out_names, &dest)?
+            }
+            OutputType::OciArchive => {
+                rbuild::export::write_oci_archive(&store, &img, &out_names, &dest)?
+            }
+            OutputType::DockerArchive => {
+                rbuild::export::write_docker_archive(&store, &img, &out_names, &dest)?
+            }
+            OutputType::Local => {
+                let view = rbuild::solver::steps::view_of(&store, &result.state);
+                rbuild::export::export_rootfs(&view, &dest)?;
+            }
+        }
+    }
+    let image_id = image.config.to_string();
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
+    }
+    if let Some(f) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": image.manifest,
+            "containerimage.config.digest": image.config,
+            "image.name": names.join(","),
+        });
+        std::fs::write(f, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", f.display()))?;
+    }
+    if args.quiet {
+        println!("{image_id}");
+    } else {
+        eprintln!("image {image_id} (manifest {})", image.manifest);
+        for n in &names {
+            eprintln!("tagged {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,52 @@
+//! Exporters: the local image store, OCI image layouts and archives, Docker
+//! archives (what `docker load` takes) and plain directories.
+
+mod archive;
+mod local;
+mod oci;
+mod spec;
+
+pub use archive::{write_docker_archive, write_oci_archive};
+pub use local::export_rootfs;
+pub use oci::write_oci_layout;
+pub use spec::{OutputSpec, OutputType, parse_output};
+
+/// Errors of exporting.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Filesystem failure.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// Bad `--output`.
+    #[error("invalid --output {spec:?}: {reason}")]
+    Spec {
+        /// As given.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] crate::cache::StoreError),
+    /// Layer failure.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
+}
+
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    p: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ExportError + 'a {
+    move |source| ExportError::Io {
+        what,
+        path: p.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,76 @@
+//! OCI image layout directories.
+
+use super::{ExportError, io_err};
+use crate::cache::Store;
+use crate::digest::Digest;
+use crate::image::manifest::{MANIFEST_MEDIA_TYPE, WrittenImage};
+use std::fs;
+use std::path::Path;
+
+/// Blobs of an image, in layout order (config, layers, manifest).
+pub(crate) fn image_blobs(img: &WrittenImage) -> Vec<Digest> {
+    let mut v = vec![img.config];
+    v.extend(img.layers.iter().map(|l| l.digest));
+    v.push(img.manifest);
+    v
+}
+
+/// `index.json` for an image with the given names (`org.opencontainers.image.ref.name` = tag).
+pub(crate) fn index_json(img: &WrittenImage, names: &[String]) -> Vec<u8> {
+    let descriptor = |name: Option<&String>| {
+        let mut d = serde_json::json!({
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": img.manifest,
+            "size": img.manifest_size,
+        });
+        if let Some(n) = name {
+            let tag = n
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map(|(_, t)| t)
+                .unwrap_or("latest");
+            d["annotations"] = serde_json::json!({
+                "io.containerd.image.name": n,
+                "org.opencontainers.image.ref.name": tag,
+            });
+        }
+        d
+    };
+    let manifests: Vec<serde_json::Value> = if names.is_empty() {
+        vec![descriptor(None)]
+    } else {
+        names.iter().map(|n| descriptor(Some(n))).collect()
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .expect("serialise index")
+}
+
+/// Write (or update) an OCI image layout at `dir`.
+pub fn write_oci_layout(
+    store: &Store,
+    img: &WrittenImage,
+    names: &[String],
+    dir: &Path,
+) -> Result<(), ExportError> {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io_err("creating", &blobs))?;
+    for d in image_blobs(img) {
+        let dest = blobs.join(d.hex());
+        if dest.exists() {
+            continue;
+        }
+        let src = store.blob_path(&d);
+        if fs::hard_link(&src, &dest).is_err() {
+            fs::copy(&src, &dest).map_err(io_err("copying blob to", &dest))?;
+        }
+    }
+    let layout = dir.join("oci-layout");
+    fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err("writing", &layout))?;
+    let index = dir.join("index.json");
+    fs::write(&index, index_json(img, names)).map_err(io_err("writing", &index))?;
+    Ok(())
+}

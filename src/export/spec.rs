@@ -1,0 +1,138 @@
+//! `--output type=...,dest=...` parsing (buildx's syntax).
+
+use super::ExportError;
+use crate::layer::compress::{Compression, DEFAULT_GZIP_LEVEL};
+use std::path::PathBuf;
+
+/// Where an image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputType {
+    /// The local image store only.
+    Image,
+    /// An OCI image layout directory.
+    OciDir,
+    /// An OCI layout as a tar archive.
+    OciArchive,
+    /// A Docker archive (`docker load`).
+    DockerArchive,
+    /// The root filesystem into a directory.
+    Local,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSpec {
+    /// Kind.
+    pub kind: OutputType,
+    /// `dest=` (or `-` for stdout with archives).
+    pub dest: Option<PathBuf>,
+    /// `name=` (image names for the archive's tags).
+    pub names: Vec<String>,
+    /// `compression=` and `compression-level=`.
+    pub compression: Compression,
+}
+
+/// Parse one `--output` value. A bare path means `type=local,dest=PATH`, as buildx.
+pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
+    let bad = |reason: &str| ExportError::Spec {
+        spec: s.to_string(),
+        reason: reason.to_string(),
+    };
+    if !s.contains('=') {
+        return Ok(OutputSpec {
+            kind: OutputType::Local,
+            dest: Some(PathBuf::from(s)),
+            names: Vec::new(),
+            compression: Compression::default(),
+        });
+    }
+    let mut kind = None;
+    let mut dest = None;
+    let mut names = Vec::new();
+    let mut comp_name = "gzip".to_string();
+    let mut level: Option<i32> = None;
+    let mut tar = true;
+    for field in s.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("field {field:?} is not key=value")))?;
+        match k.trim() {
+            "type" => {
+                kind = Some(match v {
+                    "oci" => OutputType::OciArchive,
+                    "oci-dir" | "oci-layout" => OutputType::OciDir,
+                    "oci-archive" => OutputType::OciArchive,
+                    "docker" | "docker-archive" => OutputType::DockerArchive,
+                    "local" => OutputType::Local,
+                    "image" => OutputType::Image,
+                    other => {
+                        return Err(bad(&format!(
+                            "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image)"
+                        )));
+                    }
+                })
+            }
+            "dest" => dest = Some(PathBuf::from(v)),
+            "name" => names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
+            "compression" => comp_name = v.to_string(),
+            "compression-level" => {
+                level = Some(
+                    v.parse()
+                        .map_err(|_| bad("compression-level must be a number"))?,
+                )
+            }
+            "tar" => tar = v != "false",
+            "oci-mediatypes" | "force-compression" => {}
+            other => return Err(bad(&format!("unknown field {other:?}"))),
+        }
+    }
+    let mut kind = kind.ok_or_else(|| bad("missing type="))?;
+    if !tar && kind == OutputType::OciArchive {
+        kind = OutputType::OciDir;
+    }
+    let compression = match comp_name.as_str() {
+        "gzip" => Compression::Gzip {
+            level: level
+                .map(|l| l.clamp(1, 9) as u32)
+                .unwrap_or(DEFAULT_GZIP_LEVEL),
+        },
+        "zstd" => Compression::Zstd {
+            level: level.unwrap_or(3).clamp(1, 19),
+        },
+        "uncompressed" => Compression::None,
+        other => {
+            return Err(bad(&format!(
+                "unknown compression {other:?} (gzip, zstd, uncompressed)"
+            )));
+        }
+    };
+    if kind != OutputType::Image && dest.is_none() {
+        return Err(bad("missing dest="));
+    }
+    Ok(OutputSpec {
+        kind,
+        dest,
+        names,
+        compression,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buildx_style_outputs() {
+        let o = parse_output("type=oci,dest=out.tar,compression=zstd").unwrap();
+        assert_eq!(o.kind, OutputType::OciArchive);
+        assert!(matches!(o.compression, Compression::Zstd { .. }));
+        assert_eq!(parse_output("./dir").unwrap().kind, OutputType::Local);
+        assert_eq!(
+            parse_output("type=oci,dest=d,tar=false").unwrap().kind,
+            OutputType::OciDir
+        );
+        assert!(parse_output("type=bogus,dest=x").is_err());
+        assert!(parse_output("type=oci").is_err());
+        assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! The image configuration (OCI image config with Docker's extensions:
+//! Healthcheck, OnBuild, Shell), serialised with stable field order.
+
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Docker's default PATH for Linux containers.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A healthcheck in the image config (durations in nanoseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", cmd]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Interval between checks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: u64,
+    /// Timeout of one check.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    /// Start period.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: u64,
+    /// Interval during the start period.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: u64,
+    /// Consecutive failures to be unhealthy.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub retries: u32,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+/// The runtime part of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunConfig {
+    /// `USER`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// `EXPOSE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `ENV`, as `K=V`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `ENTRYPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `CMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// `VOLUME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    /// `WORKDIR`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    /// `LABEL`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `STOPSIGNAL`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
+    /// `HEALTHCHECK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    /// `ONBUILD` triggers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_build: Vec<String>,
+    /// `SHELL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell: Vec<String>,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct History {
+    /// RFC 3339 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The instruction.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created_by: String,
+    /// `buildkit.dockerfile.v0`-style comment.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+    /// True when the step made no layer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_layer: bool,
+}
+
+/// `rootfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    /// Always `layers`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Layer diff_ids, bottom first.
+    pub diff_ids: Vec<Digest>,
+}
+
+/// The image config document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// Creation time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// `MAINTAINER`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    /// CPU architecture.
+    pub architecture: String,
+    /// Operating system.
+    pub os: String,
+    /// Architecture variant.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    /// Runtime config.
+    #[serde(default)]
+    pub config: RunConfig,
+    /// Layers.
+    pub rootfs: RootFs,
+    /// History.
+    #[serde(default)]
+    pub history: Vec<History>,
+}
+
+impl ImageConfig {
+    /// An empty config for a platform (FROM scratch).
+    pub fn scratch(os: &str, arch: &str, variant: &str) -> Self {
+        ImageConfig {
+            created: None,
+            author: String::new(),
+            architecture: arch.to_string(),
+            os: os.to_string(),
+            variant: variant.to_string(),
+            config: RunConfig::default(),
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: Vec::new(),
+            },
+            history: Vec::new(),
+        }
+    }
+
+    /// Environment as pairs.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.config
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect()
+    }
+
+    /// Set an environment variable (replacing an earlier value in place).
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        let entry = format!("{k}={v}");
+        match self
+            .config
+            .env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(k))
+        {
+            Some(e) => *e = entry,
+            None => self.config.env.push(entry),
+        }
+    }
+
+    /// Add PATH if the image has none (as BuildKit does for every stage).
+    pub fn ensure_path(&mut self) {
+        if !self.config.env.iter().any(|e| e.starts_with("PATH=")) {
+            self.config.env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+    }
+
+    /// Canonical JSON bytes (the config blob).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serialise image config")
+    }
+}
+
+/// RFC 3339 UTC time for a Unix timestamp (no external time crate needed for this one format).
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn env_replaces_in_place() {
+        let mut c = ImageConfig::scratch("linux", "amd64", "");
+        c.set_env("A", "1");
+        c.set_env("B", "2");
+        c.set_env("A", "3");
+        assert_eq!(c.config.env, ["A=3", "B=2"]);
+        c.ensure_path();
+        assert!(c.config.env[2].starts_with("PATH="));
+    }
+}

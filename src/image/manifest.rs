@@ -1,0 +1,163 @@
+//! Image manifests: make sure each layer has a compressed blob, write the
+//! config and manifest blobs, and describe the result.
+
+use super::config::ImageConfig;
+use crate::cache::{ImageState, Store, StoreError};
+use crate::digest::Digest;
+use crate::layer::LayerError;
+use crate::layer::compress::{Compression, LayerCompressor};
+use crate::layer::tarball::{TarOptions, write_layer_tar};
+use std::io::{self, Read};
+
+/// OCI manifest media type.
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI config media type.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+
+/// A layer blob as it appears in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// Media type.
+    pub media_type: String,
+    /// Blob digest.
+    pub digest: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+}
+
+/// A written image.
+#[derive(Debug, Clone)]
+pub struct WrittenImage {
+    /// Manifest blob digest.
+    pub manifest: Digest,
+    /// Manifest size.
+    pub manifest_size: u64,
+    /// Config blob digest.
+    pub config: Digest,
+    /// Config size.
+    pub config_size: u64,
+    /// Layers in order.
+    pub layers: Vec<LayerBlob>,
+    /// The config.
+    pub image_config: ImageConfig,
+}
+
+/// Tar options for this process (a non-root builder's files appear as root's).
+pub fn tar_options() -> TarOptions {
+    let uid = rustix::process::geteuid();
+    let gid = rustix::process::getegid();
+    TarOptions {
+        epoch: None,
+        map_owner: (!uid.is_root()).then(|| (uid.as_raw(), gid.as_raw())),
+    }
+}
+
+fn compression_of(media_type: &str) -> &'static str {
+    if media_type.ends_with("zstd") {
+        "zstd"
+    } else if media_type.ends_with("gzip") {
+        "gzip"
+    } else {
+        "uncompressed"
+    }
+}
+
+/// Make sure `diff_id` has a blob compressed with `comp`; returns it.
+pub fn ensure_layer_blob(
+    store: &Store,
+    diff_id: &Digest,
+    comp: Compression,
+) -> Result<(Digest, u64), LayerError> {
+    let known = store.layer_blobs(diff_id);
+    if let Some((d, s)) = known.blobs.get(comp.name())
+        && store.has_blob(d)
+    {
+        return Ok((*d, *s));
+    }
+    let mut out = LayerCompressor::new(store.blob_writer()?, comp).map_err(|e| LayerError::Io {
+        what: "compressing",
+        path: store.root().to_path_buf(),
+        source: e,
+    })?;
+    // Prefer re-encoding an existing blob: it keeps the exact tar bytes.
+    let existing = known.blobs.iter().find(|(_, (d, _))| store.has_blob(d));
+    if let Some((name, (d, _))) = existing {
+        let path = store.blob_path(d);
+        let f = std::fs::File::open(&path).map_err(crate::layer::io_err("opening", &path))?;
+        let mut reader: Box<dyn Read> = match compression_of(name) {
+            "gzip" => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f))),
+            "zstd" => Box::new(
+                zstd::stream::read::Decoder::new(f)
+                    .map_err(crate::layer::io_err("decoding", &path))?,
+            ),
+            _ => Box::new(io::BufReader::new(f)),
+        };
+        io::copy(&mut reader, &mut out).map_err(crate::layer::io_err("recompressing", &path))?;
+    } else {
+        let snap = store.snapshot_path(diff_id);
+        out = write_layer_tar(&snap, out, tar_options())?;
+    }
+    let (writer, got, _) = out.finish().map_err(|e| LayerError::Io {
+        what: "compressing",
+        path: store.root().to_path_buf(),
+        source: e,
+    })?;
+    if got != *diff_id {
+        return Err(LayerError::Store(StoreError::Corrupt {
+            path: store.snapshot_path(diff_id),
+            reason: format!("layer content now hashes to {got}, expected {diff_id}"),
+        }));
+    }
+    let blob = writer.commit()?;
+    store.add_layer_blob(diff_id, comp.name(), blob)?;
+    Ok(blob)
+}
+
+/// Write the config and manifest of `state` into the store.
+pub fn write_image(
+    store: &Store,
+    state: &ImageState,
+    comp: Compression,
+) -> Result<WrittenImage, LayerError> {
+    let mut config: ImageConfig = state.config.clone();
+    config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id).collect();
+    let mut layers = Vec::new();
+    for l in &state.layers {
+        let (digest, size) = ensure_layer_blob(store, &l.diff_id, comp)?;
+        layers.push(LayerBlob {
+            media_type: comp.media_type().to_string(),
+            digest,
+            size,
+            diff_id: l.diff_id,
+        });
+    }
+    let config_bytes = config.to_json();
+    let (config_digest, config_size) = store.put_blob(&config_bytes)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config_size},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type, "digest": l.digest, "size": l.size
+        })).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("serialise manifest");
+    // Validate against the OCI types before anything depends on it.
+    serde_json::from_slice::<oci_spec::image::ImageManifest>(&manifest_bytes).map_err(|e| {
+        LayerError::Store(StoreError::Corrupt {
+            path: store.root().to_path_buf(),
+            reason: format!("generated manifest is not a valid OCI manifest: {e}"),
+        })
+    })?;
+    let (manifest_digest, manifest_size) = store.put_blob(&manifest_bytes)?;
+    Ok(WrittenImage {
+        manifest: manifest_digest,
+        manifest_size,
+        config: config_digest,
+        config_size,
+        layers,
+        image_config: config,
+    })
+}

@@ -1,0 +1,6 @@
+//! Images: the config document, manifests and where images come from
+//! (the local store, OCI layouts).
+
+pub mod config;
+pub mod manifest;
+pub mod source;

@@ -1,0 +1,327 @@
+//! Where base images come from: the local store (by name) and OCI image
+//! layouts (`oci-layout://PATH[:TAG|@DIGEST]`). Layers are imported into the
+//! store and unpacked into snapshots, their diff_ids verified.
+
+use super::config::ImageConfig;
+use crate::cache::{ImageState, LayerRef, Store, StoreError};
+use crate::digest::Digest;
+use crate::layer::LayerError;
+use crate::layer::unpack::unpack_layer;
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Errors finding or importing an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The reference names nothing we have.
+    #[error(
+        "image {0:?} not found (build or load it first; rbuild does not pull from registries yet)"
+    )]
+    NotFound(String),
+    /// An OCI layout is malformed.
+    #[error("OCI layout {path}: {reason}")]
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Layer failure.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+}
+
+/// A reference to a base image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// A name in the local store.
+    Local(String),
+    /// An OCI image layout directory.
+    OciLayout {
+        /// Directory.
+        path: PathBuf,
+        /// `:tag` (matched against `org.opencontainers.image.ref.name`).
+        tag: Option<String>,
+        /// `@sha256:...`.
+        digest: Option<Digest>,
+    },
+}
+
+/// Add `:latest` when a name has neither tag nor digest.
+pub fn normalize_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if name.contains('@') || last.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+impl ImageRef {
+    /// Parse a FROM / --from reference.
+    pub fn parse(s: &str) -> ImageRef {
+        let Some(rest) = s.strip_prefix("oci-layout://") else {
+            return ImageRef::Local(normalize_name(s));
+        };
+        if let Some((p, d)) = rest.rsplit_once('@')
+            && let Ok(d) = d.parse::<Digest>()
+        {
+            return ImageRef::OciLayout {
+                path: p.into(),
+                tag: None,
+                digest: Some(d),
+            };
+        }
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        match rest[last_slash..].rfind(':') {
+            Some(i) => ImageRef::OciLayout {
+                path: rest[..last_slash + i].into(),
+                tag: Some(rest[last_slash + i + 1..].to_string()),
+                digest: None,
+            },
+            None => ImageRef::OciLayout {
+                path: rest.into(),
+                tag: None,
+                digest: None,
+            },
+        }
+    }
+}
+
+/// A loaded image: its state and manifest digest.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    /// Layers and config.
+    pub state: ImageState,
+    /// The manifest digest (the identity used in cache keys).
+    pub manifest: Digest,
+}
+
+/// Load (importing if needed) an image.
+pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError> {
+    match r {
+        ImageRef::Local(name) => {
+            let m = store
+                .resolve_image(name)
+                .ok_or_else(|| ImageError::NotFound(name.clone()))?;
+            load_manifest(store, &m, None)
+        }
+        ImageRef::OciLayout { path, tag, digest } => {
+            let m = find_in_layout(path, tag.as_deref(), digest.as_ref())?;
+            load_manifest(store, &m, Some(path))
+        }
+    }
+}
+
+fn layout_err(path: &Path, reason: impl Into<String>) -> ImageError {
+    ImageError::Layout {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn read_layout_blob(layout: &Path, d: &Digest) -> Result<Vec<u8>, ImageError> {
+    let p = layout.join("blobs/sha256").join(d.hex());
+    let data =
+        std::fs::read(&p).map_err(|e| layout_err(layout, format!("reading blob {d}: {e}")))?;
+    if Digest::of(&data) != *d {
+        return Err(layout_err(
+            layout,
+            format!("blob {d} does not match its digest"),
+        ));
+    }
+    Ok(data)
+}
+
+fn find_in_layout(
+    layout: &Path,
+    tag: Option<&str>,
+    digest: Option<&Digest>,
+) -> Result<Digest, ImageError> {
+    if let Some(d) = digest {
+        return Ok(*d);
+    }
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("index.json"))
+            .map_err(|e| layout_err(layout, format!("index.json: {e}")))?,
+    )
+    .map_err(|e| layout_err(layout, format!("index.json: {e}")))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let pick = manifests.iter().find(|m| match tag {
+        Some(t) => m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(t),
+        None => true,
+    });
+    let Some(m) = pick else {
+        return Err(layout_err(
+            layout,
+            format!("no image tagged {:?}", tag.unwrap_or("")),
+        ));
+    };
+    let d: Digest = m["digest"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| layout_err(layout, "manifest descriptor without a sha256 digest"))?;
+    if m["mediaType"]
+        .as_str()
+        .is_some_and(|t| t.contains("index") || t.contains("manifest.list"))
+    {
+        // A multi-platform index: choose this machine's platform.
+        let idx: serde_json::Value = serde_json::from_slice(&read_layout_blob(layout, &d)?)
+            .map_err(|e| layout_err(layout, format!("index {d}: {e}")))?;
+        let host = crate::frontend::platform::Platform::host();
+        let sub = idx["manifests"].as_array().and_then(|ms| {
+            ms.iter().find(|m| {
+                m["platform"]["os"].as_str() == Some(&host.os)
+                    && m["platform"]["architecture"].as_str() == Some(&host.arch)
+            })
+        });
+        return sub
+            .and_then(|m| m["digest"].as_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| layout_err(layout, format!("no manifest for {host} in index {d}")));
+    }
+    Ok(d)
+}
+
+fn load_manifest(
+    store: &Store,
+    m: &Digest,
+    layout: Option<&PathBuf>,
+) -> Result<LoadedImage, ImageError> {
+    let fetch = |d: &Digest| -> Result<Vec<u8>, ImageError> {
+        if store.has_blob(d) {
+            return Ok(store.read_blob(d)?);
+        }
+        match layout {
+            Some(l) => {
+                let data = read_layout_blob(l, d)?;
+                store.put_blob(&data)?;
+                Ok(data)
+            }
+            None => Err(ImageError::Store(StoreError::NotFound(format!(
+                "blob {d} not in the store"
+            )))),
+        }
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&fetch(m)?).map_err(|e| {
+        ImageError::Store(StoreError::Corrupt {
+            path: store.blob_path(m),
+            reason: e.to_string(),
+        })
+    })?;
+    let cfg_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ImageError::NotFound(format!("manifest {m} has no config")))?;
+    let config: ImageConfig = serde_json::from_slice(&fetch(&cfg_digest)?).map_err(|e| {
+        ImageError::Store(StoreError::Corrupt {
+            path: store.blob_path(&cfg_digest),
+            reason: e.to_string(),
+        })
+    })?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    if layers.len() != config.rootfs.diff_ids.len() {
+        return Err(ImageError::Store(StoreError::Corrupt {
+            path: store.blob_path(m),
+            reason: "layer count differs from the config's diff_ids".into(),
+        }));
+    }
+    let mut refs = Vec::new();
+    for (l, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
+        let d: Digest = l["digest"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                ImageError::Store(StoreError::Corrupt {
+                    path: store.blob_path(m),
+                    reason: "layer without digest".into(),
+                })
+            })?;
+        let media = l["mediaType"].as_str().unwrap_or_default().to_string();
+        if !store.has_blob(&d) {
+            let _ = fetch(&d)?;
+        }
+        let size = if store.has_snapshot(diff_id) {
+            0
+        } else {
+            unpack_blob(store, &d, &media, diff_id)?
+        };
+        let comp = if media.ends_with("zstd") {
+            "zstd"
+        } else if media.ends_with("gzip") {
+            "gzip"
+        } else {
+            "uncompressed"
+        };
+        store.add_layer_blob(diff_id, comp, (d, l["size"].as_u64().unwrap_or(0)))?;
+        refs.push(LayerRef {
+            diff_id: *diff_id,
+            size,
+        });
+    }
+    Ok(LoadedImage {
+        state: ImageState {
+            layers: refs,
+            config,
+        },
+        manifest: *m,
+    })
+}
+
+/// Reader that hashes what it reads.
+struct HashRead<R> {
+    inner: R,
+    h: Sha256,
+    n: u64,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+fn unpack_blob(
+    store: &Store,
+    blob: &Digest,
+    media: &str,
+    diff_id: &Digest,
+) -> Result<u64, ImageError> {
+    let path = store.blob_path(blob);
+    let f = std::fs::File::open(&path).map_err(crate::layer::io_err("opening", &path))?;
+    let reader: Box<dyn Read> = if media.ends_with("zstd") {
+        Box::new(
+            zstd::stream::read::Decoder::new(f).map_err(crate::layer::io_err("decoding", &path))?,
+        )
+    } else if media.ends_with("gzip") || media.ends_with("tar.gzip") {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f)))
+    } else {
+        Box::new(io::BufReader::new(f))
+    };
+    let mut hr = HashRead {
+        inner: reader,
+        h: Sha256::new(),
+        n: 0,
+    };
+    let tmp = store.temp_dir("unpack")?;
+    unpack_layer(&mut hr, tmp.path())?;
+    // Drain trailing padding so the hash covers the whole stream.
+    io::copy(&mut hr, &mut io::sink()).map_err(crate::layer::io_err("reading", &path))?;
+    let got = Digest(hr.h.finalize().into());
+    if got != *diff_id {
+        return Err(ImageError::Store(StoreError::Corrupt {
+            path,
+            reason: format!("layer decompresses to {got}, config says {diff_id}"),
+        }));
+    }
+    let dir = tmp.keep();
+    store.commit_snapshot(&dir, diff_id)?;
+    Ok(hr.n)
+}

@@ -1,0 +1,353 @@
+//! COPY and ADD into a new diff directory, with Docker's destination rules:
+//! a directory source copies its contents; a file goes to `dest/name` when
+//! `dest` ends in `/` or is an existing directory, else to `dest` itself;
+//! several sources need a directory destination; `--parents` keeps source
+//! paths; missing parent directories are created (owned by `--chown`).
+//! Destinations resolve through the image's symlinks without leaving it.
+
+use crate::context::{Entry, Kind, Selection};
+use crate::frontend::ast::InlineSource;
+use crate::frontend::dockerignore::IgnoreMatcher;
+use crate::layer::view::{MergedView, clean_components};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Errors of COPY/ADD.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Several sources and a file destination.
+    #[error(
+        "When using COPY with more than one source file, the destination must be a directory and end with a /"
+    )]
+    MultipleToFile,
+    /// Filesystem failure.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Error.
+        source: io::Error,
+    },
+    /// Bad --chmod.
+    #[error("invalid --chmod {0:?}: expected an octal mode such as 0755")]
+    BadChmod(String),
+    /// Bad archive.
+    #[error("extracting {path}: {source}")]
+    Archive {
+        /// Which archive.
+        path: PathBuf,
+        /// Error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(io::Error) -> CopyError + 'a {
+    move |source| CopyError::Io {
+        what,
+        path: p.to_path_buf(),
+        source,
+    }
+}
+
+/// What to copy and how.
+pub struct CopyPlan<'a> {
+    /// Selected sources (context or another stage).
+    pub sources: &'a [Selection],
+    /// Heredoc sources.
+    pub inline: &'a [InlineSource],
+    /// Destination as written (expanded).
+    pub dest: &'a str,
+    /// The stage's working directory.
+    pub workdir: &'a str,
+    /// Owner of everything written (`--chown`), default root.
+    pub owner: (u32, u32),
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// `--parents`.
+    pub parents: bool,
+    /// `--exclude` patterns.
+    pub exclude: &'a [String],
+    /// The filesystem being copied into (empty for `--link`).
+    pub base: &'a MergedView,
+    /// Timestamp for created directories (SOURCE_DATE_EPOCH or 0).
+    pub created_time: i64,
+    /// ADD: extract local tar archives.
+    pub extract_archives: bool,
+}
+
+/// Parse `--chmod` (octal).
+pub fn parse_chmod(s: &str) -> Result<u32, CopyError> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| CopyError::BadChmod(s.to_string()))
+}
+
+struct Writer<'a> {
+    out: &'a Path,
+    plan: &'a CopyPlan<'a>,
+    /// Directories whose mtime must be set after their contents.
+    dir_times: Vec<(PathBuf, i64, i64)>,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn lchown(p: &Path, uid: u32, gid: u32) -> Result<(), CopyError> {
+    if !is_root() && uid == 0 && gid == 0 {
+        return Ok(()); // mapped to root when the layer is written
+    }
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(io_err("chown", p))
+}
+
+fn set_mtime(p: &Path, secs: i64, nanos: i64) {
+    let t = filetime::FileTime::from_unix_time(secs, nanos as u32);
+    let _ = filetime::set_symlink_file_times(p, t, t);
+}
+
+impl Writer<'_> {
+    /// Make sure the directory `parts` exists in the output, copying the
+    /// metadata of an existing directory of the base or creating a new one.
+    fn ensure_dir(&mut self, parts: &[String]) -> Result<PathBuf, CopyError> {
+        let mut cur = self.out.to_path_buf();
+        for i in 0..parts.len() {
+            cur.push(&parts[i]);
+            if fs::symlink_metadata(&cur).is_ok() {
+                continue;
+            }
+            match self.plan.base.lookup_exact(&parts[..=i]) {
+                Some((_, m)) if m.is_dir() => {
+                    fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(m.mode() & 0o7777))
+                        .map_err(io_err("chmod", &cur))?;
+                    lchown(&cur, m.uid(), m.gid())?;
+                    self.dir_times
+                        .push((cur.clone(), m.mtime(), m.mtime_nsec()));
+                }
+                _ => {
+                    fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
+                        .map_err(io_err("chmod", &cur))?;
+                    lchown(&cur, self.plan.owner.0, self.plan.owner.1)?;
+                    self.dir_times
+                        .push((cur.clone(), self.plan.created_time, 0));
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    fn mode_for(&self, e: &Entry) -> u32 {
+        self.plan.chmod.unwrap_or(e.mode)
+    }
+
+    /// Write one entry at container path `parts`.
+    fn put(&mut self, parts: &[String], e: &Entry) -> Result<(), CopyError> {
+        let (parent, name) = parts.split_at(parts.len().saturating_sub(1));
+        let dir = self.ensure_dir(parent)?;
+        let Some(name) = name.first() else {
+            return Ok(()); // the root itself: nothing to write
+        };
+        let target = dir.join(name);
+        if let Ok(m) = fs::symlink_metadata(&target) {
+            if m.is_dir() && e.kind == Kind::Dir {
+                fs::set_permissions(&target, fs::Permissions::from_mode(self.mode_for(e)))
+                    .map_err(io_err("chmod", &target))?;
+                return Ok(());
+            }
+            if m.is_dir() {
+                crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?;
+            } else {
+                fs::remove_file(&target).map_err(io_err("replacing", &target))?;
+            }
+        }
+        let (uid, gid) = self.plan.owner;
+        match e.kind {
+            Kind::Dir => {
+                fs::create_dir(&target).map_err(io_err("creating", &target))?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(self.mode_for(e)))
+                    .map_err(io_err("chmod", &target))?;
+                lchown(&target, uid, gid)?;
+                self.dir_times.push((target, e.mtime.0, e.mtime.1));
+            }
+            Kind::File => {
+                fs::copy(&e.abs, &target).map_err(io_err("copying to", &target))?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(self.mode_for(e)))
+                    .map_err(io_err("chmod", &target))?;
+                lchown(&target, uid, gid)?;
+                set_mtime(&target, e.mtime.0, e.mtime.1);
+            }
+            Kind::Symlink => {
+                let link = e.link.clone().unwrap_or_default();
+                std::os::unix::fs::symlink(&link, &target)
+                    .map_err(io_err("creating symlink", &target))?;
+                lchown(&target, uid, gid)?;
+                set_mtime(&target, e.mtime.0, e.mtime.1);
+            }
+            Kind::Other => {
+                // Devices and fifos are not copied from a context (as BuildKit).
+            }
+        }
+        Ok(())
+    }
+}
+
+fn excluded(m: &Option<IgnoreMatcher>, rel: &str) -> bool {
+    m.as_ref()
+        .is_some_and(|m| !rel.is_empty() && m.is_excluded(rel))
+}
+
+/// Magic-number sniffing for ADD's local archive extraction.
+fn archive_reader(path: &Path) -> Option<Box<dyn io::Read>> {
+    let mut head = [0u8; 512];
+    let mut f = fs::File::open(path).ok()?;
+    let n = io::Read::read(&mut f, &mut head).ok()?;
+    let f = fs::File::open(path).ok()?;
+    let h = &head[..n];
+    if h.starts_with(&[0x1f, 0x8b]) {
+        Some(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::new(f),
+        )))
+    } else if h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(f)
+            .ok()
+            .map(|d| Box::new(d) as Box<dyn io::Read>)
+    } else if h.starts_with(b"BZh") {
+        Some(Box::new(bzip2::read::MultiBzDecoder::new(
+            io::BufReader::new(f),
+        )))
+    } else if h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Box::new(liblzma::read::XzDecoder::new_multi_decoder(
+            io::BufReader::new(f),
+        )))
+    } else if n >= 262 && &h[257..262] == b"ustar" {
+        Some(Box::new(io::BufReader::new(f)))
+    } else {
+        None
+    }
+}
+
+/// Copy according to `plan` into the empty directory `out`.
+pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
+    let mut dest = plan.dest.to_string();
+    if !dest.starts_with('/') {
+        let wd = if plan.workdir.is_empty() {
+            "/"
+        } else {
+            plan.workdir
+        };
+        dest = format!("{}/{}", wd.trim_end_matches('/'), dest);
+    }
+    let dir_form = dest.ends_with('/') || dest.ends_with("/.") || plan.dest == ".";
+    // Resolve through the image's symlinks (e.g. /usr/local/bin), staying inside.
+    let dest_parts = plan.base.resolve(&dest, true);
+    let dest_is_dir = dir_form
+        || plan
+            .base
+            .lookup_exact(&dest_parts)
+            .is_some_and(|(_, m)| m.is_dir());
+    let count = plan.sources.len() + plan.inline.len();
+    if count > 1 && !dest_is_dir {
+        return Err(CopyError::MultipleToFile);
+    }
+    let exclude = if plan.exclude.is_empty() {
+        None
+    } else {
+        Some(
+            IgnoreMatcher::parse(&plan.exclude.join("\n"), Path::new("--exclude")).map_err(
+                |e| CopyError::Io {
+                    what: "parsing --exclude",
+                    path: PathBuf::from(plan.exclude.join(",")),
+                    source: io::Error::other(e.to_string()),
+                },
+            )?,
+        )
+    };
+    let mut w = Writer {
+        out,
+        plan,
+        dir_times: Vec::new(),
+    };
+    for sel in plan.sources {
+        let mut base_parts = dest_parts.clone();
+        if plan.parents {
+            let parent = Path::new(&sel.path)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            base_parts.extend(clean_components(&parent));
+        }
+        match sel.root.kind {
+            Kind::Dir => {
+                if plan.parents {
+                    base_parts.extend(clean_components(&sel.path));
+                }
+                w.ensure_dir(&base_parts)?;
+                // The destination directory takes the source directory's mode when new.
+                for e in &sel.children {
+                    if excluded(&exclude, &e.rel) {
+                        continue;
+                    }
+                    let mut parts = base_parts.clone();
+                    parts.extend(clean_components(&e.rel));
+                    w.put(&parts, e)?;
+                }
+            }
+            _ => {
+                let name = Path::new(&sel.path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                if excluded(&exclude, name.as_deref().unwrap_or("")) {
+                    continue;
+                }
+                if plan.extract_archives
+                    && sel.root.kind == Kind::File
+                    && let Some(reader) = archive_reader(&sel.root.abs)
+                {
+                    let dir = w.ensure_dir(&base_parts)?;
+                    let mut ar = tar::Archive::new(reader);
+                    ar.set_preserve_permissions(true);
+                    ar.set_preserve_mtime(true);
+                    ar.set_preserve_ownerships(is_root());
+                    ar.set_overwrite(true);
+                    ar.unpack(&dir).map_err(|source| CopyError::Archive {
+                        path: sel.root.abs.clone(),
+                        source,
+                    })?;
+                    continue;
+                }
+                let mut parts = base_parts.clone();
+                if dest_is_dir || plan.parents {
+                    parts.push(name.unwrap_or_default());
+                }
+                w.put(&parts, &sel.root)?;
+            }
+        }
+    }
+    for inline in plan.inline {
+        let mut parts = dest_parts.clone();
+        if dest_is_dir {
+            parts.push(inline.name.clone());
+        }
+        let (parent, _) = parts.split_at(parts.len() - 1);
+        let dir = w.ensure_dir(parent)?;
+        let target = dir.join(parts.last().expect("a file name"));
+        fs::write(&target, &inline.content).map_err(io_err("writing", &target))?;
+        fs::set_permissions(
+            &target,
+            fs::Permissions::from_mode(plan.chmod.unwrap_or(0o644)),
+        )
+        .map_err(io_err("chmod", &target))?;
+        lchown(&target, plan.owner.0, plan.owner.1)?;
+        set_mtime(&target, plan.created_time, 0);
+    }
+    for (p, s, n) in w.dir_times.iter().rev() {
+        set_mtime(p, *s, *n);
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Filesystem operations of build steps (COPY, ADD, WORKDIR) and the
+//! helpers they need (user lookup, selection in another stage).
+
+pub mod copy;
+pub mod users;
+pub mod view_select;

@@ -1,0 +1,472 @@
+//! The solver: stages of the plan as a petgraph DAG, run in parallel where
+//! independent (tokio tasks; blocking file work on the blocking pool, hashing
+//! and compression on rayon), each step looked up by cache key before it runs.
+
+pub mod keys;
+pub mod steps;
+
+use crate::cache::{CacheRecord, ImageState, Store, StoreError};
+use crate::context::{Context, ContextError};
+use crate::digest::{Digest, KeyHasher};
+use crate::frontend::lower::{BuildPlan, Source, Step};
+use crate::image::config::ImageConfig;
+use crate::image::source::{ImageError, ImageRef, load_image};
+use crate::layer::LayerError;
+use crate::layer::compress::Compression;
+use crate::layer::view::MergedView;
+use crate::progress::{Event, Progress};
+use petgraph::graph::DiGraph;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use steps::{StepEnv, prepare, run_step, view_of};
+
+/// Errors of a build.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// A step failed: which one, and why.
+    #[error("step {step}: {source}")]
+    Step {
+        /// `[stage 2/5] COPY a b`.
+        step: String,
+        /// The cause.
+        source: Box<SolveError>,
+    },
+    /// Context problem.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// Store problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Layer problem.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// Image problem.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// COPY/ADD problem.
+    #[error(transparent)]
+    Copy(#[from] crate::ops::copy::CopyError),
+    /// User lookup problem.
+    #[error(transparent)]
+    User(#[from] crate::ops::users::UserError),
+    /// I/O.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// Not implemented yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A dependency failed.
+    #[error("a stage this one depends on failed")]
+    DependencyFailed,
+    /// Bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The result of a stage.
+#[derive(Debug, Clone)]
+pub struct StageResult {
+    /// Layers and config.
+    pub state: ImageState,
+    /// Cache key of the last step.
+    pub key: Digest,
+    /// Merged view of its layers.
+    pub view: MergedView,
+}
+
+/// Everything a build needs besides the plan.
+pub struct BuildRequest {
+    /// The lowered Dockerfile.
+    pub plan: BuildPlan,
+    /// The build context.
+    pub context: Option<Arc<Context>>,
+    /// Ignore the cache.
+    pub no_cache: bool,
+    /// SOURCE_DATE_EPOCH.
+    pub epoch: Option<u64>,
+    /// Compression of new layers.
+    pub compression: Compression,
+    /// Target platform.
+    pub platform: crate::frontend::platform::Platform,
+    /// Identifies the build for explaining misses (context + Dockerfile path).
+    pub build_id: String,
+    /// `--label`s added to the final image.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The outcome.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The final image state.
+    pub state: ImageState,
+    /// Steps taken from the cache.
+    pub cached: usize,
+    /// Steps run.
+    pub executed: usize,
+}
+
+struct Vertex {
+    id: usize,
+    name: String,
+}
+
+/// Stage-level DAG (petgraph): edges from a stage to the stages that read it.
+pub fn stage_graph(plan: &BuildPlan) -> DiGraph<usize, ()> {
+    let mut g = DiGraph::new();
+    let nodes: HashMap<usize, _> = plan.order.iter().map(|i| (*i, g.add_node(*i))).collect();
+    for i in &plan.order {
+        for d in &plan.stages[*i].deps {
+            if let (Some(a), Some(b)) = (nodes.get(d), nodes.get(i)) {
+                g.add_edge(*a, *b, ());
+            }
+        }
+    }
+    g
+}
+
+fn vertex_names(plan: &BuildPlan) -> HashMap<(usize, usize), Vertex> {
+    let mut out = HashMap::new();
+    let mut id = 1;
+    for &si in &plan.order {
+        let st = &plan.stages[si];
+        let label = st.name.clone().unwrap_or_else(|| format!("stage-{si}"));
+        let total = st.steps.len() + 1;
+        let base = match &st.base {
+            Source::Scratch => "scratch".to_string(),
+            Source::Stage(i) => plan.stages[*i]
+                .name
+                .clone()
+                .unwrap_or_else(|| i.to_string()),
+            Source::Image(r) => r.clone(),
+        };
+        out.insert(
+            (si, 0),
+            Vertex {
+                id,
+                name: format!("[{label} 1/{total}] FROM {base}"),
+            },
+        );
+        id += 1;
+        for (k, step) in st.steps.iter().enumerate() {
+            let text = step
+                .instruction
+                .original
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let short: String = text.chars().take(100).collect();
+            out.insert(
+                (si, k + 1),
+                Vertex {
+                    id,
+                    name: format!("[{label} {}/{total}] {short}", k + 2),
+                },
+            );
+            id += 1;
+        }
+    }
+    out
+}
+
+struct Shared {
+    store: Arc<Store>,
+    req: BuildRequest,
+    progress: Progress,
+    results: Mutex<HashMap<usize, Result<StageResult, String>>>,
+    images: Mutex<HashMap<String, StageResult>>,
+    vertices: HashMap<(usize, usize), Vertex>,
+    counts: Mutex<(usize, usize)>,
+}
+
+impl Shared {
+    fn stage(&self, i: usize) -> Option<StageResult> {
+        self.results
+            .lock()
+            .expect("results")
+            .get(&i)
+            .and_then(|r| r.as_ref().ok().cloned())
+    }
+
+    fn image(&self, name: &str) -> Result<StageResult, SolveError> {
+        if let Some(r) = self.images.lock().expect("images").get(name) {
+            return Ok(r.clone());
+        }
+        let loaded = load_image(&self.store, &ImageRef::parse(name))?;
+        let mut h = KeyHasher::new();
+        h.part("image").part(loaded.manifest.to_string());
+        let view = view_of(&self.store, &loaded.state);
+        let r = StageResult {
+            state: loaded.state,
+            key: h.finish(),
+            view,
+        };
+        self.images
+            .lock()
+            .expect("images")
+            .insert(name.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+/// Run the build.
+pub async fn solve(
+    store: Arc<Store>,
+    req: BuildRequest,
+    progress: Progress,
+) -> Result<BuildResult, SolveError> {
+    let vertices = vertex_names(&req.plan);
+    let shared = Arc::new(Shared {
+        store,
+        vertices,
+        progress: progress.clone(),
+        results: Mutex::new(HashMap::new()),
+        images: Mutex::new(HashMap::new()),
+        counts: Mutex::new((0, 0)),
+        req,
+    });
+    let graph = stage_graph(&shared.req.plan);
+    // One task per stage; each waits for the stages it reads from.
+    let mut senders = HashMap::new();
+    let mut receivers: HashMap<usize, tokio::sync::watch::Receiver<bool>> = HashMap::new();
+    for n in graph.node_indices() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        senders.insert(graph[n], tx);
+        receivers.insert(graph[n], rx);
+    }
+    let mut handles = Vec::new();
+    for n in graph.node_indices() {
+        let si = graph[n];
+        let deps: Vec<tokio::sync::watch::Receiver<bool>> = graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .map(|d| receivers[&graph[d]].clone())
+            .collect();
+        let tx = senders.remove(&si).expect("sender");
+        let sh = shared.clone();
+        handles.push(tokio::spawn(async move {
+            for mut d in deps {
+                let _ = d.wait_for(|done| *done).await;
+            }
+            let sh2 = sh.clone();
+            let r = tokio::task::spawn_blocking(move || build_stage(&sh2, si))
+                .await
+                .unwrap_or_else(|e| Err(SolveError::Internal(format!("stage task: {e}"))));
+            let stored = match &r {
+                Ok(v) => Ok(v.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            sh.results.lock().expect("results").insert(si, stored);
+            let _ = tx.send(true);
+            r
+        }));
+    }
+    let mut first_err: Option<SolveError> = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(SolveError::DependencyFailed)) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(SolveError::Internal(e.to_string()));
+            }
+        }
+    }
+    let (cached, executed) = *shared.counts.lock().expect("counts");
+    progress.send(Event::Finished {
+        seconds: progress.elapsed(),
+        cached,
+        executed,
+    });
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let target = shared.req.plan.target;
+    let mut state = shared
+        .stage(target)
+        .map(|r| r.state)
+        .ok_or(SolveError::DependencyFailed)?;
+    finalize(&mut state.config, &shared.req.labels);
+    Ok(BuildResult {
+        state,
+        cached,
+        executed,
+    })
+}
+
+/// Final touches: `--label`s and the image's creation time (its last history entry's).
+fn finalize(cfg: &mut ImageConfig, labels: &[(String, String)]) {
+    for (k, v) in labels {
+        cfg.config.labels.insert(k.clone(), v.clone());
+    }
+    cfg.created = cfg.history.iter().rev().find_map(|h| h.created.clone());
+}
+
+fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
+    let req = &sh.req;
+    let st = &req.plan.stages[si];
+    for d in &st.deps {
+        if req.plan.order.contains(d) && sh.stage(*d).is_none() {
+            return Err(SolveError::DependencyFailed);
+        }
+    }
+    let from_vertex = &sh.vertices[&(si, 0)];
+    sh.progress.send(Event::Started {
+        id: from_vertex.id,
+        name: from_vertex.name.clone(),
+    });
+    let t0 = std::time::Instant::now();
+    let base: Result<StageResult, SolveError> = match &st.base {
+        Source::Scratch => {
+            let p = &req.platform;
+            let mut h = KeyHasher::new();
+            h.part("scratch").part(p.to_string());
+            let state = ImageState {
+                layers: Vec::new(),
+                config: ImageConfig::scratch(&p.os, &p.arch, &p.variant),
+            };
+            Ok(StageResult {
+                state,
+                key: h.finish(),
+                view: MergedView::default(),
+            })
+        }
+        Source::Stage(i) => sh.stage(*i).ok_or(SolveError::DependencyFailed),
+        Source::Image(name) => sh.image(name),
+    };
+    let mut cur = match base {
+        Ok(b) => b,
+        Err(e) => {
+            sh.progress.send(Event::Failed {
+                id: from_vertex.id,
+                error: e.to_string(),
+            });
+            return Err(SolveError::Step {
+                step: from_vertex.name.clone(),
+                source: Box::new(e),
+            });
+        }
+    };
+    cur.state.config.ensure_path();
+    sh.progress.send(Event::Done {
+        id: from_vertex.id,
+        seconds: t0.elapsed().as_secs_f64(),
+    });
+    let stage_fn = |i: usize| sh.stage(i);
+    let image_fn = |n: &str| sh.image(n);
+    let env = StepEnv {
+        store: &sh.store,
+        context: req.context.as_deref(),
+        epoch: req.epoch,
+        compression: req.compression,
+        stages: &stage_fn,
+        image: &image_fn,
+    };
+    let mut cmd_set = false;
+    for (k, step) in st.steps.iter().enumerate() {
+        let v = &sh.vertices[&(si, k + 1)];
+        sh.progress.send(Event::Started {
+            id: v.id,
+            name: v.name.clone(),
+        });
+        let t = std::time::Instant::now();
+        match run_cached(sh, &env, &cur, step, si, k, v.id, &mut cmd_set) {
+            Ok(next) => {
+                cur = next;
+                sh.progress.send(Event::Done {
+                    id: v.id,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+            }
+            Err(e) => {
+                sh.progress.send(Event::Failed {
+                    id: v.id,
+                    error: e.to_string(),
+                });
+                return Err(SolveError::Step {
+                    step: v.name.clone(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+    Ok(cur)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cached(
+    sh: &Shared,
+    env: &StepEnv<'_>,
+    cur: &StageResult,
+    step: &Step,
+    si: usize,
+    k: usize,
+    vid: usize,
+    cmd_set: &mut bool,
+) -> Result<StageResult, SolveError> {
+    let prep = prepare(env, &cur.key, step)?;
+    let key = prep.parts.key();
+    let step_id = format!(
+        "{}|{}|{}",
+        sh.req.build_id,
+        sh.req.plan.stages[si]
+            .name
+            .clone()
+            .unwrap_or_else(|| si.to_string()),
+        k
+    );
+    if matches!(
+        step.instruction.kind,
+        crate::frontend::ast::InstructionKind::Cmd(_)
+    ) {
+        *cmd_set = true;
+    }
+    if !sh.req.no_cache
+        && let Some(rec) = sh.store.get_record(&key)
+    {
+        sh.progress.send(Event::Cached { id: vid });
+        sh.counts.lock().expect("counts").0 += 1;
+        let view = view_of(&sh.store, &rec.state);
+        return Ok(StageResult {
+            state: rec.state,
+            key,
+            view,
+        });
+    }
+    // Explain the miss against the newest earlier record of this step.
+    if let Some(prev) = sh.store.records_for_step(&step_id).into_iter().next() {
+        let store = &sh.store;
+        let file_diff = |old: &str, new: &str| -> Option<String> {
+            let a = store.read_blob(&old.parse().ok()?).ok()?;
+            let b = store.read_blob(&new.parse().ok()?).ok()?;
+            Some(keys::diff_file_lists(
+                &String::from_utf8_lossy(&a),
+                &String::from_utf8_lossy(&b),
+            ))
+        };
+        let reason = keys::explain(&prep.parts.parts, &prev.components, file_diff);
+        sh.progress.send(Event::Miss { id: vid, reason });
+    }
+    let state = run_step(env, &cur.state, step, &prep, cmd_set)?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    sh.store.put_record(&CacheRecord {
+        key,
+        step_id,
+        components: prep.parts.parts.clone(),
+        state: state.clone(),
+        created,
+    })?;
+    sh.counts.lock().expect("counts").1 += 1;
+    let view = view_of(&sh.store, &state);
+    Ok(StageResult { state, key, view })
+}

@@ -1,0 +1,647 @@
+//! What each instruction does to an image: config changes (with their
+//! history entries) and filesystem changes (COPY, ADD, WORKDIR) committed as
+//! layers. Every operation has the same two parts: its cache key, and
+//! running it on the parent state.
+
+use super::keys::KeyParts;
+use super::{SolveError, StageResult};
+use crate::cache::{ImageState, LayerRef, Store};
+use crate::context::{Context, Selection, selection_digest};
+use crate::digest::Digest;
+use crate::frontend::ast::{Healthcheck, InstructionKind};
+use crate::frontend::lower::{Source, Step};
+use crate::image::config::{HealthConfig, History, ImageConfig, rfc3339};
+use crate::layer::compress::{Compression, LayerCompressor};
+use crate::layer::tarball::write_layer_tar;
+use crate::layer::view::{MergedView, clean_components};
+use crate::ops::copy::{CopyPlan, execute, parse_chmod};
+use crate::ops::users::{chown_ids, user_ids};
+use crate::ops::view_select::select_in_view;
+use std::path::{Path, PathBuf};
+
+/// Shared inputs of every step of a build.
+pub struct StepEnv<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The build context (None when the Dockerfile uses none).
+    pub context: Option<&'a Context>,
+    /// SOURCE_DATE_EPOCH.
+    pub epoch: Option<u64>,
+    /// Compression of new layers.
+    pub compression: Compression,
+    /// Results of other stages (for `--from`).
+    pub stages: &'a dyn Fn(usize) -> Option<StageResult>,
+    /// Images loaded by reference (for `--from=image`).
+    pub image: &'a dyn Fn(&str) -> Result<StageResult, SolveError>,
+}
+
+/// A step prepared for the cache lookup: its key parts and what it needs to run.
+pub struct Prepared {
+    /// Key components.
+    pub parts: KeyParts,
+    /// Resolved COPY/ADD sources.
+    pub selections: Vec<Selection>,
+    /// Layer view of `--from`, when used.
+    pub from_view: Option<MergedView>,
+}
+
+/// The merged view of an image state's layers.
+pub fn view_of(store: &Store, state: &ImageState) -> MergedView {
+    let dirs: Vec<PathBuf> = state
+        .layers
+        .iter()
+        .map(|l| store.snapshot_path(&l.diff_id))
+        .collect();
+    MergedView::from_bottom_up(&dirs)
+}
+
+/// The canonical definition of a step (what goes in its key besides inputs).
+pub fn canonical(kind: &InstructionKind) -> String {
+    match kind {
+        InstructionKind::Env { pairs } | InstructionKind::Label { pairs } => pairs
+            .iter()
+            .map(|p| format!("{}={}", p.key, p.value))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        InstructionKind::Arg { args } => args
+            .iter()
+            .map(|a| format!("{}={}", a.name, a.default.as_deref().unwrap_or("<unset>")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        InstructionKind::Copy(c) => format!(
+            "dest={} chown={:?} chmod={:?} link={} parents={} exclude={:?} from={:?}",
+            c.paths.dest,
+            c.options.chown,
+            c.options.chmod,
+            c.options.link,
+            c.parents,
+            c.options.exclude,
+            c.from
+        ),
+        InstructionKind::Add(a) => format!(
+            "dest={} chown={:?} chmod={:?} link={} exclude={:?} checksum={:?} unpack={:?}",
+            a.paths.dest,
+            a.options.chown,
+            a.options.chmod,
+            a.options.link,
+            a.options.exclude,
+            a.checksum,
+            a.unpack
+        ),
+        other => {
+            // Everything else is position-free already.
+            serde_json::to_string(other).unwrap_or_default()
+        }
+    }
+}
+
+fn now_or_epoch(epoch: Option<u64>) -> String {
+    let secs = epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    rfc3339(secs)
+}
+
+fn history(cfg: &mut ImageConfig, epoch: Option<u64>, created_by: String, layer: bool) {
+    cfg.history.push(History {
+        created: Some(now_or_epoch(epoch)),
+        created_by,
+        comment: "buildkit.dockerfile.v0".into(),
+        empty_layer: !layer,
+    });
+}
+
+/// Resolve the sources of a COPY/ADD (context or `--from`) and add their
+/// digests to the key.
+pub fn prepare(
+    env: &StepEnv<'_>,
+    parent_key: &Digest,
+    step: &Step,
+) -> Result<Prepared, SolveError> {
+    let kind = &step.instruction.kind;
+    let mut parts = KeyParts::new(parent_key, kind.name());
+    parts.add("def", canonical(kind));
+    let mut selections = Vec::new();
+    let mut from_view = None;
+    let paths = match kind {
+        InstructionKind::Copy(c) => Some((&c.paths, false)),
+        InstructionKind::Add(a) => Some((&a.paths, true)),
+        _ => None,
+    };
+    if let Some((paths, is_add)) = paths {
+        for inline in &paths.inline_sources {
+            parts.add(
+                format!("inline:{}", inline.name),
+                Digest::of(inline.content.as_bytes()).to_string(),
+            );
+        }
+        let view = match &step.copy_from {
+            Some(Source::Stage(i)) => Some(
+                (env.stages)(*i)
+                    .map(|r| r.view)
+                    .ok_or_else(|| SolveError::Internal(format!("stage {i} not built")))?,
+            ),
+            Some(Source::Image(name)) => Some((env.image)(name)?.view),
+            Some(Source::Scratch) => Some(MergedView::default()),
+            None => None,
+        };
+        for src in &paths.sources {
+            if is_add
+                && (src.starts_with("http://")
+                    || src.starts_with("https://")
+                    || src.starts_with("git@"))
+            {
+                return Err(SolveError::Unsupported(format!(
+                    "ADD {src}: remote sources are not supported yet"
+                )));
+            }
+            let mut sels = match &view {
+                Some(v) => select_in_view(v, src)?,
+                None => {
+                    let ctx = env
+                        .context
+                        .ok_or_else(|| SolveError::Internal("no build context".into()))?;
+                    ctx.select(src)?
+                }
+            };
+            for sel in sels.iter_mut() {
+                let mut all: Vec<crate::context::Entry> =
+                    Vec::with_capacity(sel.children.len() + 1);
+                all.push(sel.root.clone());
+                all.append(&mut sel.children);
+                match (&view, env.context) {
+                    (None, Some(ctx)) => ctx.digest(&mut all)?,
+                    _ => digest_plain(&mut all)?,
+                }
+                sel.root = all.remove(0);
+                sel.children = all;
+                parts.add(
+                    format!("source:{}", sel.path),
+                    selection_digest(sel).to_string(),
+                );
+                // The file list, stored aside, lets a miss name the changed files.
+                let listing: String = std::iter::once(&sel.root)
+                    .chain(sel.children.iter())
+                    .filter_map(|e| {
+                        let path = if e.rel.is_empty() {
+                            sel.path.clone()
+                        } else {
+                            format!("{}/{}", sel.path, e.rel)
+                        };
+                        e.digest.map(|d| format!("{} {path}\n", d.hex()))
+                    })
+                    .collect();
+                let (list_digest, _) = env.store.put_blob(listing.as_bytes())?;
+                parts.add(format!("files:{}", sel.path), list_digest.to_string());
+            }
+            selections.extend(sels);
+        }
+        from_view = view;
+    }
+    for (k, v) in &step.args_in_scope {
+        if matches!(kind, InstructionKind::Run(_)) {
+            parts.add(format!("arg:{k}"), v.clone());
+        }
+    }
+    Ok(Prepared {
+        parts,
+        selections,
+        from_view,
+    })
+}
+
+/// Hash entries outside the context (another stage's files).
+fn digest_plain(entries: &mut [crate::context::Entry]) -> Result<(), SolveError> {
+    use rayon::prelude::*;
+    let res: Vec<Result<Option<Digest>, std::io::Error>> = entries
+        .par_iter()
+        .map(|e| {
+            if e.kind != crate::context::Kind::File {
+                return Ok(None);
+            }
+            crate::digest::hash_reader(std::fs::File::open(&e.abs)?).map(|(d, _)| Some(d))
+        })
+        .collect();
+    for (e, r) in entries.iter_mut().zip(res) {
+        e.digest = r.map_err(|source| SolveError::Io {
+            what: "hashing",
+            path: e.abs.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Clamp mtimes in a diff directory to SOURCE_DATE_EPOCH.
+fn clamp_times(dir: &Path, epoch: u64) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(p.clone());
+                }
+                all.push(p);
+            }
+        }
+    }
+    for p in all.into_iter().rev() {
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            use std::os::unix::fs::MetadataExt;
+            if m.mtime() > epoch as i64 {
+                let t = filetime::FileTime::from_unix_time(epoch as i64, 0);
+                let _ = filetime::set_symlink_file_times(&p, t, t);
+            }
+        }
+    }
+}
+
+/// Turn a filled diff directory into a layer (None if it is empty).
+pub fn commit_layer(
+    env: &StepEnv<'_>,
+    dir: tempfile::TempDir,
+) -> Result<Option<LayerRef>, SolveError> {
+    let empty = std::fs::read_dir(dir.path())
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(true);
+    if empty {
+        return Ok(None);
+    }
+    if let Some(e) = env.epoch {
+        clamp_times(dir.path(), e);
+    }
+    let store = env.store;
+    let comp = LayerCompressor::new(store.blob_writer()?, env.compression).map_err(|source| {
+        SolveError::Io {
+            what: "compressing",
+            path: dir.path().to_path_buf(),
+            source,
+        }
+    })?;
+    let comp = write_layer_tar(dir.path(), comp, crate::image::manifest::tar_options())?;
+    let (writer, diff_id, size) = comp.finish().map_err(|source| SolveError::Io {
+        what: "compressing",
+        path: dir.path().to_path_buf(),
+        source,
+    })?;
+    let blob = writer.commit()?;
+    store.add_layer_blob(&diff_id, env.compression.name(), blob)?;
+    let path = dir.keep();
+    store.commit_snapshot(&path, &diff_id)?;
+    Ok(Some(LayerRef { diff_id, size }))
+}
+
+fn expose_ports(ports: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in ports {
+        let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        let proto = proto.to_ascii_lowercase();
+        match num.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    for n in a..=b.min(a + 65535) {
+                        out.push(format!("{n}/{proto}"));
+                    }
+                }
+            }
+            None => out.push(format!("{num}/{proto}")),
+        }
+    }
+    out
+}
+
+fn shell_of(cfg: &ImageConfig) -> Vec<String> {
+    if cfg.config.shell.is_empty() {
+        vec!["/bin/sh".into(), "-c".into()]
+    } else {
+        cfg.config.shell.clone()
+    }
+}
+
+fn go_quote_list(v: &[String]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| crate::frontend::raw::go_quote(s))
+        .collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Run a step on `parent`, giving the new image state.
+pub fn run_step(
+    env: &StepEnv<'_>,
+    parent: &ImageState,
+    step: &Step,
+    prep: &Prepared,
+    cmd_set: &mut bool,
+) -> Result<ImageState, SolveError> {
+    let mut state = parent.clone();
+    let cfg = &mut state.config;
+    let epoch = env.epoch;
+    match &step.instruction.kind {
+        InstructionKind::Env { pairs } => {
+            for p in pairs {
+                cfg.set_env(&p.key, &p.value);
+            }
+            let s: Vec<String> = pairs
+                .iter()
+                .map(|p| format!("{}={}", p.key, p.value))
+                .collect();
+            history(cfg, epoch, format!("ENV {}", s.join(" ")), false);
+        }
+        InstructionKind::Label { pairs } => {
+            for p in pairs {
+                cfg.config.labels.insert(p.key.clone(), p.value.clone());
+            }
+            let s: Vec<String> = pairs
+                .iter()
+                .map(|p| format!("{}={}", p.key, p.value))
+                .collect();
+            history(cfg, epoch, format!("LABEL {}", s.join(" ")), false);
+        }
+        InstructionKind::Arg { args } => {
+            let s: Vec<String> = args
+                .iter()
+                .map(|a| match &a.default {
+                    Some(v) => format!("{}={v}", a.name),
+                    None => a.name.clone(),
+                })
+                .collect();
+            history(cfg, epoch, format!("ARG {}", s.join(" ")), false);
+        }
+        InstructionKind::Expose { ports } => {
+            for p in expose_ports(ports) {
+                cfg.config.exposed_ports.insert(p, serde_json::json!({}));
+            }
+            let keys: Vec<String> = cfg
+                .config
+                .exposed_ports
+                .keys()
+                .map(|k| format!("{k}:{{}}"))
+                .collect();
+            history(cfg, epoch, format!("EXPOSE map[{}]", keys.join(" ")), false);
+        }
+        InstructionKind::Volume { paths } => {
+            for p in paths {
+                cfg.config.volumes.insert(p.clone(), serde_json::json!({}));
+            }
+            history(cfg, epoch, format!("VOLUME [{}]", paths.join(" ")), false);
+        }
+        InstructionKind::User { user } => {
+            cfg.config.user = user.clone();
+            history(cfg, epoch, format!("USER {user}"), false);
+        }
+        InstructionKind::Stopsignal { signal } => {
+            cfg.config.stop_signal = signal.clone();
+            history(cfg, epoch, format!("STOPSIGNAL {signal}"), false);
+        }
+        InstructionKind::Shell { shell } => {
+            cfg.config.shell = shell.clone();
+            history(cfg, epoch, format!("SHELL [{}]", shell.join(" ")), false);
+        }
+        InstructionKind::Maintainer { name } => {
+            cfg.author = name.clone();
+            history(cfg, epoch, format!("MAINTAINER {name}"), false);
+        }
+        InstructionKind::Onbuild { expression, .. } => {
+            cfg.config.on_build.push(expression.clone());
+            history(cfg, epoch, format!("ONBUILD {expression}"), false);
+        }
+        InstructionKind::Cmd(c) => {
+            let args = if c.exec_form {
+                c.args.clone()
+            } else {
+                let mut v = shell_of(cfg);
+                v.extend(c.args.iter().cloned());
+                v
+            };
+            history(cfg, epoch, format!("CMD {}", go_quote_list(&args)), false);
+            cfg.config.cmd = Some(args);
+            *cmd_set = true;
+        }
+        InstructionKind::Entrypoint(c) => {
+            let args = if c.exec_form {
+                c.args.clone()
+            } else {
+                let mut v = shell_of(cfg);
+                v.extend(c.args.iter().cloned());
+                v
+            };
+            history(
+                cfg,
+                epoch,
+                format!("ENTRYPOINT {}", go_quote_list(&args)),
+                false,
+            );
+            cfg.config.entrypoint = if args.is_empty() { None } else { Some(args) };
+            if !*cmd_set {
+                cfg.config.cmd = None;
+            }
+        }
+        InstructionKind::Healthcheck { health } => {
+            let hc = match health {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                },
+                Healthcheck::Cmd {
+                    test,
+                    interval_ns,
+                    timeout_ns,
+                    start_period_ns,
+                    start_interval_ns,
+                    retries,
+                } => HealthConfig {
+                    test: test.clone(),
+                    interval: *interval_ns,
+                    timeout: *timeout_ns,
+                    start_period: *start_period_ns,
+                    start_interval: *start_interval_ns,
+                    retries: *retries,
+                },
+            };
+            history(
+                cfg,
+                epoch,
+                format!("HEALTHCHECK &{{{}}}", go_quote_list(&hc.test)),
+                false,
+            );
+            cfg.config.healthcheck = Some(hc);
+        }
+        InstructionKind::Workdir { path } => {
+            let wd = if path.starts_with('/') {
+                path.clone()
+            } else {
+                let cur = if cfg.config.working_dir.is_empty() {
+                    "/"
+                } else {
+                    cfg.config.working_dir.as_str()
+                };
+                format!("{}/{}", cur.trim_end_matches('/'), path)
+            };
+            let parts = clean_components(&wd);
+            let wd = format!("/{}", parts.join("/"));
+            cfg.config.working_dir = wd.clone();
+            let mut layer = None;
+            if wd != "/" {
+                let view = view_of(env.store, parent);
+                let owner = user_ids(&view, &cfg.config.user)?;
+                let tmp = env.store.temp_dir("workdir")?;
+                let created_time = epoch.map(|e| e as i64).unwrap_or(0);
+                let resolved = view.resolve(&wd, true);
+                if view.lookup_exact(&resolved).is_none() {
+                    mkdir_all(&view, tmp.path(), &resolved, owner, created_time)?;
+                }
+                layer = commit_layer(env, tmp)?;
+            }
+            let has_layer = layer.is_some();
+            if let Some(l) = layer {
+                state.layers.push(l);
+            }
+            history(&mut state.config, epoch, format!("WORKDIR {wd}"), has_layer);
+        }
+        InstructionKind::Copy(c) => {
+            let layer = copy_layer(env, parent, &c.paths, &c.options, c.parents, false, prep)?;
+            let has = layer.is_some();
+            state.layers.extend(layer);
+            history(
+                &mut state.config,
+                epoch,
+                format!(
+                    "COPY {} {} # buildkit",
+                    flag_text(&c.options, c.from.as_deref()),
+                    c.paths.dest
+                )
+                .replace("  ", " "),
+                has,
+            );
+        }
+        InstructionKind::Add(a) => {
+            let layer = copy_layer(env, parent, &a.paths, &a.options, false, true, prep)?;
+            let has = layer.is_some();
+            state.layers.extend(layer);
+            history(
+                &mut state.config,
+                epoch,
+                format!(
+                    "ADD {} {} # buildkit",
+                    flag_text(&a.options, None),
+                    a.paths.dest
+                )
+                .replace("  ", " "),
+                has,
+            );
+        }
+        InstructionKind::Run(_) => {
+            return Err(SolveError::Unsupported(
+                "RUN is not supported yet: the sandbox lands with the RUN milestone".into(),
+            ));
+        }
+    }
+    Ok(state)
+}
+
+fn flag_text(o: &crate::frontend::ast::CopyOptions, from: Option<&str>) -> String {
+    let mut s = Vec::new();
+    if let Some(f) = from {
+        s.push(format!("--from={f}"));
+    }
+    if let Some(c) = &o.chown {
+        s.push(format!("--chown={c}"));
+    }
+    if let Some(c) = &o.chmod {
+        s.push(format!("--chmod={c}"));
+    }
+    if o.link {
+        s.push("--link".into());
+    }
+    s.join(" ")
+}
+
+fn mkdir_all(
+    view: &MergedView,
+    out: &Path,
+    parts: &[String],
+    owner: (u32, u32),
+    t: i64,
+) -> Result<(), SolveError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut cur = out.to_path_buf();
+    let mut created = Vec::new();
+    for i in 0..parts.len() {
+        cur.push(&parts[i]);
+        std::fs::create_dir(&cur).map_err(|source| SolveError::Io {
+            what: "creating",
+            path: cur.clone(),
+            source,
+        })?;
+        let (mode, uid, gid, mt) = match view.lookup_exact(&parts[..=i]) {
+            Some((_, m)) if m.is_dir() => (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+            _ => (0o755, owner.0, owner.1, t),
+        };
+        std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| SolveError::Io {
+                what: "chmod",
+                path: cur.clone(),
+                source,
+            },
+        )?;
+        if rustix::process::geteuid().is_root() || (uid, gid) != (0, 0) {
+            std::os::unix::fs::lchown(&cur, Some(uid), Some(gid)).map_err(|source| {
+                SolveError::Io {
+                    what: "chown",
+                    path: cur.clone(),
+                    source,
+                }
+            })?;
+        }
+        created.push((cur.clone(), mt));
+    }
+    for (p, mt) in created.into_iter().rev() {
+        let ft = filetime::FileTime::from_unix_time(mt, 0);
+        let _ = filetime::set_symlink_file_times(&p, ft, ft);
+    }
+    Ok(())
+}
+
+fn copy_layer(
+    env: &StepEnv<'_>,
+    parent: &ImageState,
+    paths: &crate::frontend::ast::SourcesAndDest,
+    opts: &crate::frontend::ast::CopyOptions,
+    parents: bool,
+    is_add: bool,
+    prep: &Prepared,
+) -> Result<Option<LayerRef>, SolveError> {
+    let full_view = view_of(env.store, parent);
+    let empty = MergedView::default();
+    let base = if opts.link { &empty } else { &full_view };
+    let owner = match &opts.chown {
+        Some(c) => chown_ids(&full_view, c)?,
+        None => (0, 0),
+    };
+    let chmod = match &opts.chmod {
+        Some(m) => Some(parse_chmod(m)?),
+        None => None,
+    };
+    let tmp = env.store.temp_dir("copy")?;
+    let plan = CopyPlan {
+        sources: &prep.selections,
+        inline: &paths.inline_sources,
+        dest: &paths.dest,
+        workdir: &parent.config.config.working_dir,
+        owner,
+        chmod,
+        parents,
+        exclude: &opts.exclude,
+        base,
+        created_time: env.epoch.map(|e| e as i64).unwrap_or(0),
+        extract_archives: is_add && prep.from_view.is_none(),
+    };
+    execute(&plan, tmp.path())?;
+    commit_layer(env, tmp)
+}

@@ -173,6 +173,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         platform: opts.target_platform.clone(),
         build_id,
         labels: args.labels.clone(),
+        build_args: args.build_args.clone(),
     };
     let (progress, rx) = Progress::channel();
     let renderer = spawn_renderer(

@@ -5,6 +5,7 @@ mod build;
 mod check;
 mod parse;
 mod source;
+mod store_cmds;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,9 +28,13 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the Dockerfile's AST.
     Parse(parse::ParseArgs),
+    /// Show the store's disk usage.
+    Du,
+    /// Remove unused data from the store.
+    Prune(store_cmds::PruneArgs),
 }
 
-const SUBCOMMANDS: [&str; 6] = ["build", "check", "parse", "help", "--help", "-h"];
+const SUBCOMMANDS: [&str; 8] = ["build", "check", "parse", "du", "prune", "help", "--help", "-h"];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
 pub fn main() -> ExitCode {
@@ -45,6 +50,8 @@ pub fn main() -> ExitCode {
         Command::Build(a) => build::run(a),
         Command::Check(a) => check::run(a),
         Command::Parse(a) => parse::run(a),
+        Command::Du => store_cmds::du(),
+        Command::Prune(a) => store_cmds::prune(a),
     };
     match result {
         Ok(code) => code,

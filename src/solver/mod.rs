@@ -99,6 +99,8 @@ pub struct BuildRequest {
     pub build_id: String,
     /// `--label`s added to the final image.
     pub labels: Vec<(String, String)>,
+    /// `--build-arg`s (for ONBUILD triggers of base images).
+    pub build_args: Vec<(String, String)>,
 }
 
 /// The outcome.
@@ -301,6 +303,26 @@ pub async fn solve(
     })
 }
 
+/// The base image's ONBUILD triggers as steps, expanded in its environment.
+fn onbuild_steps(cfg: &ImageConfig, build_args: &[(String, String)]) -> Result<Vec<Step>, SolveError> {
+    if cfg.config.on_build.is_empty() {
+        return Ok(Vec::new());
+    }
+    const BASE: &str = "rbuild-onbuild-base";
+    struct Env(Vec<(String, String)>);
+    impl crate::frontend::lower::BaseEnv for Env {
+        fn env(&self, _: &str) -> Option<Vec<(String, String)>> {
+            Some(self.0.clone())
+        }
+    }
+    let text = format!("FROM {BASE}\n{}\n", cfg.config.on_build.join("\n"));
+    let bad = |e: crate::frontend::FrontendError| SolveError::Unsupported(format!("invalid ONBUILD trigger in base image: {}", e.message));
+    let (df, mut linter) = crate::frontend::parse_dockerfile(&text).map_err(bad)?;
+    let opts = crate::frontend::lower::BuildOptions { build_args: build_args.to_vec(), ..Default::default() };
+    let plan = crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter).map_err(bad)?;
+    Ok(plan.stages.into_iter().next().map(|s| s.steps).unwrap_or_default())
+}
+
 /// Final touches: `--label`s and the image's creation time (its last history entry's).
 fn finalize(cfg: &mut ImageConfig, labels: &[(String, String)]) {
     for (k, v) in labels {
@@ -355,6 +377,14 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         }
     };
     cur.state.config.ensure_path();
+    let triggers = match onbuild_steps(&cur.state.config, &req.build_args) {
+        Ok(t) => t,
+        Err(e) => {
+            sh.progress.send(Event::Failed { id: from_vertex.id, error: e.to_string() });
+            return Err(SolveError::Step { step: from_vertex.name.clone(), source: Box::new(e) });
+        }
+    };
+    cur.state.config.config.on_build.clear();
     sh.progress.send(Event::Done {
         id: from_vertex.id,
         seconds: t0.elapsed().as_secs_f64(),
@@ -370,6 +400,16 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         image: &image_fn,
     };
     let mut cmd_set = false;
+    for (k, step) in triggers.iter().enumerate() {
+        sh.progress.send(Event::Log { id: from_vertex.id, line: format!("ONBUILD {}", step.instruction.original) });
+        match run_cached(sh, &env, &cur, step, si, 1000 + k, from_vertex.id, &mut cmd_set) {
+            Ok(next) => cur = next,
+            Err(e) => {
+                sh.progress.send(Event::Failed { id: from_vertex.id, error: e.to_string() });
+                return Err(SolveError::Step { step: format!("ONBUILD {}", step.instruction.original), source: Box::new(e) });
+            }
+        }
+    }
     for (k, step) in st.steps.iter().enumerate() {
         let v = &sh.vertices[&(si, k + 1)];
         sh.progress.send(Event::Started {

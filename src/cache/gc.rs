@@ -62,7 +62,13 @@ impl Store {
         let blobs = entries(&self.root.join("blobs/sha256"));
         let snaps = entries(&self.root.join("snapshots"));
         Usage {
-            blobs: (blobs.len(), blobs.iter().map(|(_, p)| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum()),
+            blobs: (
+                blobs.len(),
+                blobs
+                    .iter()
+                    .map(|(_, p)| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                    .sum(),
+            ),
             snapshots: (snaps.len(), snaps.iter().map(|(_, p)| tree_size(p)).sum()),
             records: self.records().len(),
             images: self.images().len(),
@@ -74,12 +80,17 @@ impl Store {
         let (mut blobs, mut layers) = (BTreeSet::new(), BTreeSet::new());
         for entry in self.images().values() {
             blobs.insert(entry.manifest);
-            let Ok(m) = self.read_blob(&entry.manifest) else { continue };
-            let Ok(m) = serde_json::from_slice::<serde_json::Value>(&m) else { continue };
+            let Ok(m) = self.read_blob(&entry.manifest) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_slice::<serde_json::Value>(&m) else {
+                continue;
+            };
             if let Some(c) = m["config"]["digest"].as_str().and_then(|s| s.parse().ok()) {
                 blobs.insert(c);
                 if let Ok(cfg) = self.read_blob(&c)
-                    && let Ok(cfg) = serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
+                    && let Ok(cfg) =
+                        serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
                 {
                     layers.extend(cfg.rootfs.diff_ids);
                 }
@@ -104,14 +115,21 @@ impl Store {
         let layer_size: HashMap<Digest, u64> = records
             .iter()
             .flat_map(|r| r.state.layers.iter())
-            .map(|l| (l.diff_id, tree_size(&self.snapshot_path(&l.diff_id)) + l.size))
+            .map(|l| {
+                (
+                    l.diff_id,
+                    tree_size(&self.snapshot_path(&l.diff_id)) + l.size,
+                )
+            })
             .collect();
         let live_size = |recs: &[CacheRecord]| -> u64 {
             let mut set: BTreeSet<Digest> = image_layers.clone();
             for r in recs {
                 set.extend(r.state.layers.iter().map(|l| l.diff_id));
             }
-            set.iter().map(|d| layer_size.get(d).copied().unwrap_or(0)).sum()
+            set.iter()
+                .map(|d| layer_size.get(d).copied().unwrap_or(0))
+                .sum()
         };
         let mut drop_n = if all { records.len() } else { 0 };
         if let Some(limit) = keep_bytes {
@@ -120,7 +138,10 @@ impl Store {
             }
         }
         for r in &records[..drop_n] {
-            let p = self.root.join("cache").join(format!("{}.json", r.key.hex()));
+            let p = self
+                .root
+                .join("cache")
+                .join(format!("{}.json", r.key.hex()));
             let _ = fs::remove_file(p);
         }
         let kept = &records[drop_n..];
@@ -150,7 +171,10 @@ impl Store {
             }
         }
         for (name, p) in entries(&self.root.join("layers")) {
-            let keep = name.strip_suffix(".json").and_then(Digest::from_hex).is_some_and(|d| layers.contains(&d));
+            let keep = name
+                .strip_suffix(".json")
+                .and_then(Digest::from_hex)
+                .is_some_and(|d| layers.contains(&d));
             if !keep {
                 fs::remove_file(&p).map_err(io_err("removing", &p))?;
             }
@@ -172,7 +196,9 @@ impl Store {
 /// Parse a size like `10GB`, `512MiB`, `1g`, `1000000`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let n: f64 = s[..split].parse().ok()?;
     let unit = s[split..].trim().to_ascii_lowercase();
     let m: f64 = match unit.as_str() {

@@ -34,7 +34,9 @@ pub enum Command {
     Prune(store_cmds::PruneArgs),
 }
 
-const SUBCOMMANDS: [&str; 8] = ["build", "check", "parse", "du", "prune", "help", "--help", "-h"];
+const SUBCOMMANDS: [&str; 8] = [
+    "build", "check", "parse", "du", "prune", "help", "--help", "-h",
+];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
 pub fn main() -> ExitCode {

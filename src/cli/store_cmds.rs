@@ -31,11 +31,16 @@ fn human(b: u64) -> String {
 /// Print disk usage.
 pub fn du() -> Result<ExitCode> {
     let root = default_root();
-    let store = Store::open(&root, LockMode::Shared).with_context(|| format!("opening store {}", root.display()))?;
+    let store = Store::open(&root, LockMode::Shared)
+        .with_context(|| format!("opening store {}", root.display()))?;
     let u = store.usage();
     println!("store:         {}", root.display());
     println!("blobs:         {:>6}  {:>10}", u.blobs.0, human(u.blobs.1));
-    println!("snapshots:     {:>6}  {:>10}", u.snapshots.0, human(u.snapshots.1));
+    println!(
+        "snapshots:     {:>6}  {:>10}",
+        u.snapshots.0,
+        human(u.snapshots.1)
+    );
     println!("cache records: {:>6}", u.records);
     println!("images:        {:>6}", u.images);
     println!("total:                 {:>10}", human(u.total()));
@@ -45,11 +50,15 @@ pub fn du() -> Result<ExitCode> {
 /// Prune the store.
 pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     let keep = match &args.keep_storage {
-        Some(s) => Some(parse_size(s).ok_or_else(|| anyhow!("invalid --keep-storage {s:?} (e.g. 10GB, 512MiB)"))?),
+        Some(s) => Some(
+            parse_size(s)
+                .ok_or_else(|| anyhow!("invalid --keep-storage {s:?} (e.g. 10GB, 512MiB)"))?,
+        ),
         None => None,
     };
     let root = default_root();
-    let store = Store::open(&root, LockMode::Exclusive).with_context(|| format!("opening store {}", root.display()))?;
+    let store = Store::open(&root, LockMode::Exclusive)
+        .with_context(|| format!("opening store {}", root.display()))?;
     let freed = store.prune(args.all, keep)?;
     println!("reclaimed {}", human(freed));
     Ok(ExitCode::SUCCESS)

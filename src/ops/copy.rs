@@ -36,7 +36,7 @@ pub enum CopyError {
     #[error("invalid --chmod {0:?}: expected an octal mode such as 0755")]
     BadChmod(String),
     /// Bad archive.
-    #[error("extracting {path}: {source}")]
+    #[error("extracting {path}: {source:?}")]
     Archive {
         /// Which archive.
         path: PathBuf,

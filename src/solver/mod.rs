@@ -304,7 +304,10 @@ pub async fn solve(
 }
 
 /// The base image's ONBUILD triggers as steps, expanded in its environment.
-fn onbuild_steps(cfg: &ImageConfig, build_args: &[(String, String)]) -> Result<Vec<Step>, SolveError> {
+fn onbuild_steps(
+    cfg: &ImageConfig,
+    build_args: &[(String, String)],
+) -> Result<Vec<Step>, SolveError> {
     if cfg.config.on_build.is_empty() {
         return Ok(Vec::new());
     }
@@ -316,11 +319,25 @@ fn onbuild_steps(cfg: &ImageConfig, build_args: &[(String, String)]) -> Result<V
         }
     }
     let text = format!("FROM {BASE}\n{}\n", cfg.config.on_build.join("\n"));
-    let bad = |e: crate::frontend::FrontendError| SolveError::Unsupported(format!("invalid ONBUILD trigger in base image: {}", e.message));
+    let bad = |e: crate::frontend::FrontendError| {
+        SolveError::Unsupported(format!(
+            "invalid ONBUILD trigger in base image: {}",
+            e.message
+        ))
+    };
     let (df, mut linter) = crate::frontend::parse_dockerfile(&text).map_err(bad)?;
-    let opts = crate::frontend::lower::BuildOptions { build_args: build_args.to_vec(), ..Default::default() };
-    let plan = crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter).map_err(bad)?;
-    Ok(plan.stages.into_iter().next().map(|s| s.steps).unwrap_or_default())
+    let opts = crate::frontend::lower::BuildOptions {
+        build_args: build_args.to_vec(),
+        ..Default::default()
+    };
+    let plan = crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter)
+        .map_err(bad)?;
+    Ok(plan
+        .stages
+        .into_iter()
+        .next()
+        .map(|s| s.steps)
+        .unwrap_or_default())
 }
 
 /// Final touches: `--label`s and the image's creation time (its last history entry's).
@@ -380,8 +397,14 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     let triggers = match onbuild_steps(&cur.state.config, &req.build_args) {
         Ok(t) => t,
         Err(e) => {
-            sh.progress.send(Event::Failed { id: from_vertex.id, error: e.to_string() });
-            return Err(SolveError::Step { step: from_vertex.name.clone(), source: Box::new(e) });
+            sh.progress.send(Event::Failed {
+                id: from_vertex.id,
+                error: e.to_string(),
+            });
+            return Err(SolveError::Step {
+                step: from_vertex.name.clone(),
+                source: Box::new(e),
+            });
         }
     };
     cur.state.config.config.on_build.clear();
@@ -401,12 +424,30 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     };
     let mut cmd_set = false;
     for (k, step) in triggers.iter().enumerate() {
-        sh.progress.send(Event::Log { id: from_vertex.id, line: format!("ONBUILD {}", step.instruction.original) });
-        match run_cached(sh, &env, &cur, step, si, 1000 + k, from_vertex.id, &mut cmd_set) {
+        sh.progress.send(Event::Log {
+            id: from_vertex.id,
+            line: format!("ONBUILD {}", step.instruction.original),
+        });
+        match run_cached(
+            sh,
+            &env,
+            &cur,
+            step,
+            si,
+            1000 + k,
+            from_vertex.id,
+            &mut cmd_set,
+        ) {
             Ok(next) => cur = next,
             Err(e) => {
-                sh.progress.send(Event::Failed { id: from_vertex.id, error: e.to_string() });
-                return Err(SolveError::Step { step: format!("ONBUILD {}", step.instruction.original), source: Box::new(e) });
+                sh.progress.send(Event::Failed {
+                    id: from_vertex.id,
+                    error: e.to_string(),
+                });
+                return Err(SolveError::Step {
+                    step: format!("ONBUILD {}", step.instruction.original),
+                    source: Box::new(e),
+                });
             }
         }
     }

@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# Build the demo end to end and show the result.
-# Today (frontend milestone): prepares the busybox base context from Debian's
-# busybox-static, then validates both Dockerfiles with `rbuild check` and
-# prints the build plan rbuild derives from them. It becomes "build the base
-# image, build demo/hello on it, run it" as the engine and RUN land.
+# Build the demo end to end and show the result:
+#  1. the busybox base image, made from Debian's busybox-static;
+#  2. demo/hello on top of it (two independent stages and a final one);
+#  3. what the image holds: its config and files, and its output when run by
+#     a real engine if Docker is installed (it becomes `rbuild run` later).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static
+./scripts/ensure-packages.sh busybox-static skopeo
 cargo build --release --locked --quiet
-RBUILD=target/release/rbuild
+RBUILD=$PWD/target/release/rbuild
+export RBUILD_ROOT=${RBUILD_ROOT:-$PWD/target/example-store}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+echo "== 1. base image rbuild.local/busybox:latest"
 cp -a demo/busybox-base "$work/base"
 cp /bin/busybox "$work/base/busybox"
-echo "== rbuild check (busybox base)"
-$RBUILD check "$work/base"
-echo "== rbuild check (hello demo)"
-$RBUILD check --build-arg WHO=rbuild demo/hello
-echo "== what the hello image will hold (from rbuild parse --json)"
-$RBUILD parse --json -f demo/hello/Dockerfile | python3 -c "$(cat <<'PY'
+mkdir -p "$work/base/rootfs/bin"
+for applet in $(/bin/busybox --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$work/base/rootfs/bin/$applet"
+done
+chmod 1777 "$work/base/rootfs/tmp"
+"$RBUILD" build --progress plain -t rbuild.local/busybox:latest "$work/base"
+
+echo "== 2. demo/hello"
+"$RBUILD" build --progress plain --build-arg WHO=rbuild -t rbuild.local/hello:latest \
+  -o "type=oci-dir,dest=$work/hello-oci,name=rbuild.local/hello:latest" \
+  -o "type=local,dest=$work/hello-rootfs" demo/hello
+
+echo "== 3. what the image holds"
+skopeo inspect --config "oci:$work/hello-oci:latest" | python3 -c '
 import json, sys
-doc = json.load(sys.stdin)["dockerfile"]
-for st in doc["stages"]:
-    name = st.get("name") or "(final)"
-    print("stage %d %s: FROM %s" % (st["index"], name, st["base"]))
-    for ins in st["instructions"]:
-        print("    line %2d: %s" % (ins["span"]["start"]["line"], ins["original"]))
-PY
-)"
+c = json.load(sys.stdin)
+cfg = c["config"]
+print("entrypoint:", cfg.get("Entrypoint"), " cmd:", cfg.get("Cmd"), " workdir:", cfg.get("WorkingDir"))
+print("labels:", cfg.get("Labels"))
+print("layers:", len(c["rootfs"]["diff_ids"]))
+for h in c["history"]:
+    print("   ", "     " if h.get("empty_layer") else "layer", h["created_by"])
+'
+echo "-- /srv:"
+ls -ln "$work/hello-rootfs/srv"
+echo "-- running the image's command on its files:"
+(cd "$work/hello-rootfs" && cat srv/greeting srv/info)

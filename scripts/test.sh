@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The full test suite: installs what the tests need, then formatting, lints
-# and every test (unit, integration, BuildKit conformance).
+# The full test suite: installs the tools the tests use (busybox-static for
+# base images, skopeo and umoci to validate OCI output, docker.io for a real
+# engine that loads and runs our docker archives), then formatting, lints and
+# every test (unit, integration, BuildKit conformance, crash safety).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static
+./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -66,6 +66,8 @@ pub struct Entry {
     pub size: u64,
     /// mtime in seconds and nanoseconds.
     pub mtime: (i64, i64),
+    /// Owner (uid, gid) on disk.
+    pub owner: (u32, u32),
     /// Symlink target.
     pub link: Option<String>,
     /// Content digest (files).
@@ -98,6 +100,7 @@ impl Entry {
             mode: m.mode() & 0o7777,
             size: if kind == Kind::File { m.len() } else { 0 },
             mtime: (m.mtime(), m.mtime_nsec()),
+            owner: (m.uid(), m.gid()),
             link,
             digest: None,
         })

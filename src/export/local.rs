@@ -18,12 +18,17 @@ pub fn export_rootfs(view: &MergedView, dest: &Path) -> Result<(), ExportError> 
         source: std::io::Error::other(e.to_string()),
     })?;
     let mut dirs = Vec::new();
+    let root = rustix::process::geteuid().is_root();
     for e in &entries {
         let target = dest.join(&e.rel);
+        let owner = fs::symlink_metadata(&e.abs).map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.uid(), m.gid())
+        });
         match e.kind {
             Kind::Dir => {
                 fs::create_dir_all(&target).map_err(io_err("creating", &target))?;
-                dirs.push((target, e.mode, e.mtime));
+                dirs.push((target.clone(), e.mode, e.mtime));
             }
             Kind::File => {
                 let _ = fs::remove_file(&target);
@@ -37,6 +42,15 @@ pub fn export_rootfs(view: &MergedView, dest: &Path) -> Result<(), ExportError> 
                     .map_err(io_err("creating symlink", &target))?;
             }
             Kind::Other => {}
+        }
+        if let Ok((uid, gid)) = owner
+            && root
+        {
+            let _ = std::os::unix::fs::lchown(&target, Some(uid), Some(gid));
+        }
+        if e.kind != Kind::Dir {
+            let t = filetime::FileTime::from_unix_time(e.mtime.0, e.mtime.1 as u32);
+            let _ = filetime::set_symlink_file_times(&target, t, t);
         }
     }
     for (d, mode, (s, n)) in dirs.into_iter().rev() {

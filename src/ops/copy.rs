@@ -63,8 +63,9 @@ pub struct CopyPlan<'a> {
     pub dest: &'a str,
     /// The stage's working directory.
     pub workdir: &'a str,
-    /// Owner of everything written (`--chown`), default root.
-    pub owner: (u32, u32),
+    /// Owner of everything written (`--chown`, or root for context files);
+    /// `None` keeps each source file's owner (COPY --from).
+    pub owner: Option<(u32, u32)>,
     /// `--chmod`.
     pub chmod: Option<u32>,
     /// `--parents`.
@@ -133,7 +134,8 @@ impl Writer<'_> {
                     fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
                         .map_err(io_err("chmod", &cur))?;
-                    lchown(&cur, self.plan.owner.0, self.plan.owner.1)?;
+                    let (u, g) = self.plan.owner.unwrap_or((0, 0));
+                    lchown(&cur, u, g)?;
                     self.dir_times
                         .push((cur.clone(), self.plan.created_time, 0));
                 }
@@ -166,7 +168,7 @@ impl Writer<'_> {
                 fs::remove_file(&target).map_err(io_err("replacing", &target))?;
             }
         }
-        let (uid, gid) = self.plan.owner;
+        let (uid, gid) = self.plan.owner.unwrap_or(e.owner);
         match e.kind {
             Kind::Dir => {
                 fs::create_dir(&target).map_err(io_err("creating", &target))?;
@@ -343,7 +345,8 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
             fs::Permissions::from_mode(plan.chmod.unwrap_or(0o644)),
         )
         .map_err(io_err("chmod", &target))?;
-        lchown(&target, plan.owner.0, plan.owner.1)?;
+        let (u, g) = plan.owner.unwrap_or((0, 0));
+        lchown(&target, u, g)?;
         set_mtime(&target, plan.created_time, 0);
     }
     for (p, s, n) in w.dir_times.iter().rev() {

@@ -30,7 +30,7 @@ impl KeyParts {
     /// The key.
     pub fn key(&self) -> Digest {
         let mut h = KeyHasher::new();
-        h.part("rbuild-cache-v1");
+        h.part("rbuild-cache-v2");
         for (n, v) in &self.parts {
             h.part(n).part(v);
         }

@@ -508,33 +508,15 @@ pub fn run_step(
             let layer = copy_layer(env, parent, &c.paths, &c.options, c.parents, false, prep)?;
             let has = layer.is_some();
             state.layers.extend(layer);
-            history(
-                &mut state.config,
-                epoch,
-                format!(
-                    "COPY {} {} # buildkit",
-                    flag_text(&c.options, c.from.as_deref()),
-                    c.paths.dest
-                )
-                .replace("  ", " "),
-                has,
-            );
+            let text = copy_history("COPY", flag_text(&c.options, c.from.as_deref()), &c.paths);
+            history(&mut state.config, epoch, text, has);
         }
         InstructionKind::Add(a) => {
             let layer = copy_layer(env, parent, &a.paths, &a.options, false, true, prep)?;
             let has = layer.is_some();
             state.layers.extend(layer);
-            history(
-                &mut state.config,
-                epoch,
-                format!(
-                    "ADD {} {} # buildkit",
-                    flag_text(&a.options, None),
-                    a.paths.dest
-                )
-                .replace("  ", " "),
-                has,
-            );
+            let text = copy_history("ADD", flag_text(&a.options, None), &a.paths);
+            history(&mut state.config, epoch, text, has);
         }
         InstructionKind::Run(_) => {
             return Err(SolveError::Unsupported(
@@ -543,6 +525,18 @@ pub fn run_step(
         }
     }
     Ok(state)
+}
+
+/// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.
+fn copy_history(cmd: &str, flags: String, paths: &crate::frontend::ast::SourcesAndDest) -> String {
+    let mut words = vec![cmd.to_string()];
+    if !flags.is_empty() {
+        words.push(flags);
+    }
+    words.extend(paths.sources.iter().cloned());
+    words.extend(paths.inline_sources.iter().map(|i| format!("<<{}", i.name)));
+    words.push(paths.dest.clone());
+    format!("{} # buildkit", words.join(" "))
 }
 
 fn flag_text(o: &crate::frontend::ast::CopyOptions, from: Option<&str>) -> String {
@@ -621,8 +615,10 @@ fn copy_layer(
     let empty = MergedView::default();
     let base = if opts.link { &empty } else { &full_view };
     let owner = match &opts.chown {
-        Some(c) => chown_ids(&full_view, c)?,
-        None => (0, 0),
+        Some(c) => Some(chown_ids(&full_view, c)?),
+        // Context files belong to root; files from another stage keep their owner (as BuildKit).
+        None if prep.from_view.is_none() => Some((0, 0)),
+        None => None,
     };
     let chmod = match &opts.chmod {
         Some(m) => Some(parse_chmod(m)?),

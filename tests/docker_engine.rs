@@ -1,0 +1,136 @@
+//! The docker archive loads into a real Docker engine (Debian's docker.io),
+//! `docker image inspect` shows what the Dockerfile says, and the image runs.
+//! The test starts its own dockerd on a private socket and data directory,
+//! without touching the host's network configuration.
+
+mod common;
+use common::{Env, require_file, require_tool, run};
+use std::process::{Child, Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+
+struct Dockerd {
+    child: Child,
+    sock: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dockerd() -> Dockerd {
+    let dockerd = require_tool("dockerd", "docker.io");
+    let dir = tempfile::Builder::new()
+        .prefix("rbd")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let sock = dir.path().join("d.sock");
+    let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+    let child = Proc::new(dockerd)
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .arg("--exec-root")
+        .arg(dir.path().join("exec"))
+        .arg("--pidfile")
+        .arg(dir.path().join("pid"))
+        .arg("--host")
+        .arg(format!("unix://{}", sock.display()))
+        .args([
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start dockerd");
+    let d = Dockerd {
+        child,
+        sock,
+        _dir: dir,
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let ok = docker(&d)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success());
+        if ok.unwrap_or(false) {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(d._dir.path().join("dockerd.log")).unwrap_or_default();
+    panic!("dockerd did not start within 60s:\n{log}");
+}
+
+fn docker(d: &Dockerd) -> Proc {
+    // Debian's own CLI (another `docker` on PATH may demand buildx).
+    let mut c = Proc::new("/usr/bin/docker");
+    c.env("DOCKER_HOST", format!("unix://{}", d.sock.display()));
+    c
+}
+
+#[test]
+fn docker_archive_loads_inspects_and_runs_in_a_real_engine() {
+    require_tool("docker", "docker.io");
+    let busybox = require_file("/bin/busybox", "busybox-static");
+    let env = Env::new();
+    let ctx = env.project(
+        "app",
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch AS files\nCOPY msg.txt /msg.txt\n\nFROM scratch\nCOPY busybox /bin/busybox\nCOPY --from=files /msg.txt /srv/msg.txt\nENV GREETING=hello\nLABEL org.example.demo=yes\nWORKDIR /srv\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"cat\", \"/srv/msg.txt\"]\n",
+            ),
+            ("msg.txt", "loaded by a real engine\n"),
+        ],
+    );
+    std::fs::copy(busybox, ctx.join("busybox")).unwrap();
+    let archive = env.path("img.tar");
+    env.build_ok(
+        &[
+            "-t",
+            "rbuild-test/app:1",
+            "-o",
+            &format!("type=docker,dest={}", archive.display()),
+        ],
+        &ctx,
+    );
+    let d = start_dockerd();
+    let out = run(docker(&d).arg("load").arg("-i").arg(&archive));
+    assert!(out.contains("rbuild-test/app:1"), "{out}");
+    let inspect = run(docker(&d).args(["image", "inspect", "rbuild-test/app:1"]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let c = &v[0]["Config"];
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello")
+    );
+    assert_eq!(c["Labels"]["org.example.demo"], "yes");
+    assert_eq!(c["WorkingDir"], "/srv");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/busybox"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat", "/srv/msg.txt"]));
+    let out = run(docker(&d).args(["run", "--rm", "--network=none", "rbuild-test/app:1"]));
+    assert_eq!(out, "loaded by a real engine\n");
+    let out = run(docker(&d).args([
+        "run",
+        "--rm",
+        "--network=none",
+        "rbuild-test/app:1",
+        "sh",
+        "-c",
+        "echo $GREETING from $(pwd)",
+    ]));
+    assert_eq!(out, "hello from /srv\n");
+}

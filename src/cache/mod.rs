@@ -210,23 +210,12 @@ pub(crate) fn sync_dir(p: &Path) {
     }
 }
 
-/// fsync every regular file and directory below `root`.
+/// Make everything written below `root` durable. One `syncfs` of the store's
+/// filesystem instead of an fsync per file: a snapshot of 20,000 files would
+/// otherwise spend seconds in fsync.
 fn sync_tree(root: &Path) {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    stack.push(e.path());
-                } else if ft.is_file()
-                    && let Ok(f) = File::open(e.path())
-                {
-                    let _ = f.sync_all();
-                }
-            }
-        }
-        sync_dir(&dir);
+    if let Ok(f) = File::open(root) {
+        let _ = rustix::fs::syncfs(&f);
     }
 }
 

@@ -12,7 +12,12 @@ use std::time::Instant;
 fn sample(len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len);
     let mut x: u64 = 0x2545F4914F6CDD1D;
-    let words = ["fn main() { println!(\"hello\"); }\n", "#include <stdio.h>\n", "ELF\0\0\0\x02\x01", "lorem ipsum dolor sit amet "];
+    let words = [
+        "fn main() { println!(\"hello\"); }\n",
+        "#include <stdio.h>\n",
+        "ELF\0\0\0\x02\x01",
+        "lorem ipsum dolor sit amet ",
+    ];
     while v.len() < len {
         x ^= x << 13;
         x ^= x >> 7;
@@ -33,7 +38,10 @@ fn main() {
     let t = Instant::now();
     std::hint::black_box(Digest::of(&data));
     let s = t.elapsed().as_secs_f64();
-    println!("sha256 (one core):        {:8.0} MB/s  (target >= 1000 MB/s)", mb / s);
+    println!(
+        "sha256 (one core):        {:8.0} MB/s  (target >= 1000 MB/s)",
+        mb / s
+    );
     for (name, c) in [
         ("gzip default (parallel)", Compression::default()),
         ("gzip level 6 (parallel)", Compression::Gzip { level: 6 }),

@@ -498,3 +498,100 @@ fn concurrent_builds_share_one_store_safely() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 }
+
+/// A one-shot HTTP server on 127.0.0.1 serving fixed bodies by path.
+fn http_server(files: Vec<(&'static str, Vec<u8>)>) -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(false).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut served = 0;
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if served >= 100 {
+                    break;
+                }
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if path == "/quit" {
+                break;
+            }
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+            served += 1;
+        }
+        served
+    });
+    (addr, h)
+}
+
+#[test]
+fn add_downloads_urls_and_verifies_checksums() {
+    let env = Env::new();
+    let body = b"remote content\n".to_vec();
+    let sum = format!("sha256:{}", rbuild::digest::Digest::of(&body).hex());
+    let (addr, server) = http_server(vec![("/files/tool.txt", body.clone())]);
+    let df = format!(
+        "FROM scratch\nADD {addr}/files/tool.txt /dl/\nADD --checksum={sum} {addr}/files/tool.txt /checked.txt\n"
+    );
+    let ctx = env.project("url", &[("Dockerfile", &df)]);
+    let out = env.path("out");
+    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    assert_eq!(std::fs::read(out.join("dl/tool.txt")).unwrap(), body);
+    assert_eq!(std::fs::read(out.join("checked.txt")).unwrap(), body);
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(out.join("checked.txt")).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o777,
+        0o600,
+        "remote files get mode 600"
+    );
+    assert_eq!(m.mtime(), 1_700_000_000, "mtime from Last-Modified");
+    // A wrong checksum fails the build.
+    let bad = format!(
+        "FROM scratch\nADD --checksum=sha256:{} {addr}/files/tool.txt /x\n",
+        "0".repeat(64)
+    );
+    std::fs::write(ctx.join("Dockerfile"), bad).unwrap();
+    let err = env.build_err(&[], &ctx);
+    assert!(err.contains("digest mismatch"), "{err}");
+    // A missing URL fails clearly.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD {addr}/nope /x\n"),
+    )
+    .unwrap();
+    let err = env.build_err(&[], &ctx);
+    assert!(err.contains("404"), "{err}");
+    let _ = ureq_quit(&addr);
+    assert!(server.join().unwrap() >= 3);
+}
+
+fn ureq_quit(addr: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let host = addr.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.write_all(b"GET /quit HTTP/1.1\r\n\r\n")
+}

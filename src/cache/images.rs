@@ -32,6 +32,9 @@ impl Store {
 
     /// Point `name` at a manifest (read-modify-write under a file lock).
     pub fn tag(&self, name: &str, manifest: Digest) -> Result<()> {
+        if self.resolve_image(name) == Some(manifest) {
+            return Ok(()); // unchanged: no rewrite, no fsync
+        }
         let lock_path = self.root.join("images/lock");
         let lock = fs::File::options()
             .create(true)

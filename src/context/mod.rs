@@ -12,7 +12,7 @@ use statcache::{StatCache, StatKey};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 /// Errors about the context.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,8 @@ pub struct Entry {
     pub mtime: (i64, i64),
     /// Owner (uid, gid) on disk.
     pub owner: (u32, u32),
+    /// What the stat cache compares (files).
+    pub stat: Option<StatKey>,
     /// Symlink target.
     pub link: Option<String>,
     /// Content digest (files).
@@ -101,6 +103,12 @@ impl Entry {
             size: if kind == Kind::File { m.len() } else { 0 },
             mtime: (m.mtime(), m.mtime_nsec()),
             owner: (m.uid(), m.gid()),
+            stat: (kind == Kind::File).then(|| StatKey {
+                size: m.len(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                ino: m.ino(),
+            }),
             link,
             digest: None,
         })
@@ -124,7 +132,7 @@ pub struct Selection {
 pub struct Context {
     root: PathBuf,
     ignore: IgnoreMatcher,
-    cache: Mutex<StatCache>,
+    cache: RwLock<StatCache>,
     cache_file: Option<PathBuf>,
 }
 
@@ -155,7 +163,7 @@ impl Context {
         Ok(Context {
             root,
             ignore,
-            cache: Mutex::new(cache),
+            cache: RwLock::new(cache),
             cache_file,
         })
     }
@@ -278,18 +286,12 @@ impl Context {
     }
 
     /// Every entry below a context directory, sorted, ignore rules applied.
+    /// Directories are listed in parallel (rayon), the result is in path order.
     pub fn walk(&self, rel_dir: &str) -> Result<Vec<Entry>, ContextError> {
-        let mut out = Vec::new();
-        self.walk_into(rel_dir, "", &mut out)?;
-        Ok(out)
+        self.walk_dir(rel_dir, "")
     }
 
-    fn walk_into(
-        &self,
-        ctx_dir: &str,
-        sel_prefix: &str,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), ContextError> {
+    fn walk_dir(&self, ctx_dir: &str, sel_prefix: &str) -> Result<Vec<Entry>, ContextError> {
         let abs = self.root.join(ctx_dir);
         let rd = fs::read_dir(&abs).map_err(|source| ContextError::Io {
             what: "reading",
@@ -301,57 +303,57 @@ impl Context {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let entries: Vec<Option<Entry>> = names
+        // Each child: its own entry (unless excluded) followed by its subtree.
+        let parts: Vec<Result<Vec<Entry>, ContextError>> = names
             .par_iter()
             .map(|n| {
                 let ctx_rel = join_rel(ctx_dir, n);
                 let excluded = self.is_excluded(&ctx_rel);
-                let e = Entry::from_path(join_rel(sel_prefix, n), self.root.join(&ctx_rel)).ok()?;
-                if excluded && !(e.kind == Kind::Dir && self.ignore.may_reinclude_below(&ctx_rel)) {
-                    return None;
+                let Ok(e) = Entry::from_path(join_rel(sel_prefix, n), self.root.join(&ctx_rel))
+                else {
+                    return Ok(Vec::new());
+                };
+                let is_dir = e.kind == Kind::Dir;
+                if excluded && !(is_dir && self.ignore.may_reinclude_below(&ctx_rel)) {
+                    return Ok(Vec::new());
                 }
-                Some(e)
+                let sel_rel = e.rel.clone();
+                let mut out = Vec::new();
+                if !excluded {
+                    out.push(e);
+                }
+                if is_dir {
+                    out.extend(self.walk_dir(&ctx_rel, &sel_rel)?);
+                }
+                Ok(out)
             })
             .collect();
-        for (n, e) in names.iter().zip(entries) {
-            let Some(e) = e else { continue };
-            let ctx_rel = join_rel(ctx_dir, n);
-            let excluded = self.is_excluded(&ctx_rel);
-            let is_dir = e.kind == Kind::Dir;
-            let sel_rel = e.rel.clone();
-            if !excluded {
-                out.push(e);
-            }
-            if is_dir {
-                self.walk_into(&ctx_rel, &sel_rel, out)?;
-            }
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(p?);
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// Fill in content digests (parallel; unchanged files come from the stat cache).
+    /// Fill in content digests (parallel; unchanged files come from the stat
+    /// cache, using the metadata read when the entry was listed).
     pub fn digest(&self, entries: &mut [Entry]) -> Result<(), ContextError> {
-        let results: Vec<Result<Option<Digest>, ContextError>> = entries
+        {
+            let cache = self.cache.read().expect("stat cache lock");
+            entries.par_iter_mut().for_each(|e| {
+                if e.kind == Kind::File
+                    && e.digest.is_none()
+                    && let Some(key) = &e.stat
+                {
+                    e.digest = cache.get(&e.abs.to_string_lossy(), key);
+                }
+            });
+        }
+        let hashed: Vec<Result<(usize, Digest), ContextError>> = entries
             .par_iter()
-            .map(|e| {
-                if e.kind != Kind::File || e.digest.is_some() {
-                    return Ok(e.digest);
-                }
-                let m = fs::symlink_metadata(&e.abs).map_err(|source| ContextError::Io {
-                    what: "stat",
-                    path: e.abs.clone(),
-                    source,
-                })?;
-                let key = StatKey {
-                    size: m.len(),
-                    mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-                    ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-                    ino: m.ino(),
-                };
-                let id = e.abs.to_string_lossy();
-                if let Some(d) = self.cache.lock().expect("stat cache lock").get(&id, &key) {
-                    return Ok(Some(d));
-                }
+            .enumerate()
+            .filter(|(_, e)| e.kind == Kind::File && e.digest.is_none())
+            .map(|(i, e)| {
                 let f = fs::File::open(&e.abs).map_err(|source| ContextError::Io {
                     what: "opening",
                     path: e.abs.clone(),
@@ -362,15 +364,20 @@ impl Context {
                     path: e.abs.clone(),
                     source,
                 })?;
-                self.cache
-                    .lock()
-                    .expect("stat cache lock")
-                    .put(id.into_owned(), key, d);
-                Ok(Some(d))
+                Ok((i, d))
             })
             .collect();
-        for (e, r) in entries.iter_mut().zip(results) {
-            e.digest = r?;
+        if hashed.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.cache.write().expect("stat cache lock");
+        for r in hashed {
+            let (i, d) = r?;
+            let e = &mut entries[i];
+            e.digest = Some(d);
+            if let Some(key) = e.stat {
+                cache.put(e.abs.to_string_lossy().into_owned(), key, d);
+            }
         }
         Ok(())
     }
@@ -378,7 +385,7 @@ impl Context {
     /// Persist the stat cache.
     pub fn save_cache(&self) {
         if let Some(f) = &self.cache_file {
-            let _ = self.cache.lock().expect("stat cache lock").save(f);
+            let _ = self.cache.read().expect("stat cache lock").save(f);
         }
     }
 }
@@ -399,7 +406,11 @@ pub fn selection_digest(sel: &Selection) -> Digest {
     h.part(&sel.path);
     for e in std::iter::once(&sel.root).chain(sel.children.iter()) {
         h.part(&e.rel);
-        h.part(format!("{:?}:{:o}:{}", e.kind, e.mode, e.size));
+        let mut meta = [0u8; 13];
+        meta[0] = e.kind as u8;
+        meta[1..5].copy_from_slice(&e.mode.to_le_bytes());
+        meta[5..].copy_from_slice(&e.size.to_le_bytes());
+        h.part(meta);
         if let Some(l) = &e.link {
             h.part(l);
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// What identifies an unchanged file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatKey {
     /// Size in bytes.
     pub size: u64,
@@ -39,7 +39,7 @@ impl StatCache {
 
     fn decode(data: &[u8]) -> Option<StatCache> {
         let rest = data.strip_prefix(MAGIC)?;
-        let mut entries = HashMap::new();
+        let mut entries = HashMap::with_capacity(rest.len() / 90);
         let mut p = rest;
         let take = |p: &mut &[u8], n: usize| -> Option<Vec<u8>> {
             if p.len() < n {

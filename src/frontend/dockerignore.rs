@@ -309,6 +309,9 @@ impl IgnoreMatcher {
 
     /// Whether `path` (relative to the context, `/`-separated) is excluded.
     pub fn is_excluded(&self, path: &str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
         let path = clean_path(path.trim_start_matches('/'));
         let chars: Vec<char> = path.chars().collect();
         let mut matched = false;

@@ -2,5 +2,6 @@
 //! helpers they need (user lookup, selection in another stage).
 
 pub mod copy;
+pub mod fetch;
 pub mod users;
 pub mod view_select;

@@ -49,6 +49,9 @@ pub enum SolveError {
     /// User lookup problem.
     #[error(transparent)]
     User(#[from] crate::ops::users::UserError),
+    /// Download problem.
+    #[error(transparent)]
+    Fetch(#[from] crate::ops::fetch::FetchError),
     /// I/O.
     #[error("{what} {path}: {source}")]
     Io {
@@ -521,6 +524,8 @@ fn run_cached(
             view,
         });
     }
+    let mut components = prep.parts.parts.clone();
+    components.extend(steps::file_listings(&sh.store, &prep)?);
     // Explain the miss against the newest earlier record of this step.
     if let Some(prev) = sh.store.records_for_step(&step_id).into_iter().next() {
         let store = &sh.store;
@@ -532,7 +537,7 @@ fn run_cached(
                 &String::from_utf8_lossy(&b),
             ))
         };
-        let reason = keys::explain(&prep.parts.parts, &prev.components, file_diff);
+        let reason = keys::explain(&components, &prev.components, file_diff);
         sh.progress.send(Event::Miss { id: vid, reason });
     }
     let state = run_step(env, &cur.state, step, &prep, cmd_set)?;
@@ -543,7 +548,7 @@ fn run_cached(
     sh.store.put_record(&CacheRecord {
         key,
         step_id,
-        components: prep.parts.parts.clone(),
+        components,
         state: state.clone(),
         created,
     })?;

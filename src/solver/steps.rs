@@ -43,6 +43,32 @@ pub struct Prepared {
     pub selections: Vec<Selection>,
     /// Layer view of `--from`, when used.
     pub from_view: Option<MergedView>,
+    /// ADD URLs with `--checksum`, fetched only when the step runs.
+    pub lazy_urls: Vec<(String, Digest)>,
+    /// Where downloads live until the step is done.
+    pub downloads: Option<tempfile::TempDir>,
+}
+
+/// A downloaded file as a COPY/ADD selection (mode 0600, as Docker's ADD).
+fn url_selection(url: &str, d: &crate::ops::fetch::Downloaded) -> Result<Selection, SolveError> {
+    let mut root =
+        crate::context::Entry::from_path(String::new(), d.path.clone()).map_err(|source| {
+            SolveError::Io {
+                what: "stat",
+                path: d.path.clone(),
+                source,
+            }
+        })?;
+    root.mode = 0o600;
+    root.mtime = (d.mtime.unwrap_or(0), 0);
+    root.owner = (0, 0);
+    root.digest = Some(d.digest);
+    Ok(Selection {
+        source: url.to_string(),
+        path: d.name.clone(),
+        root,
+        children: Vec::new(),
+    })
 }
 
 /// The merged view of an image state's layers.
@@ -126,6 +152,8 @@ pub fn prepare(
     parts.add("def", canonical(kind));
     let mut selections = Vec::new();
     let mut from_view = None;
+    let mut lazy_urls = Vec::new();
+    let mut downloads: Option<tempfile::TempDir> = None;
     let paths = match kind {
         InstructionKind::Copy(c) => Some((&c.paths, false)),
         InstructionKind::Add(a) => Some((&a.paths, true)),
@@ -148,14 +176,43 @@ pub fn prepare(
             Some(Source::Scratch) => Some(MergedView::default()),
             None => None,
         };
+        let checksum = match kind {
+            InstructionKind::Add(a) => a.checksum.clone(),
+            _ => None,
+        };
         for src in &paths.sources {
-            if is_add
-                && (src.starts_with("http://")
-                    || src.starts_with("https://")
-                    || src.starts_with("git@"))
-            {
+            if is_add && crate::ops::fetch::is_url(src) {
+                match &checksum {
+                    // The checksum is the key: no download unless the step runs.
+                    Some(c) => {
+                        let d = crate::ops::fetch::parse_checksum(c)?;
+                        parts.add(format!("url:{src}"), d.to_string());
+                        lazy_urls.push((src.clone(), d));
+                    }
+                    None => {
+                        if downloads.is_none() {
+                            downloads = Some(env.store.temp_dir("download")?);
+                        }
+                        let dir = downloads
+                            .as_ref()
+                            .expect("download dir")
+                            .path()
+                            .join(selections.len().to_string());
+                        std::fs::create_dir_all(&dir).map_err(|source| SolveError::Io {
+                            what: "creating",
+                            path: dir.clone(),
+                            source,
+                        })?;
+                        let got = crate::ops::fetch::download(src, &dir, None)?;
+                        parts.add(format!("url:{src}"), got.digest.to_string());
+                        selections.push(url_selection(src, &got)?);
+                    }
+                }
+                continue;
+            }
+            if is_add && src.starts_with("git@") {
                 return Err(SolveError::Unsupported(format!(
-                    "ADD {src}: remote sources are not supported yet"
+                    "ADD {src}: git sources are not supported yet"
                 )));
             }
             let mut sels = match &view {
@@ -182,20 +239,6 @@ pub fn prepare(
                     format!("source:{}", sel.path),
                     selection_digest(sel).to_string(),
                 );
-                // The file list, stored aside, lets a miss name the changed files.
-                let listing: String = std::iter::once(&sel.root)
-                    .chain(sel.children.iter())
-                    .filter_map(|e| {
-                        let path = if e.rel.is_empty() {
-                            sel.path.clone()
-                        } else {
-                            format!("{}/{}", sel.path, e.rel)
-                        };
-                        e.digest.map(|d| format!("{} {path}\n", d.hex()))
-                    })
-                    .collect();
-                let (list_digest, _) = env.store.put_blob(listing.as_bytes())?;
-                parts.add(format!("files:{}", sel.path), list_digest.to_string());
             }
             selections.extend(sels);
         }
@@ -210,7 +253,32 @@ pub fn prepare(
         parts,
         selections,
         from_view,
+        lazy_urls,
+        downloads,
     })
+}
+
+/// The file lists of a step's sources, stored as blobs: not part of the key,
+/// but kept in the cache record so a later miss can name the changed files.
+/// Computed only when the step runs.
+pub fn file_listings(store: &Store, prep: &Prepared) -> Result<Vec<(String, String)>, SolveError> {
+    let mut out = Vec::new();
+    for sel in &prep.selections {
+        let listing: String = std::iter::once(&sel.root)
+            .chain(sel.children.iter())
+            .filter_map(|e| {
+                let path = if e.rel.is_empty() {
+                    sel.path.clone()
+                } else {
+                    format!("{}/{}", sel.path, e.rel)
+                };
+                e.digest.map(|d| format!("{} {path}\n", d.hex()))
+            })
+            .collect();
+        let (d, _) = store.put_blob(listing.as_bytes())?;
+        out.push((format!("files:{}", sel.path), d.to_string()));
+    }
+    Ok(out)
 }
 
 /// Hash entries outside the context (another stage's files).
@@ -624,9 +692,29 @@ fn copy_layer(
         Some(m) => Some(parse_chmod(m)?),
         None => None,
     };
+    let mut selections = prep.selections.clone();
+    let fetch_dir = if prep.lazy_urls.is_empty() {
+        None
+    } else {
+        Some(env.store.temp_dir("download")?)
+    };
+    for (i, (url, sum)) in prep.lazy_urls.iter().enumerate() {
+        let dir = fetch_dir
+            .as_ref()
+            .expect("download dir")
+            .path()
+            .join(i.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| SolveError::Io {
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let got = crate::ops::fetch::download(url, &dir, Some(sum))?;
+        selections.push(url_selection(url, &got)?);
+    }
     let tmp = env.store.temp_dir("copy")?;
     let plan = CopyPlan {
-        sources: &prep.selections,
+        sources: &selections,
         inline: &paths.inline_sources,
         dest: &paths.dest,
         workdir: &parent.config.config.working_dir,

@@ -16,11 +16,6 @@ trap 'rm -rf "$work"' EXIT
 echo "== 1. base image rbuild.local/busybox:latest"
 cp -a demo/busybox-base "$work/base"
 cp /bin/busybox "$work/base/busybox"
-mkdir -p "$work/base/rootfs/bin"
-for applet in $(/bin/busybox --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$work/base/rootfs/bin/$applet"
-done
-chmod 1777 "$work/base/rootfs/tmp"
 "$RBUILD" build --progress plain -t rbuild.local/busybox:latest "$work/base"
 
 echo "== 2. demo/hello"

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod context;
 pub mod digest;
+pub mod exec;
 pub mod export;
 pub mod frontend;
 pub mod image;

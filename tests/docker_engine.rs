@@ -88,7 +88,7 @@ fn docker_archive_loads_inspects_and_runs_in_a_real_engine() {
         &[
             (
                 "Dockerfile",
-                "FROM scratch AS files\nCOPY msg.txt /msg.txt\n\nFROM scratch\nCOPY busybox /bin/busybox\nCOPY --from=files /msg.txt /srv/msg.txt\nENV GREETING=hello\nLABEL org.example.demo=yes\nWORKDIR /srv\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"cat\", \"/srv/msg.txt\"]\n",
+                "FROM scratch AS files\nCOPY msg.txt /msg.txt\n\nFROM scratch\nCOPY busybox /bin/busybox\nCOPY --from=files /msg.txt /srv/msg.txt\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo written by RUN >> /srv/msg.txt\"]\nENV GREETING=hello\nLABEL org.example.demo=yes\nWORKDIR /srv\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"cat\", \"/srv/msg.txt\"]\n",
             ),
             ("msg.txt", "loaded by a real engine\n"),
         ],
@@ -122,7 +122,7 @@ fn docker_archive_loads_inspects_and_runs_in_a_real_engine() {
     assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/busybox"]));
     assert_eq!(c["Cmd"], serde_json::json!(["cat", "/srv/msg.txt"]));
     let out = run(docker(&d).args(["run", "--rm", "--network=none", "rbuild-test/app:1"]));
-    assert_eq!(out, "loaded by a real engine\n");
+    assert_eq!(out, "loaded by a real engine\nwritten by RUN\n");
     let out = run(docker(&d).args([
         "run",
         "--rm",

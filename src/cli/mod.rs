@@ -41,6 +41,9 @@ const SUBCOMMANDS: [&str; 8] = [
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
 pub fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).and_then(|a| a.to_str()) == Some("__sandbox") {
+        rbuild::exec::sandbox::sandbox_main();
+    }
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
         let known = SUBCOMMANDS.contains(&first) || first == "--version" || first == "-V";
         if !known {

@@ -57,6 +57,17 @@ fn group_id(view: &MergedView, group: &str) -> Result<u32, UserError> {
         })
 }
 
+/// The home directory of `uid` from /etc/passwd (`/root` for root, else `/`).
+pub fn home_dir(view: &MergedView, uid: u32) -> String {
+    let from_passwd = view.read_file("/etc/passwd").and_then(|d| {
+        String::from_utf8_lossy(&d).lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+    });
+    from_passwd.unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() })
+}
+
 /// `--chown` ids: without a group, the gid is the uid (Docker's documented rule).
 pub fn chown_ids(view: &MergedView, spec: &str) -> Result<(u32, u32), UserError> {
     match spec.split_once(':') {

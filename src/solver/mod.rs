@@ -540,7 +540,14 @@ fn run_cached(
         let reason = keys::explain(&components, &prev.components, file_diff);
         sh.progress.send(Event::Miss { id: vid, reason });
     }
-    let state = run_step(env, &cur.state, step, &prep, cmd_set)?;
+    let progress = sh.progress.clone();
+    let progress = std::sync::Mutex::new(progress);
+    let log = move |line: String| {
+        if let Ok(p) = progress.lock() {
+            p.send(Event::Log { id: vid, line });
+        }
+    };
+    let state = run_step(env, &cur.state, step, &prep, cmd_set, &log)?;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -334,33 +334,38 @@ pub fn commit_layer(
     env: &StepEnv<'_>,
     dir: tempfile::TempDir,
 ) -> Result<Option<LayerRef>, SolveError> {
-    let empty = std::fs::read_dir(dir.path())
+    let path = dir.keep();
+    let r = commit_dir_layer(env, &path);
+    if !matches!(r, Ok(Some(_))) {
+        let _ = crate::cache::remove_tree(&path);
+    }
+    r
+}
+
+/// Turn the diff directory at `path` (inside the store's temp space) into a
+/// layer; the directory is moved into the snapshots.
+pub fn commit_dir_layer(env: &StepEnv<'_>, path: &Path) -> Result<Option<LayerRef>, SolveError> {
+    let empty = std::fs::read_dir(path)
         .map(|mut r| r.next().is_none())
         .unwrap_or(true);
     if empty {
         return Ok(None);
     }
     if let Some(e) = env.epoch {
-        clamp_times(dir.path(), e);
+        clamp_times(path, e);
     }
     let store = env.store;
-    let comp = LayerCompressor::new(store.blob_writer()?, env.compression).map_err(|source| {
-        SolveError::Io {
-            what: "compressing",
-            path: dir.path().to_path_buf(),
-            source,
-        }
-    })?;
-    let comp = write_layer_tar(dir.path(), comp, crate::image::manifest::tar_options())?;
-    let (writer, diff_id, size) = comp.finish().map_err(|source| SolveError::Io {
+    let io = |source| SolveError::Io {
         what: "compressing",
-        path: dir.path().to_path_buf(),
+        path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let comp = LayerCompressor::new(store.blob_writer()?, env.compression).map_err(io)?;
+    let comp = write_layer_tar(path, comp, crate::image::manifest::tar_options())?;
+    let (writer, diff_id, size) = comp.finish().map_err(io)?;
     let blob = writer.commit()?;
     store.add_layer_blob(&diff_id, env.compression.name(), blob)?;
-    let path = dir.keep();
-    store.commit_snapshot(&path, &diff_id)?;
+    store.commit_snapshot(path, &diff_id)?;
     Ok(Some(LayerRef { diff_id, size }))
 }
 
@@ -406,6 +411,7 @@ pub fn run_step(
     step: &Step,
     prep: &Prepared,
     cmd_set: &mut bool,
+    log: &(dyn Fn(String) + Sync),
 ) -> Result<ImageState, SolveError> {
     let mut state = parent.clone();
     let cfg = &mut state.config;
@@ -586,13 +592,176 @@ pub fn run_step(
             let text = copy_history("ADD", flag_text(&a.options, None), &a.paths);
             history(&mut state.config, epoch, text, has);
         }
-        InstructionKind::Run(_) => {
-            return Err(SolveError::Unsupported(
-                "RUN is not supported yet: the sandbox lands with the RUN milestone".into(),
-            ));
+        InstructionKind::Run(run) => {
+            let (layer, created_by) = run_layer(env, parent, step, run, log)?;
+            let has = layer.is_some();
+            state.layers.extend(layer);
+            history(&mut state.config, epoch, created_by, has);
         }
     }
     Ok(state)
+}
+
+/// The argv of a RUN: exec form as is; shell form through the stage's SHELL;
+/// a lone heredoc is the script (run directly when it has a `#!` line).
+fn run_argv(
+    cfg: &ImageConfig,
+    run: &crate::frontend::ast::Run,
+    original: &str,
+) -> (Vec<String>, Option<(String, String)>) {
+    let cmd = &run.command;
+    if cmd.exec_form {
+        return (cmd.args.clone(), None);
+    }
+    let line = cmd.args.join(" ");
+    let docs = crate::frontend::instructions::run_heredoc_files(&cmd.heredocs);
+    if docs.len() == 1
+        && crate::frontend::lines::parse_heredoc_word(line.trim())
+            .ok()
+            .flatten()
+            .is_some()
+    {
+        let content = docs[0].content.clone();
+        if content.starts_with("#!") {
+            let path = format!("/.rbuild-heredoc-{}", docs[0].name);
+            return (vec![path.clone()], Some((path, content)));
+        }
+        let mut v = shell_of(cfg);
+        v.push(content);
+        return (v, None);
+    }
+    let mut script = line;
+    for d in &docs {
+        script.push('\n');
+        script.push_str(&d.content);
+        script.push_str(&d.name);
+    }
+    let _ = original;
+    let mut v = shell_of(cfg);
+    v.push(script);
+    (v, None)
+}
+
+/// Run a RUN step in the sandbox; its changes become the layer.
+fn run_layer(
+    env: &StepEnv<'_>,
+    parent: &ImageState,
+    step: &Step,
+    run: &crate::frontend::ast::Run,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<(Option<LayerRef>, String), SolveError> {
+    use crate::exec::spec::{Network, SandboxSpec};
+    if !run.mounts_raw.is_empty() {
+        return Err(SolveError::Unsupported(
+            "RUN --mount is not supported yet".into(),
+        ));
+    }
+    if run.security == Some(crate::frontend::ast::SecurityMode::Insecure) {
+        return Err(SolveError::Unsupported(
+            "RUN --security=insecure needs an entitlement rbuild does not grant".into(),
+        ));
+    }
+    let cfg = &parent.config;
+    let view = view_of(env.store, parent);
+    let (uid, gid) = user_ids(&view, &cfg.config.user)?;
+    let (argv, script) = run_argv(cfg, run, &step.instruction.original);
+    if argv.is_empty() {
+        return Err(SolveError::Unsupported("RUN needs a command".into()));
+    }
+    // Environment: the step's ARG and ENV values, PATH defaulted.
+    let mut vars: Vec<(String, String)> = step.env.clone();
+    if !vars.iter().any(|(k, _)| k == "PATH") {
+        vars.push(("PATH".into(), crate::image::config::DEFAULT_PATH.into()));
+    }
+    if !vars.iter().any(|(k, _)| k == "HOME") {
+        vars.push(("HOME".into(), crate::ops::users::home_dir(&view, uid)));
+    }
+    let tmp = env.store.temp_dir("run")?;
+    let dir = tmp.path();
+    for d in ["upper", "work", "rootfs", "empty"] {
+        std::fs::create_dir(dir.join(d)).map_err(|source| SolveError::Io {
+            what: "creating",
+            path: dir.join(d),
+            source,
+        })?;
+    }
+    let hostname = "buildkitsandbox".to_string();
+    std::fs::write(
+        dir.join("hosts"),
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    )
+    .map_err(|source| SolveError::Io {
+        what: "writing",
+        path: dir.join("hosts"),
+        source,
+    })?;
+    if let Some((path, content)) = &script {
+        // The heredoc script file lives in the upper dir and is removed afterwards.
+        let p = dir.join("upper").join(path.trim_start_matches('/'));
+        std::fs::write(&p, content).map_err(|source| SolveError::Io {
+            what: "writing",
+            path: p.clone(),
+            source,
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
+    }
+    let network = match run.network {
+        Some(crate::frontend::ast::NetworkMode::None) => Network::None,
+        _ => Network::Host,
+    };
+    let spec = SandboxSpec {
+        lowerdirs: view.layers.clone(),
+        empty_lower: dir.join("empty"),
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+        rootfs: dir.join("rootfs"),
+        hosts_file: dir.join("hosts"),
+        argv: argv.clone(),
+        env: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: if cfg.config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            cfg.config.working_dir.clone()
+        },
+        uid,
+        gid,
+        groups: Vec::new(),
+        hostname,
+        network,
+    };
+    let log_path = env
+        .store
+        .logs_dir()
+        .join(format!("{}.log", std::process::id()));
+    crate::exec::run_sandboxed(&spec, &log_path, log)
+        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+    let upper = dir.join("upper");
+    if let Some((path, _)) = &script {
+        let _ = std::fs::remove_file(upper.join(path.trim_start_matches('/')));
+    }
+    crate::exec::clean_mountpoints(&upper, &|p: &str| view.stat(&format!("/{p}")).is_some());
+    // The upper dir becomes the layer (already in overlay's whiteout format).
+    let layer_dir = env.store.temp_dir("layer")?;
+    let target = layer_dir.path().join("diff");
+    std::fs::rename(&upper, &target).map_err(|source| SolveError::Io {
+        what: "moving",
+        path: upper.clone(),
+        source,
+    })?;
+    let layer = commit_dir_layer(env, &target)?;
+    let mut created_by = String::from("RUN ");
+    if !step.args_in_scope.is_empty() {
+        let kv: Vec<String> = step
+            .args_in_scope
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        created_by.push_str(&format!("|{} {} ", kv.len(), kv.join(" ")));
+    }
+    created_by.push_str(&argv.join(" "));
+    created_by.push_str(" # buildkit");
+    Ok((layer, created_by))
 }
 
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.

@@ -87,29 +87,8 @@ impl Env {
         let dir = self.path("busybox-ctx");
         copy_dir(&ctx, &dir);
         std::fs::copy(busybox, dir.join("busybox")).expect("copy busybox");
-        prepare_applets(&dir);
         self.build_ok(&["-t", name], &dir);
     }
-}
-
-/// Create `rootfs/bin/<applet>` symlinks for every busybox applet.
-pub fn prepare_applets(dir: &Path) {
-    let out = std::process::Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    let bin = dir.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).expect("mkdir");
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
-        if applet == "busybox" {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = dir.join("rootfs/tmp");
-    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
 }
 
 /// Copy a directory tree (files, dirs, symlinks).

@@ -1,0 +1,139 @@
+//! RUN steps: each runs in its own namespaces on an overlay of the parent
+//! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
+
+pub mod sandbox;
+pub mod spec;
+
+use spec::SandboxSpec;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Errors running a step.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The command failed.
+    #[error("exit code {code}{}", if tail.is_empty() { String::new() } else { format!("; last lines of output:\n{}", tail.join("\n")) })]
+    Failed {
+        /// Exit code (128+N for signal N).
+        code: i32,
+        /// Last lines of output.
+        tail: Vec<String>,
+    },
+    /// The sandbox could not be set up or run.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// Directories of one run inside the store's temp space.
+pub struct RunDirs {
+    /// Holds everything; removed when dropped.
+    pub tmp: tempfile::TempDir,
+}
+
+impl RunDirs {
+    /// The upper directory (the step's changes).
+    pub fn upper(&self) -> PathBuf {
+        self.tmp.path().join("upper")
+    }
+}
+
+/// Run the sandbox helper for `spec`; every output line goes to `on_line`.
+/// The full output is also written to `log_path`.
+pub fn run_sandboxed(
+    spec: &SandboxSpec,
+    log_path: &Path,
+    mut on_line: impl FnMut(String) + Send,
+) -> Result<(), ExecError> {
+    let exe =
+        std::env::current_exe().map_err(|e| ExecError::Sandbox(format!("locating rbuild: {e}")))?;
+    let mut child = Command::new(exe)
+        .arg("__sandbox")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ExecError::Sandbox(format!("starting the sandbox: {e}")))?;
+    let input = serde_json::to_vec(spec).expect("serialise sandbox spec");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&input);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+            }
+        }));
+    }
+    drop(tx);
+    let mut log = std::fs::File::create(log_path).ok();
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    for line in rx {
+        if let Some(f) = log.as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+        if tail.len() == 20 {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        on_line(line);
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| ExecError::Sandbox(format!("waiting: {e}")))?;
+    let code = status
+        .code()
+        .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(ExecError::Failed {
+            code,
+            tail: tail.into_iter().collect(),
+        })
+    }
+}
+
+/// Remove what the sandbox created only as mount points (empty /proc, /dev,
+/// /sys, /etc/hosts, /etc/resolv.conf and an /etc made for them) when the
+/// image did not have them, so they do not end up in the layer.
+pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
+    for f in ["etc/hosts", "etc/resolv.conf"] {
+        let p = upper.join(f);
+        if !existed(f)
+            && std::fs::metadata(&p)
+                .map(|m| m.is_file() && m.len() == 0)
+                .unwrap_or(false)
+        {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    for d in ["proc", "dev", "sys", "etc"] {
+        let p = upper.join(d);
+        if !existed(d)
+            && std::fs::read_dir(&p)
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(false)
+        {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}

@@ -158,3 +158,130 @@ fn run_results_are_cached_and_keyed_on_build_args() {
     let err = env.build_ok(&["--build-arg", "V=2"], &ctx);
     assert!(err.contains("cache miss"), "{err}");
 }
+
+#[test]
+fn cache_mounts_persist_across_builds_and_stay_out_of_layers() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest\nARG N=1\nRUN --mount=type=cache,target=/cache,id=c1 echo run$N >> /cache/log && cat /cache/log > /seen\n";
+    let ctx = env.project("cache-mount", &[("Dockerfile", df)]);
+    let out1 = env.path("cm1");
+    env.build_ok(
+        &["-o", &format!("type=local,dest={}", out1.display())],
+        &ctx,
+    );
+    let out2 = env.path("cm2");
+    env.build_ok(
+        &[
+            "--build-arg",
+            "N=2",
+            "-o",
+            &format!("type=local,dest={}", out2.display()),
+        ],
+        &ctx,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out2.join("seen")).unwrap(),
+        "run1\nrun2\n",
+        "the cache persisted"
+    );
+    assert!(
+        !out2.join("cache/log").exists(),
+        "cache contents never land in a layer"
+    );
+    assert!(!out2.join("cache").exists(), "nor does the mount point");
+}
+
+#[test]
+fn bind_tmpfs_and_secret_mounts() {
+    let env = with_base();
+    let secret = env.path("token.txt");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let sum = rbuild::digest::Digest::of(b"s3cr3t-value").hex();
+    let df = r#"FROM test/busybox:latest AS tool
+RUN mkdir -p /opt && echo "from stage" > /opt/tool.txt
+FROM test/busybox:latest
+RUN --mount=type=bind,source=data,target=/src cat /src/input.txt > /copied.txt && (touch /src/x 2>/dev/null && echo writable || echo readonly) > /bind-mode.txt
+RUN --mount=type=bind,from=tool,source=/opt,target=/t cat /t/tool.txt > /from-stage.txt
+RUN --mount=type=bind,source=data,target=/src,rw touch /src/x && echo ok > /rw.txt
+RUN --mount=type=tmpfs,target=/scratch echo tmp > /scratch/f && (mount | grep -q ' /scratch ' && echo tmpfs) > /tmpfs.txt
+RUN --mount=type=secret,id=token test "$(sha256sum /run/secrets/token | cut -d' ' -f1)" = "SUM" && echo secret-file-ok > /secret.txt
+RUN --mount=type=secret,id=token,env=TOKEN test "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)" = "SUM" && echo secret-env-ok > /secret-env.txt
+"#
+    .replace("SUM", &sum);
+    let ctx = env.project(
+        "mounts",
+        &[("Dockerfile", &df), ("data/input.txt", "bound\n")],
+    );
+    let out = env.path("mounts-out");
+    let layout = env.path("mounts-layout");
+    let err = env.build_ok(
+        &[
+            "--secret",
+            &format!("id=token,src={}", secret.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            "-o",
+            &format!("type=oci-dir,dest={}", layout.display()),
+        ],
+        &ctx,
+    );
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("copied.txt"), "bound\n");
+    assert_eq!(read("bind-mode.txt"), "readonly\n");
+    assert_eq!(read("from-stage.txt"), "from stage\n");
+    assert_eq!(read("rw.txt"), "ok\n");
+    assert!(
+        !ctx.join("data/x").exists(),
+        "writes to a rw bind are discarded"
+    );
+    assert_eq!(read("tmpfs.txt"), "tmpfs\n");
+    assert_eq!(read("secret.txt"), "secret-file-ok\n");
+    assert_eq!(read("secret-env.txt"), "secret-env-ok\n");
+    assert!(
+        !out.join("run/secrets").exists()
+            && !out.join("scratch").exists()
+            && !out.join("src").exists()
+    );
+    // The secret appears nowhere: not in the logs, the layers, the config or the store.
+    assert!(!err.contains("s3cr3t-value"));
+    let mut hay = Vec::new();
+    for dir in [layout.clone(), env.root()] {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p);
+                } else if e.file_type().unwrap().is_file() {
+                    let data = std::fs::read(&p).unwrap();
+                    let plain = if data.starts_with(&[0x1f, 0x8b]) {
+                        let mut v = Vec::new();
+                        let _ = std::io::Read::read_to_end(
+                            &mut flate2::read::MultiGzDecoder::new(&data[..]),
+                            &mut v,
+                        );
+                        v
+                    } else {
+                        data
+                    };
+                    hay.push((p, plain));
+                }
+            }
+        }
+    }
+    for (p, data) in hay {
+        assert!(
+            !data.windows(12).any(|w| w == b"s3cr3t-value"),
+            "secret leaked into {}",
+            p.display()
+        );
+    }
+    // A required secret that is missing fails the build.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest\nRUN --mount=type=secret,id=nope,required true\n",
+    )
+    .unwrap();
+    let err = env.build_err(&[], &ctx);
+    assert!(err.contains("secret nope is required"), "{err}");
+}

@@ -13,6 +13,7 @@ use rbuild::frontend::platform::Platform;
 use rbuild::image::manifest::write_image;
 use rbuild::image::source::{ImageRef, load_image, normalize_name};
 use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::solver::steps::SecretSource;
 use rbuild::solver::{BuildRequest, solve};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,12 +58,42 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// A secret for `RUN --mount=type=secret` (`id=ID,src=FILE` or `id=ID,env=VAR`).
+    #[arg(long = "secret", value_parser = parse_secret)]
+    pub secrets: Vec<(String, SecretSource)>,
     /// Print, for every step, why it was or was not taken from the cache.
     #[arg(long)]
     pub explain: bool,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
+}
+
+/// Parse `--secret id=ID,src=FILE|env=VAR` (docker's syntax; `source=` and
+/// `type=file|env` accepted too).
+fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
+    let (mut id, mut src, mut envv, mut kind) = (None, None, None, None);
+    for f in s.split(',') {
+        match f.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(v.to_string()),
+            Some(("env", v)) => envv = Some(v.to_string()),
+            Some(("type", v)) => kind = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "invalid --secret field {f:?} (expected id=, src=, env=, type=)"
+                ));
+            }
+        }
+    }
+    let id = id.ok_or("--secret needs id=")?;
+    let source = match (src, envv, kind.as_deref()) {
+        (Some(p), _, Some("env")) => SecretSource::Env(p),
+        (Some(p), _, _) => SecretSource::File(PathBuf::from(p)),
+        (None, Some(v), _) => SecretSource::Env(v),
+        (None, None, _) => SecretSource::Env(id.clone()),
+    };
+    Ok((id, source))
 }
 
 /// Base image environments, from the local store and OCI layouts.
@@ -174,6 +205,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         build_id,
         labels: args.labels.clone(),
         build_args: args.build_args.clone(),
+        secrets: args.secrets.clone(),
     };
     let (progress, rx) = Progress::channel();
     let renderer = spawn_renderer(

@@ -137,3 +137,25 @@ pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
         }
     }
 }
+
+/// Remove a mount target the sandbox created (and the empty directories it
+/// created above it) from the upper directory, unless the image had it.
+pub fn clean_created_path(upper: &Path, target: &str, existed: &dyn Fn(&str) -> bool) {
+    let mut parts = crate::layer::view::clean_components(target);
+    while !parts.is_empty() {
+        let rel = parts.join("/");
+        if existed(&rel) {
+            return;
+        }
+        let p = upper.join(&rel);
+        let removed = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+            _ => false,
+        };
+        if !removed {
+            return;
+        }
+        parts.pop();
+    }
+}

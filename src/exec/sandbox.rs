@@ -192,6 +192,112 @@ fn protect_proc(proc_dir: &Path) {
     }
 }
 
+/// Create a mount target (a directory, or a file when the source is one).
+fn ensure_target(target: &Path, is_file: bool) {
+    if target.exists() {
+        return;
+    }
+    if is_file {
+        if let Some(p) = target.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        let _ = std::fs::write(target, b"");
+    } else {
+        let _ = std::fs::create_dir_all(target);
+    }
+}
+
+fn inside(root: &Path, container_path: &str) -> std::path::PathBuf {
+    let parts = crate::layer::view::clean_components(container_path);
+    let mut p = root.to_path_buf();
+    for c in parts {
+        p.push(c);
+    }
+    p
+}
+
+fn extra_mount(root: &Path, m: &super::spec::ExtraMount, empty: &Path) {
+    use super::spec::ExtraMount;
+    match m {
+        ExtraMount::Bind {
+            source,
+            target,
+            readonly,
+        } => {
+            let t = inside(root, target);
+            ensure_target(&t, source.is_file());
+            mount(
+                &source.to_string_lossy(),
+                &t,
+                "",
+                libc::MS_BIND | libc::MS_REC,
+                "",
+            );
+            if *readonly {
+                mount(
+                    "",
+                    &t,
+                    "",
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                    "",
+                );
+            }
+        }
+        ExtraMount::Layers {
+            lowerdirs,
+            mountpoint,
+            subpath,
+            target,
+        } => {
+            let mut lowers: Vec<String> = lowerdirs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            lowers.push(empty.to_string_lossy().into_owned());
+            mount(
+                "overlay",
+                mountpoint,
+                "overlay",
+                libc::MS_RDONLY,
+                &format!("lowerdir={}", lowers.join(":")),
+            );
+            let src = inside(mountpoint, subpath);
+            let t = inside(root, target);
+            ensure_target(&t, src.is_file());
+            mount(
+                &src.to_string_lossy(),
+                &t,
+                "",
+                libc::MS_BIND | libc::MS_REC,
+                "",
+            );
+            mount(
+                "",
+                &t,
+                "",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                "",
+            );
+        }
+        ExtraMount::Tmpfs { target, size } => {
+            let t = inside(root, target);
+            ensure_target(&t, false);
+            let data = if *size > 0 {
+                format!("size={size}")
+            } else {
+                String::new()
+            };
+            mount(
+                "tmpfs",
+                &t,
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                &data,
+            );
+        }
+    }
+}
+
 fn bind_file(src: &Path, target: &Path) {
     if !target.exists() {
         if let Some(p) = target.parent() {
@@ -305,6 +411,9 @@ fn run_child(spec: &SandboxSpec) -> ! {
     bind_file(&spec.hosts_file, &root.join("etc/hosts"));
     if Path::new("/etc/resolv.conf").exists() {
         bind_file(Path::new("/etc/resolv.conf"), &root.join("etc/resolv.conf"));
+    }
+    for m in &spec.mounts {
+        extra_mount(root, m, &spec.empty_lower);
     }
     let host = cstr(&spec.hostname);
     // SAFETY: valid buffer and length.

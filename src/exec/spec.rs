@@ -12,6 +12,38 @@ pub enum Network {
     Host,
 }
 
+/// An extra mount of a step (`RUN --mount`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExtraMount {
+    /// Bind a host directory or file (a cache, a context path, a secret).
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Container path.
+        target: String,
+        /// Mount read-only.
+        readonly: bool,
+    },
+    /// Read-only overlay of another stage's layers, then bind `subpath` of it.
+    Layers {
+        /// Diff directories, topmost first.
+        lowerdirs: Vec<PathBuf>,
+        /// Where to assemble the overlay on the host.
+        mountpoint: PathBuf,
+        /// Path inside the stage.
+        subpath: String,
+        /// Container path.
+        target: String,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Container path.
+        target: String,
+        /// Size limit in bytes (0: default).
+        size: u64,
+    },
+}
+
 /// One sandboxed process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxSpec {
@@ -43,4 +75,6 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// `RUN --mount`s.
+    pub mounts: Vec<ExtraMount>,
 }

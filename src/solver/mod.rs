@@ -104,6 +104,8 @@ pub struct BuildRequest {
     pub labels: Vec<(String, String)>,
     /// `--build-arg`s (for ONBUILD triggers of base images).
     pub build_args: Vec<(String, String)>,
+    /// `--secret`s.
+    pub secrets: Vec<(String, steps::SecretSource)>,
 }
 
 /// The outcome.
@@ -424,6 +426,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         compression: req.compression,
         stages: &stage_fn,
         image: &image_fn,
+        secrets: &req.secrets,
     };
     let mut cmd_set = false;
     for (k, step) in triggers.iter().enumerate() {

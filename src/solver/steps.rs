@@ -33,6 +33,26 @@ pub struct StepEnv<'a> {
     pub stages: &'a dyn Fn(usize) -> Option<StageResult>,
     /// Images loaded by reference (for `--from=image`).
     pub image: &'a dyn Fn(&str) -> Result<StageResult, SolveError>,
+    /// `--secret`s: id → where the value comes from.
+    pub secrets: &'a [(String, SecretSource)],
+}
+
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// A file (`src=`).
+    File(PathBuf),
+    /// An environment variable of rbuild (`env=`).
+    Env(String),
+}
+
+impl SecretSource {
+    fn read(&self) -> Option<Vec<u8>> {
+        match self {
+            SecretSource::File(p) => std::fs::read(p).ok(),
+            SecretSource::Env(v) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
+        }
+    }
 }
 
 /// A step prepared for the cache lookup: its key parts and what it needs to run.
@@ -247,6 +267,39 @@ pub fn prepare(
     for (k, v) in &step.args_in_scope {
         if matches!(kind, InstructionKind::Run(_)) {
             parts.add(format!("arg:{k}"), v.clone());
+        }
+    }
+    // Bind mounts: their content is an input of the step.
+    for (m, src) in &step.mounts {
+        if m.kind != crate::frontend::ast::MountType::Bind {
+            continue;
+        }
+        let target = m.target.clone().unwrap_or_default();
+        let source = m.source.clone().unwrap_or_else(|| "/".into());
+        match src {
+            None => {
+                let ctx = env
+                    .context
+                    .ok_or_else(|| SolveError::Internal("no build context".into()))?;
+                for mut sel in ctx.select(&source)? {
+                    let mut all = vec![sel.root.clone()];
+                    all.append(&mut sel.children);
+                    ctx.digest(&mut all)?;
+                    sel.root = all.remove(0);
+                    sel.children = all;
+                    parts.add(format!("bind:{target}"), selection_digest(&sel).to_string());
+                }
+            }
+            Some(Source::Stage(i)) => {
+                let r = (env.stages)(*i)
+                    .ok_or_else(|| SolveError::Internal(format!("stage {i} not built")))?;
+                parts.add(format!("bind:{target}"), format!("{}:{source}", r.key));
+            }
+            Some(Source::Image(name)) => {
+                let r = (env.image)(name)?;
+                parts.add(format!("bind:{target}"), format!("{}:{source}", r.key));
+            }
+            Some(Source::Scratch) => {}
         }
     }
     Ok(Prepared {
@@ -651,11 +704,6 @@ fn run_layer(
     log: &(dyn Fn(String) + Sync),
 ) -> Result<(Option<LayerRef>, String), SolveError> {
     use crate::exec::spec::{Network, SandboxSpec};
-    if !run.mounts_raw.is_empty() {
-        return Err(SolveError::Unsupported(
-            "RUN --mount is not supported yet".into(),
-        ));
-    }
     if run.security == Some(crate::frontend::ast::SecurityMode::Insecure) {
         return Err(SolveError::Unsupported(
             "RUN --security=insecure needs an entitlement rbuild does not grant".into(),
@@ -706,6 +754,8 @@ fn run_layer(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
     }
+    let mut guards = MountGuards::default();
+    let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
     let network = match run.network {
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,
         _ => Network::Host,
@@ -729,6 +779,7 @@ fn run_layer(
         groups: Vec::new(),
         hostname,
         network,
+        mounts,
     };
     let log_path = env
         .store
@@ -741,6 +792,12 @@ fn run_layer(
         let _ = std::fs::remove_file(upper.join(path.trim_start_matches('/')));
     }
     crate::exec::clean_mountpoints(&upper, &|p: &str| view.stat(&format!("/{p}")).is_some());
+    for target in &guards.targets {
+        crate::exec::clean_created_path(&upper, target, &|p: &str| {
+            view.stat(&format!("/{p}")).is_some()
+        });
+    }
+    drop(guards);
     // The upper dir becomes the layer (already in overlay's whiteout format).
     let layer_dir = env.store.temp_dir("layer")?;
     let target = layer_dir.path().join("diff");
@@ -762,6 +819,256 @@ fn run_layer(
     created_by.push_str(&argv.join(" "));
     created_by.push_str(" # buildkit");
     Ok((layer, created_by))
+}
+
+/// What must live until a RUN step ends: cache locks, secret files.
+#[derive(Default)]
+struct MountGuards {
+    locks: Vec<std::fs::File>,
+    secret_dirs: Vec<PathBuf>,
+    /// Mount targets (created in the rootfs if missing; removed from the layer).
+    targets: Vec<String>,
+}
+
+impl Drop for MountGuards {
+    fn drop(&mut self) {
+        for d in &self.secret_dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Translate `RUN --mount`s into sandbox mounts.
+fn step_mounts(
+    env: &StepEnv<'_>,
+    step: &Step,
+    dir: &Path,
+    vars: &mut Vec<(String, String)>,
+    guards: &mut MountGuards,
+) -> Result<Vec<crate::exec::spec::ExtraMount>, SolveError> {
+    use crate::exec::spec::ExtraMount;
+    use crate::frontend::ast::{MountType, Sharing};
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for (n, (m, src)) in step.mounts.iter().enumerate() {
+        let target = m.target.clone().unwrap_or_default();
+        match m.kind {
+            MountType::Cache => {
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let base = env.store.root().join("cachemounts");
+                let path = base.join(Digest::of(id.as_bytes()).hex());
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).map_err(|source| SolveError::Io {
+                        what: "creating",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let _ = std::fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+                    );
+                    let _ = std::os::unix::fs::chown(
+                        &path,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    );
+                }
+                let lock_path = base.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
+                let mut source = path;
+                match m.sharing.unwrap_or(Sharing::Shared) {
+                    Sharing::Shared => {}
+                    Sharing::Locked => {
+                        let f =
+                            std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
+                                what: "locking",
+                                path: lock_path.clone(),
+                                source,
+                            })?;
+                        flock(&f, FlockOperation::LockExclusive).map_err(|e| SolveError::Io {
+                            what: "locking",
+                            path: lock_path.clone(),
+                            source: e.into(),
+                        })?;
+                        guards.locks.push(f);
+                    }
+                    Sharing::Private => {
+                        let f =
+                            std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
+                                what: "locking",
+                                path: lock_path.clone(),
+                                source,
+                            })?;
+                        if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                            guards.locks.push(f);
+                        } else {
+                            // In use by another build: a fresh, throw-away cache.
+                            source = dir.join(format!("private-cache-{n}"));
+                            std::fs::create_dir_all(&source).map_err(|e| SolveError::Io {
+                                what: "creating",
+                                path: source.clone(),
+                                source: e,
+                            })?;
+                        }
+                    }
+                }
+                out.push(ExtraMount::Bind {
+                    source,
+                    target: target.clone(),
+                    readonly: m.readonly,
+                });
+            }
+            MountType::Tmpfs => out.push(ExtraMount::Tmpfs {
+                target: target.clone(),
+                size: m.size.unwrap_or(0),
+            }),
+            MountType::Bind => {
+                let sub = m.source.clone().unwrap_or_else(|| "/".into());
+                match src {
+                    None => {
+                        let ctx = env
+                            .context
+                            .ok_or_else(|| SolveError::Internal("no build context".into()))?;
+                        let sel = ctx.select(&sub)?;
+                        let Some(first) = sel.first() else { continue };
+                        let mut host = first.root.abs.clone();
+                        if !m.readonly {
+                            // Writes to a rw bind are discarded: give the step a copy.
+                            let copy = dir.join(format!("bind-{n}"));
+                            copy_tree(&host, &copy)?;
+                            host = copy;
+                        }
+                        out.push(ExtraMount::Bind {
+                            source: host,
+                            target: target.clone(),
+                            readonly: m.readonly,
+                        });
+                    }
+                    Some(s) => {
+                        let r = match s {
+                            Source::Stage(i) => (env.stages)(*i).ok_or_else(|| {
+                                SolveError::Internal(format!("stage {i} not built"))
+                            })?,
+                            Source::Image(name) => (env.image)(name)?,
+                            Source::Scratch => continue,
+                        };
+                        let mp = dir.join(format!("layers-{n}"));
+                        std::fs::create_dir_all(&mp).map_err(|source| SolveError::Io {
+                            what: "creating",
+                            path: mp.clone(),
+                            source,
+                        })?;
+                        out.push(ExtraMount::Layers {
+                            lowerdirs: r.view.layers.clone(),
+                            mountpoint: mp,
+                            subpath: sub,
+                            target: target.clone(),
+                        });
+                    }
+                }
+            }
+            MountType::Secret => {
+                let id = m.id.clone().unwrap_or_else(|| {
+                    Path::new(&target)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
+                let value = env
+                    .secrets
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .and_then(|(_, s)| s.read());
+                let Some(value) = value else {
+                    if m.required {
+                        return Err(SolveError::Unsupported(format!(
+                            "secret {id} is required but was not provided (use --secret id={id},src=FILE)"
+                        )));
+                    }
+                    continue;
+                };
+                if let Some(var) = &m.env {
+                    vars.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+                    if m.target.is_none() {
+                        continue;
+                    }
+                }
+                // Secrets live in memory (tmpfs), never in the store.
+                let sdir = PathBuf::from(format!(
+                    "/dev/shm/rbuild-secret-{}-{n}-{}",
+                    std::process::id(),
+                    Digest::of(id.as_bytes()).hex()
+                ));
+                std::fs::create_dir_all(&sdir).map_err(|source| SolveError::Io {
+                    what: "creating",
+                    path: sdir.clone(),
+                    source,
+                })?;
+                guards.secret_dirs.push(sdir.clone());
+                let file = sdir.join("secret");
+                std::fs::write(&file, &value).map_err(|source| SolveError::Io {
+                    what: "writing secret",
+                    path: file.clone(),
+                    source,
+                })?;
+                let _ = std::fs::set_permissions(
+                    &file,
+                    std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
+                );
+                let _ = std::os::unix::fs::chown(
+                    &file,
+                    Some(m.uid.unwrap_or(0)),
+                    Some(m.gid.unwrap_or(0)),
+                );
+                let t = if target.is_empty() {
+                    format!("/run/secrets/{id}")
+                } else {
+                    target.clone()
+                };
+                guards.targets.push(t.clone());
+                out.push(ExtraMount::Bind {
+                    source: file,
+                    target: t,
+                    readonly: true,
+                });
+                continue;
+            }
+            MountType::Ssh => {
+                return Err(SolveError::Unsupported(
+                    "RUN --mount=type=ssh is not supported yet".into(),
+                ));
+            }
+        }
+        guards.targets.push(target);
+    }
+    Ok(out)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {
+    let io = |what: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| SolveError::Io {
+            what,
+            path: p,
+            source,
+        }
+    };
+    let m = std::fs::symlink_metadata(from).map_err(io("stat", from))?;
+    if m.is_dir() {
+        std::fs::create_dir_all(to).map_err(io("creating", to))?;
+        for e in std::fs::read_dir(from)
+            .map_err(io("reading", from))?
+            .flatten()
+        {
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+    } else if m.file_type().is_symlink() {
+        let t = std::fs::read_link(from).map_err(io("reading link", from))?;
+        std::os::unix::fs::symlink(t, to).map_err(io("creating", to))?;
+    } else {
+        std::fs::copy(from, to).map_err(io("copying", to))?;
+    }
+    Ok(())
 }
 
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.

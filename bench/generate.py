@@ -29,6 +29,9 @@ def generate(name, src, dest, large_mb):
     elif name == "copy-20k":
         for i in range(20000):
             write(f"{dest}/pkg{i % 100}/sub{i % 7}/file{i}.txt", text(rng, 20))
+    elif name == "run-demo":
+        for i in range(2000):
+            write(f"{dest}/files/f{i}.txt", text(rng, 10))
     elif name == "copy-large":
         chunk = 64 << 20
         blocks = max(1, large_mb * (1 << 20) // chunk)

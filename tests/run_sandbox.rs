@@ -285,3 +285,44 @@ RUN --mount=type=secret,id=token,env=TOKEN test "$(printf %s "$TOKEN" | sha256su
     let err = env.build_err(&[], &ctx);
     assert!(err.contains("secret nope is required"), "{err}");
 }
+
+fn layer_count(layout: &std::path::Path) -> usize {
+    let blob = |d: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    manifest["layers"].as_array().unwrap().len()
+}
+
+#[test]
+fn steps_that_change_nothing_add_no_layers_and_repeat_safely() {
+    let env = with_base();
+    let base_layout = env.path("base-layout");
+    let ctx0 = env.project("base-only", &[("Dockerfile", "FROM test/busybox:latest\n")]);
+    env.build_ok(
+        &[
+            "-o",
+            &format!("type=oci-dir,dest={}", base_layout.display()),
+        ],
+        &ctx0,
+    );
+    let ctx = env.project("noop-runs", &[("Dockerfile", "FROM test/busybox:latest\nRUN true\nRUN true\nRUN cat /etc/hosts >/dev/null\nRUN true\n")]);
+    let layout = env.path("noop-layout");
+    env.build_ok(
+        &["-o", &format!("type=oci-dir,dest={}", layout.display())],
+        &ctx,
+    );
+    assert_eq!(
+        layer_count(&layout),
+        layer_count(&base_layout),
+        "RUN true leaves no trace"
+    );
+}

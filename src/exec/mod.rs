@@ -126,6 +126,9 @@ pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
             let _ = std::fs::remove_file(&p);
         }
     }
+    if existed("etc") {
+        drop_untouched_dir(upper, "etc");
+    }
     for d in ["proc", "dev", "sys", "etc"] {
         let p = upper.join(d);
         if !existed(d)
@@ -138,6 +141,23 @@ pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
     }
 }
 
+/// A directory of the image that overlayfs copied up only because a mount
+/// target was created (and removed) inside it: empty in the upper directory
+/// and not opaque, so the step did not change its contents. Dropping it keeps
+/// the layer free of the sandbox's traces.
+fn drop_untouched_dir(upper: &Path, rel: &str) {
+    let p = upper.join(rel);
+    let empty = std::fs::read_dir(&p)
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(false);
+    let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|x| matches!(xattr::get(&p, x), Ok(Some(v)) if v == b"y"));
+    if empty && !opaque {
+        let _ = std::fs::remove_dir(&p);
+    }
+}
+
 /// Remove a mount target the sandbox created (and the empty directories it
 /// created above it) from the upper directory, unless the image had it.
 pub fn clean_created_path(upper: &Path, target: &str, existed: &dyn Fn(&str) -> bool) {
@@ -145,6 +165,7 @@ pub fn clean_created_path(upper: &Path, target: &str, existed: &dyn Fn(&str) -> 
     while !parts.is_empty() {
         let rel = parts.join("/");
         if existed(&rel) {
+            drop_untouched_dir(upper, &rel);
             return;
         }
         let p = upper.join(&rel);

@@ -187,12 +187,24 @@ struct Shared {
     req: BuildRequest,
     progress: Progress,
     results: Mutex<HashMap<usize, Result<StageResult, String>>>,
+    done: std::sync::Condvar,
     images: Mutex<HashMap<String, StageResult>>,
     vertices: HashMap<(usize, usize), Vertex>,
     counts: Mutex<(usize, usize)>,
 }
 
 impl Shared {
+    /// Block until stage `i` has finished; its result, or None if it failed.
+    fn wait_stage(&self, i: usize) -> Option<StageResult> {
+        let mut results = self.results.lock().expect("results");
+        loop {
+            if let Some(r) = results.get(&i) {
+                return r.as_ref().ok().cloned();
+            }
+            results = self.done.wait(results).expect("results");
+        }
+    }
+
     fn stage(&self, i: usize) -> Option<StageResult> {
         self.results
             .lock()
@@ -234,42 +246,27 @@ pub async fn solve(
         vertices,
         progress: progress.clone(),
         results: Mutex::new(HashMap::new()),
+        done: std::sync::Condvar::new(),
         images: Mutex::new(HashMap::new()),
         counts: Mutex::new((0, 0)),
         req,
     });
     let graph = stage_graph(&shared.req.plan);
-    // One task per stage; each waits for the stages it reads from.
-    let mut senders = HashMap::new();
-    let mut receivers: HashMap<usize, tokio::sync::watch::Receiver<bool>> = HashMap::new();
-    for n in graph.node_indices() {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        senders.insert(graph[n], tx);
-        receivers.insert(graph[n], rx);
-    }
+    // One blocking task per stage, all started at once: a stage waits for
+    // another only at the step that reads it (its FROM, a COPY --from, a
+    // RUN --mount from=), so independent work overlaps as in BuildKit.
     let mut handles = Vec::new();
     for n in graph.node_indices() {
         let si = graph[n];
-        let deps: Vec<tokio::sync::watch::Receiver<bool>> = graph
-            .neighbors_directed(n, petgraph::Direction::Incoming)
-            .map(|d| receivers[&graph[d]].clone())
-            .collect();
-        let tx = senders.remove(&si).expect("sender");
         let sh = shared.clone();
-        handles.push(tokio::spawn(async move {
-            for mut d in deps {
-                let _ = d.wait_for(|done| *done).await;
-            }
-            let sh2 = sh.clone();
-            let r = tokio::task::spawn_blocking(move || build_stage(&sh2, si))
-                .await
-                .unwrap_or_else(|e| Err(SolveError::Internal(format!("stage task: {e}"))));
+        handles.push(tokio::task::spawn_blocking(move || {
+            let r = build_stage(&sh, si);
             let stored = match &r {
                 Ok(v) => Ok(v.clone()),
                 Err(e) => Err(e.to_string()),
             };
             sh.results.lock().expect("results").insert(si, stored);
-            let _ = tx.send(true);
+            sh.done.notify_all();
             r
         }));
     }
@@ -356,11 +353,6 @@ fn finalize(cfg: &mut ImageConfig, labels: &[(String, String)]) {
 fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     let req = &sh.req;
     let st = &req.plan.stages[si];
-    for d in &st.deps {
-        if req.plan.order.contains(d) && sh.stage(*d).is_none() {
-            return Err(SolveError::DependencyFailed);
-        }
-    }
     let from_vertex = &sh.vertices[&(si, 0)];
     sh.progress.send(Event::Started {
         id: from_vertex.id,
@@ -382,7 +374,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
                 view: MergedView::default(),
             })
         }
-        Source::Stage(i) => sh.stage(*i).ok_or(SolveError::DependencyFailed),
+        Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
         Source::Image(name) => sh.image(name),
     };
     let mut cur = match base {
@@ -417,7 +409,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         id: from_vertex.id,
         seconds: t0.elapsed().as_secs_f64(),
     });
-    let stage_fn = |i: usize| sh.stage(i);
+    let stage_fn = |i: usize| sh.wait_stage(i);
     let image_fn = |n: &str| sh.image(n);
     let env = StepEnv {
         store: &sh.store,

@@ -190,7 +190,7 @@ pub fn prepare(
             Some(Source::Stage(i)) => Some(
                 (env.stages)(*i)
                     .map(|r| r.view)
-                    .ok_or_else(|| SolveError::Internal(format!("stage {i} not built")))?,
+                    .ok_or(SolveError::DependencyFailed)?,
             ),
             Some(Source::Image(name)) => Some((env.image)(name)?.view),
             Some(Source::Scratch) => Some(MergedView::default()),
@@ -291,8 +291,7 @@ pub fn prepare(
                 }
             }
             Some(Source::Stage(i)) => {
-                let r = (env.stages)(*i)
-                    .ok_or_else(|| SolveError::Internal(format!("stage {i} not built")))?;
+                let r = (env.stages)(*i).ok_or(SolveError::DependencyFailed)?;
                 parts.add(format!("bind:{target}"), format!("{}:{source}", r.key));
             }
             Some(Source::Image(name)) => {
@@ -760,8 +759,16 @@ fn run_layer(
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,
         _ => Network::Host,
     };
+    // A layer that occurs twice is fully covered by its upper occurrence, and
+    // overlayfs refuses the same directory twice: keep the topmost.
+    let mut lowerdirs: Vec<PathBuf> = Vec::new();
+    for l in &view.layers {
+        if !lowerdirs.contains(l) {
+            lowerdirs.push(l.clone());
+        }
+    }
     let spec = SandboxSpec {
-        lowerdirs: view.layers.clone(),
+        lowerdirs,
         empty_lower: dir.join("empty"),
         upper: dir.join("upper"),
         work: dir.join("work"),
@@ -946,9 +953,9 @@ fn step_mounts(
                     }
                     Some(s) => {
                         let r = match s {
-                            Source::Stage(i) => (env.stages)(*i).ok_or_else(|| {
-                                SolveError::Internal(format!("stage {i} not built"))
-                            })?,
+                            Source::Stage(i) => {
+                                (env.stages)(*i).ok_or(SolveError::DependencyFailed)?
+                            }
                             Source::Image(name) => (env.image)(name)?,
                             Source::Scratch => continue,
                         };

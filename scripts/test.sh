@@ -5,7 +5,7 @@
 # every test (unit, integration, BuildKit conformance, crash safety).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io
+./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io procps
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

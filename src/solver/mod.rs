@@ -377,33 +377,19 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
         Source::Image(name) => sh.image(name),
     };
-    let mut cur = match base {
-        Ok(b) => b,
-        Err(e) => {
-            sh.progress.send(Event::Failed {
-                id: from_vertex.id,
-                error: e.to_string(),
-            });
-            return Err(SolveError::Step {
-                step: from_vertex.name.clone(),
-                source: Box::new(e),
-            });
+    let fail = |e: SolveError| {
+        sh.progress.send(Event::Failed {
+            id: from_vertex.id,
+            error: e.to_string(),
+        });
+        SolveError::Step {
+            step: from_vertex.name.clone(),
+            source: Box::new(e),
         }
     };
+    let mut cur = base.map_err(fail)?;
     cur.state.config.ensure_path();
-    let triggers = match onbuild_steps(&cur.state.config, &req.build_args) {
-        Ok(t) => t,
-        Err(e) => {
-            sh.progress.send(Event::Failed {
-                id: from_vertex.id,
-                error: e.to_string(),
-            });
-            return Err(SolveError::Step {
-                step: from_vertex.name.clone(),
-                source: Box::new(e),
-            });
-        }
-    };
+    let triggers = onbuild_steps(&cur.state.config, &req.build_args).map_err(fail)?;
     cur.state.config.config.on_build.clear();
     sh.progress.send(Event::Done {
         id: from_vertex.id,

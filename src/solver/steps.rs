@@ -856,7 +856,6 @@ fn step_mounts(
     use crate::exec::spec::ExtraMount;
     use crate::frontend::ast::{MountType, Sharing};
     use rustix::fs::{FlockOperation, flock};
-    use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     for (n, (m, src)) in step.mounts.iter().enumerate() {
         let target = m.target.clone().unwrap_or_default();
@@ -871,15 +870,7 @@ fn step_mounts(
                         path: path.clone(),
                         source,
                     })?;
-                    let _ = std::fs::set_permissions(
-                        &path,
-                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
-                    );
-                    let _ = std::os::unix::fs::chown(
-                        &path,
-                        Some(m.uid.unwrap_or(0)),
-                        Some(m.gid.unwrap_or(0)),
-                    );
+                    apply_mount_owner(&path, m, 0o755);
                 }
                 let lock_path = base.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
                 let mut source = path;
@@ -1018,15 +1009,7 @@ fn step_mounts(
                     path: file.clone(),
                     source,
                 })?;
-                let _ = std::fs::set_permissions(
-                    &file,
-                    std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
-                );
-                let _ = std::os::unix::fs::chown(
-                    &file,
-                    Some(m.uid.unwrap_or(0)),
-                    Some(m.gid.unwrap_or(0)),
-                );
+                apply_mount_owner(&file, m, 0o400);
                 let t = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
@@ -1049,6 +1032,16 @@ fn step_mounts(
         guards.targets.push(target);
     }
     Ok(out)
+}
+
+/// A mount's `mode=`, `uid=`, `gid=` (root and `default_mode` when absent).
+fn apply_mount_owner(path: &Path, m: &crate::frontend::ast::Mount, default_mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
+    );
+    let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {

@@ -32,6 +32,9 @@ def generate(name, src, dest, large_mb):
     elif name == "run-demo":
         for i in range(2000):
             write(f"{dest}/files/f{i}.txt", text(rng, 10))
+    elif name == "run-debian":
+        for i in range(20):
+            write(f"{dest}/app/m{i}.txt", text(rng, 50))
     elif name == "copy-large":
         chunk = 64 << 20
         blocks = max(1, large_mb * (1 << 20) // chunk)

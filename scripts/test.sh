@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The full test suite: installs the tools the tests use (busybox-static for
 # base images, skopeo and umoci to validate OCI output, docker.io for a real
-# engine that loads and runs our docker archives), then formatting, lints and
-# every test (unit, integration, BuildKit conformance, crash safety).
+# engine that loads and runs our docker archives, mmdebstrap for a Debian
+# base), then formatting, lints and every test (unit, integration, BuildKit
+# conformance, crash safety, the RUN sandbox).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io procps
+./scripts/test-assets.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

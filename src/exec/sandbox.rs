@@ -459,6 +459,7 @@ fn run_child(spec: &SandboxSpec) -> ! {
     }
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    set_rlimits();
     let mut cmd = std::process::Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear();
     for kv in &spec.env {
@@ -470,6 +471,22 @@ fn run_child(spec: &SandboxSpec) -> ! {
     let err = cmd.exec();
     eprintln!("rbuild sandbox: cannot run {:?}: {err}", spec.argv[0]);
     std::process::exit(127);
+}
+
+/// Only ever lower limits (root here cannot raise hard limits): no core
+/// dumps landing in layers, and the open-file soft limit at its hard limit.
+fn set_rlimits() {
+    // SAFETY: get/setrlimit with valid structs.
+    unsafe {
+        let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 {
+            nofile.rlim_max = nofile.rlim_max.min(1 << 20);
+            nofile.rlim_cur = nofile.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &nofile);
+        }
+    }
 }
 
 fn loopback_up() {

@@ -478,9 +478,15 @@ fn run_child(spec: &SandboxSpec) -> ! {
 fn set_rlimits() {
     // SAFETY: get/setrlimit with valid structs.
     unsafe {
-        let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut nofile = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 {
             nofile.rlim_max = nofile.rlim_max.min(1 << 20);
             nofile.rlim_cur = nofile.rlim_max;

@@ -326,3 +326,60 @@ fn steps_that_change_nothing_add_no_layers_and_repeat_safely() {
         "RUN true leaves no trace"
     );
 }
+
+#[test]
+fn the_copy_snapshotter_gives_the_same_results_when_overlay_is_unavailable() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest\nRUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b && ln -s a /d/link\nRUN rm /d/a && rm -r /d/sub && echo c > /d/c && chmod 600 /d/c\nRUN <<EOF\n#!/bin/sh\necho script > /d/script.txt\nEOF\n";
+    let ctx = env.project("copysnap", &[("Dockerfile", df)]);
+    let outs: Vec<std::path::PathBuf> = ["overlay", "copy"]
+        .iter()
+        .map(|mode| {
+            let out = env.path(&format!("out-{mode}"));
+            let o = env
+                .rbuild()
+                .env("RBUILD_SNAPSHOTTER", mode)
+                .args(["build", "--no-cache", "--progress", "plain", "-o"])
+                .arg(format!("type=local,dest={}", out.display()))
+                .arg(&ctx)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{err}");
+            assert_eq!(
+                err.contains("using the copy snapshotter"),
+                *mode == "copy",
+                "{err}"
+            );
+            out
+        })
+        .collect();
+    for out in &outs {
+        assert!(
+            !out.join("d/a").exists() && !out.join("d/sub").exists(),
+            "{}",
+            out.display()
+        );
+        assert_eq!(std::fs::read_to_string(out.join("d/c")).unwrap(), "c\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("d/script.txt")).unwrap(),
+            "script\n"
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("d/link"))
+                .unwrap()
+                .to_string_lossy(),
+            "a"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(out.join("d/c"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert!(!out.join("proc").exists() && !out.join("dev").exists());
+    }
+}

@@ -1,6 +1,7 @@
 //! RUN steps: each runs in its own namespaces on an overlay of the parent
 //! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
 
+pub mod copydiff;
 pub mod sandbox;
 pub mod spec;
 

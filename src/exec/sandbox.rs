@@ -380,7 +380,17 @@ fn run_child(spec: &SandboxSpec) -> ! {
         spec.work.display()
     );
     let root = &spec.rootfs;
-    mount("overlay", root, "overlay", 0, &opts);
+    if spec.copy_rootfs {
+        mount(
+            &root.to_string_lossy(),
+            root,
+            "",
+            libc::MS_BIND | libc::MS_REC,
+            "",
+        );
+    } else {
+        mount("overlay", root, "overlay", 0, &opts);
+    }
     if spec.network == Network::None {
         // Bring up loopback: 127.0.0.1 works inside, nothing else exists.
         loopback_up();

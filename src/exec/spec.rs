@@ -77,4 +77,7 @@ pub struct SandboxSpec {
     pub network: Network,
     /// `RUN --mount`s.
     pub mounts: Vec<ExtraMount>,
+    /// The copy snapshotter: `rootfs` already holds a copy of the parent
+    /// filesystem; bind it instead of mounting an overlay.
+    pub copy_rootfs: bool,
 }

@@ -742,9 +742,31 @@ fn run_layer(
         path: dir.join("hosts"),
         source,
     })?;
+    // overlayfs when possible; else the copy snapshotter (said once per build).
+    let copy_mode = crate::exec::copydiff::overlay_usable(env.store.root()).err();
+    if let Some(reason) = &copy_mode {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log(format!(
+                "warning: overlayfs unavailable ({reason}); using the copy snapshotter"
+            ));
+        }
+        crate::exec::copydiff::populate(&view, &dir.join("rootfs")).map_err(|source| {
+            SolveError::Io {
+                what: "copying the parent filesystem into",
+                path: dir.join("rootfs"),
+                source,
+            }
+        })?;
+    }
+    // The heredoc script file lives in the step's root and is removed afterwards.
+    let script_root = if copy_mode.is_some() {
+        dir.join("rootfs")
+    } else {
+        dir.join("upper")
+    };
     if let Some((path, content)) = &script {
-        // The heredoc script file lives in the upper dir and is removed afterwards.
-        let p = dir.join("upper").join(path.trim_start_matches('/'));
+        let p = script_root.join(path.trim_start_matches('/'));
         std::fs::write(&p, content).map_err(|source| SolveError::Io {
             what: "writing",
             path: p.clone(),
@@ -768,6 +790,7 @@ fn run_layer(
         }
     }
     let spec = SandboxSpec {
+        copy_rootfs: copy_mode.is_some(),
         lowerdirs,
         empty_lower: dir.join("empty"),
         upper: dir.join("upper"),
@@ -796,7 +819,16 @@ fn run_layer(
         .map_err(|e| SolveError::Unsupported(e.to_string()))?;
     let upper = dir.join("upper");
     if let Some((path, _)) = &script {
-        let _ = std::fs::remove_file(upper.join(path.trim_start_matches('/')));
+        let _ = std::fs::remove_file(script_root.join(path.trim_start_matches('/')));
+    }
+    if copy_mode.is_some() {
+        crate::exec::copydiff::diff_to_upper(&view, &dir.join("rootfs"), &upper).map_err(
+            |source| SolveError::Io {
+                what: "computing the changes of",
+                path: dir.join("rootfs"),
+                source,
+            },
+        )?;
     }
     crate::exec::clean_mountpoints(&upper, &|p: &str| view.stat(&format!("/{p}")).is_some());
     for target in &guards.targets {

@@ -27,7 +27,7 @@ pub fn overlay_usable(root: &Path) -> Result<(), String> {
     }
     const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
     if let Ok(st) = rustix::fs::statfs(root)
-        && st.f_type as i64 == OVERLAYFS_SUPER_MAGIC
+        && st.f_type == OVERLAYFS_SUPER_MAGIC
     {
         return Err(format!(
             "the store {} is on an overlay filesystem",

@@ -106,7 +106,7 @@ fn mknod_dev(dev: &Path, name: &str, major: u32, minor: u32) {
     unsafe { libc::chmod(p.as_ptr(), 0o666) };
 }
 
-fn setup_dev(dev: &Path) {
+fn setup_dev(dev: &Path, rootless: bool) {
     mount(
         "tmpfs",
         dev,
@@ -122,7 +122,14 @@ fn setup_dev(dev: &Path) {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        mknod_dev(dev, n, maj, min);
+        if rootless {
+            // No mknod in a user namespace: bind the host's device nodes.
+            let t = dev.join(n);
+            let _ = std::fs::write(&t, b"");
+            mount(&format!("/dev/{n}"), &t, "", libc::MS_BIND, "");
+        } else {
+            mknod_dev(dev, n, maj, min);
+        }
     }
     let _ = std::fs::create_dir(dev.join("pts"));
     mount(
@@ -164,13 +171,7 @@ fn protect_proc(proc_dir: &Path) {
                 libc::MS_BIND | libc::MS_REC,
                 "",
             );
-            mount(
-                "",
-                &p,
-                "",
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
-                "",
-            );
+            remount_ro(&p, true);
         }
     }
     for masked in [
@@ -234,13 +235,7 @@ fn extra_mount(root: &Path, m: &super::spec::ExtraMount, empty: &Path) {
                 "",
             );
             if *readonly {
-                mount(
-                    "",
-                    &t,
-                    "",
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
-                    "",
-                );
+                remount_ro(&t, true);
             }
         }
         ExtraMount::Layers {
@@ -271,13 +266,7 @@ fn extra_mount(root: &Path, m: &super::spec::ExtraMount, empty: &Path) {
                 libc::MS_BIND | libc::MS_REC,
                 "",
             );
-            mount(
-                "",
-                &t,
-                "",
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
-                "",
-            );
+            remount_ro(&t, true);
         }
         ExtraMount::Tmpfs { target, size } => {
             let t = inside(root, target);
@@ -298,6 +287,32 @@ fn extra_mount(root: &Path, m: &super::spec::ExtraMount, empty: &Path) {
     }
 }
 
+/// Remount a bind mount read-only, keeping the flags the kernel locks in a
+/// user namespace (nosuid, nodev, noexec).
+fn remount_ro(target: &Path, recursive: bool) {
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    if recursive {
+        flags |= libc::MS_REC;
+    }
+    let c = cstr(target);
+    // SAFETY: statvfs into a zeroed struct with a valid path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) == 0 {
+            if st.f_flag & libc::ST_NOSUID != 0 {
+                flags |= libc::MS_NOSUID;
+            }
+            if st.f_flag & libc::ST_NODEV != 0 {
+                flags |= libc::MS_NODEV;
+            }
+            if st.f_flag & libc::ST_NOEXEC != 0 {
+                flags |= libc::MS_NOEXEC;
+            }
+        }
+    }
+    mount("", target, "", flags, "");
+}
+
 fn bind_file(src: &Path, target: &Path) {
     if !target.exists() {
         if let Some(p) = target.parent() {
@@ -306,13 +321,7 @@ fn bind_file(src: &Path, target: &Path) {
         let _ = std::fs::write(target, b"");
     }
     mount(&src.to_string_lossy(), target, "", libc::MS_BIND, "");
-    mount(
-        "",
-        target,
-        "",
-        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-        "",
-    );
+    remount_ro(target, false);
 }
 
 /// Entry point of `rbuild __sandbox`. Never returns.
@@ -336,9 +345,27 @@ pub fn sandbox_main() -> ! {
     if spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
+    // SAFETY: plain getters.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let rootless = euid != 0;
+    if rootless {
+        flags |= libc::CLONE_NEWUSER;
+    }
     // SAFETY: unshare in a single-threaded process.
     if unsafe { libc::unshare(flags) } != 0 {
         fail("creating namespaces");
+    }
+    if rootless {
+        // A fresh user namespace where our own user is root (and only it).
+        for (f, v) in [
+            ("/proc/self/setgroups", "deny".to_string()),
+            ("/proc/self/uid_map", format!("0 {euid} 1\n")),
+            ("/proc/self/gid_map", format!("0 {egid} 1\n")),
+        ] {
+            if std::fs::write(f, v).is_err() {
+                fail(&format!("writing {f}"));
+            }
+        }
     }
     // SAFETY: fork in a single-threaded process; the child becomes PID 1.
     let pid = unsafe { libc::fork() };
@@ -360,10 +387,10 @@ pub fn sandbox_main() -> ! {
     }
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    run_child(&spec)
+    run_child(&spec, rootless)
 }
 
-fn run_child(spec: &SandboxSpec) -> ! {
+fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
     mount("", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "");
     let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
         vec![spec.empty_lower.to_string_lossy().into_owned()]
@@ -373,12 +400,15 @@ fn run_child(spec: &SandboxSpec) -> ! {
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
     };
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
         spec.upper.display(),
         spec.work.display()
     );
+    if rootless {
+        opts.push_str(",userxattr");
+    }
     let root = &spec.rootfs;
     if spec.copy_rootfs {
         mount(
@@ -407,9 +437,9 @@ fn run_child(spec: &SandboxSpec) -> ! {
     protect_proc(&proc_dir);
     let dev = root.join("dev");
     let _ = std::fs::create_dir_all(&dev);
-    setup_dev(&dev);
+    setup_dev(&dev, rootless);
     let sys = root.join("sys");
-    if sys.is_dir() {
+    if sys.is_dir() && !rootless {
         mount(
             "sysfs",
             &sys,
@@ -448,9 +478,16 @@ fn run_child(spec: &SandboxSpec) -> ! {
     {
         fail(&format!("entering the working directory {}", spec.cwd));
     }
+    if rootless && (spec.uid != 0 || spec.gid != 0) {
+        eprintln!(
+            "rbuild sandbox: USER {}:{} needs rbuild to run as root (a rootless build maps only root)",
+            spec.uid, spec.gid
+        );
+        std::process::exit(125);
+    }
     // SAFETY: setgroups/setgid/setuid as root, before exec.
     unsafe {
-        if libc::setgroups(spec.groups.len(), spec.groups.as_ptr()) != 0 {
+        if !rootless && libc::setgroups(spec.groups.len(), spec.groups.as_ptr()) != 0 {
             fail("setgroups");
         }
         if libc::setgid(spec.gid) != 0 {

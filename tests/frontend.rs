@@ -384,3 +384,12 @@ fn instruction_keywords_are_case_insensitive_and_continuations_keep_positions() 
             .any(|w| w.rule == "NoEmptyContinuation")
     );
 }
+
+#[test]
+fn env_pairs_in_one_instruction_see_the_previous_environment() {
+    // The example from Docker's documentation.
+    let src = "FROM scratch\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n";
+    let (p, _) = plan(src, &[], None).unwrap();
+    assert_eq!(env_of(&p, 0, 1, "def").as_deref(), Some("hello"));
+    assert_eq!(env_of(&p, 0, 2, "ghi").as_deref(), Some("bye"));
+}

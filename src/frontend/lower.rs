@@ -268,7 +268,9 @@ pub fn lower(
             // ENV and ARG change the environment as they go.
             match &mut out.kind {
                 InstructionKind::Env { pairs } => {
-                    for p in pairs.iter_mut() {
+                    // Every pair sees the environment from before the
+                    // instruction (`ENV a=bye b=$a` gives b the old a).
+                    {
                         let mut ctx = ExpandCtx::new(
                             &lex,
                             &env_vec,
@@ -277,8 +279,12 @@ pub fn lower(
                             linter,
                             instr.span.start,
                         );
-                        p.key = ctx.word(&p.key)?;
-                        p.value = ctx.word(&p.value)?;
+                        for p in pairs.iter_mut() {
+                            p.key = ctx.word(&p.key)?;
+                            p.value = ctx.word(&p.value)?;
+                        }
+                    }
+                    for p in pairs.iter() {
                         set(&mut env_vec, &p.key, &p.value);
                     }
                 }

@@ -79,26 +79,11 @@ impl Store {
     fn image_roots(&self) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
         let (mut blobs, mut layers) = (BTreeSet::new(), BTreeSet::new());
         for entry in self.images().values() {
-            blobs.insert(entry.manifest);
-            let Ok(m) = self.read_blob(&entry.manifest) else {
-                continue;
-            };
-            let Ok(m) = serde_json::from_slice::<serde_json::Value>(&m) else {
-                continue;
-            };
-            if let Some(c) = m["config"]["digest"].as_str().and_then(|s| s.parse().ok()) {
-                blobs.insert(c);
-                if let Ok(cfg) = self.read_blob(&c)
-                    && let Ok(cfg) =
-                        serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
-                {
-                    layers.extend(cfg.rootfs.diff_ids);
-                }
-            }
-            for l in m["layers"].as_array().into_iter().flatten() {
-                if let Some(d) = l["digest"].as_str().and_then(|s| s.parse().ok()) {
-                    blobs.insert(d);
-                }
+            blobs.insert(entry.config);
+            if let Ok(cfg) = self.read_blob(&entry.config)
+                && let Ok(cfg) = serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
+            {
+                layers.extend(cfg.rootfs.diff_ids);
             }
         }
         (blobs, layers)

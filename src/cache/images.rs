@@ -1,4 +1,6 @@
-//! Image names in the local store: `name:tag` → manifest digest.
+//! Image names in the local store: `name:tag` → image ID (the config
+//! digest, as Docker's image store). Layers stay uncompressed snapshots until
+//! an export needs blobs, as in Docker's own store.
 
 use super::blobs::write_atomic;
 use super::{Result, Store, StoreError, io_err};
@@ -11,8 +13,8 @@ use std::fs;
 /// One named image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageEntry {
-    /// Digest of the image manifest blob.
-    pub manifest: Digest,
+    /// The image ID: digest of the config blob.
+    pub config: Digest,
     /// Seconds since the epoch when tagged.
     pub created: u64,
 }
@@ -30,9 +32,9 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Point `name` at a manifest (read-modify-write under a file lock).
-    pub fn tag(&self, name: &str, manifest: Digest) -> Result<()> {
-        if self.resolve_image(name) == Some(manifest) {
+    /// Point `name` at an image ID (read-modify-write under a file lock).
+    pub fn tag(&self, name: &str, config: Digest) -> Result<()> {
+        if self.resolve_image(name) == Some(config) {
             return Ok(()); // unchanged: no rewrite, no fsync
         }
         let lock_path = self.root.join("images/lock");
@@ -52,15 +54,15 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        all.insert(name.to_string(), ImageEntry { manifest, created });
+        all.insert(name.to_string(), ImageEntry { config, created });
         write_atomic(
             &self.images_file(),
             &serde_json::to_vec_pretty(&all).expect("serialise images"),
         )
     }
 
-    /// The manifest digest of a name.
+    /// The image ID of a name.
     pub fn resolve_image(&self, name: &str) -> Option<Digest> {
-        self.images().get(name).map(|e| e.manifest)
+        self.images().get(name).map(|e| e.config)
     }
 }

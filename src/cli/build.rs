@@ -244,10 +244,28 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     };
     let names: Vec<String> = args.tags.iter().map(|t| normalize_name(t)).collect();
-    let image = write_image(&store, &result.state, compression)?;
+    // The local store keeps the config (the image ID) and uncompressed
+    // snapshots, as Docker's store does; blobs and a manifest are made only
+    // for outputs that carry them.
+    let config = result.state.config.clone();
+    let (image_id, _) = store.put_blob(&{
+        let mut c = config.clone();
+        c.rootfs.diff_ids = result.state.layers.iter().map(|l| l.diff_id).collect();
+        c.to_json()
+    })?;
     for n in &names {
-        store.tag(n, image.manifest)?;
+        store.tag(n, image_id)?;
     }
+    let mut written: Vec<rbuild::image::manifest::WrittenImage> = Vec::new();
+    let mut manifest_for =
+        |c: rbuild::layer::compress::Compression| -> Result<rbuild::image::manifest::WrittenImage> {
+            if let Some(w) = written.iter().find(|w| w.compression == c) {
+                return Ok(w.clone());
+            }
+            let w = write_image(&store, &result.state, c)?;
+            written.push(w.clone());
+            Ok(w)
+        };
     for o in &outputs {
         let dest = o.dest.clone().unwrap_or_default();
         let out_names: Vec<String> = if o.names.is_empty() {
@@ -255,37 +273,42 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         } else {
             o.names.clone()
         };
-        let img = if o.compression == compression {
-            image.clone()
-        } else {
-            write_image(&store, &result.state, o.compression)?
-        };
         match o.kind {
             OutputType::Image => {
                 for n in &out_names {
-                    store.tag(&normalize_name(n), img.manifest)?;
+                    store.tag(&normalize_name(n), image_id)?;
                 }
             }
-            OutputType::OciDir => {
-                rbuild::export::write_oci_layout(&store, &img, &out_names, &dest)?
-            }
-            OutputType::OciArchive => {
-                rbuild::export::write_oci_archive(&store, &img, &out_names, &dest)?
-            }
-            OutputType::DockerArchive => {
-                rbuild::export::write_docker_archive(&store, &img, &out_names, &dest)?
-            }
+            OutputType::OciDir => rbuild::export::write_oci_layout(
+                &store,
+                &manifest_for(o.compression)?,
+                &out_names,
+                &dest,
+            )?,
+            OutputType::OciArchive => rbuild::export::write_oci_archive(
+                &store,
+                &manifest_for(o.compression)?,
+                &out_names,
+                &dest,
+            )?,
+            OutputType::DockerArchive => rbuild::export::write_docker_archive(
+                &store,
+                &manifest_for(o.compression)?,
+                &out_names,
+                &dest,
+            )?,
             OutputType::Local => {
                 let view = rbuild::solver::steps::view_of(&store, &result.state);
                 rbuild::export::export_rootfs(&view, &dest)?;
             }
         }
     }
-    let image_id = image.config.to_string();
+    let image_id = image_id.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
+        let image = manifest_for(compression)?;
         let meta = serde_json::json!({
             "containerimage.digest": image.manifest,
             "containerimage.config.digest": image.config,
@@ -297,7 +320,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if args.quiet {
         println!("{image_id}");
     } else {
-        eprintln!("image {image_id} (manifest {})", image.manifest);
+        eprintln!("image {image_id}");
         for n in &names {
             eprintln!("tagged {n}");
         }

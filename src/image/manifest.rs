@@ -42,6 +42,8 @@ pub struct WrittenImage {
     pub layers: Vec<LayerBlob>,
     /// The config.
     pub image_config: ImageConfig,
+    /// How the layers are compressed.
+    pub compression: Compression,
 }
 
 /// Tar options for this process (a non-root builder's files appear as root's).
@@ -159,5 +161,6 @@ pub fn write_image(
         config_size,
         layers,
         image_config: config,
+        compression: comp,
     })
 }

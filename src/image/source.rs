@@ -92,12 +92,13 @@ impl ImageRef {
     }
 }
 
-/// A loaded image: its state and manifest digest.
+/// A loaded image: its state and identity.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
     /// Layers and config.
     pub state: ImageState,
-    /// The manifest digest (the identity used in cache keys).
+    /// Its identity in cache keys: the config digest for local images, the
+    /// manifest digest for OCI layouts.
     pub manifest: Digest,
 }
 
@@ -105,16 +106,53 @@ pub struct LoadedImage {
 pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError> {
     match r {
         ImageRef::Local(name) => {
-            let m = store
+            let id = store
                 .resolve_image(name)
                 .ok_or_else(|| ImageError::NotFound(name.clone()))?;
-            load_manifest(store, &m, None)
+            load_local(store, &id)
         }
         ImageRef::OciLayout { path, tag, digest } => {
             let m = find_in_layout(path, tag.as_deref(), digest.as_ref())?;
             load_manifest(store, &m, Some(path))
         }
     }
+}
+
+/// A local image: its config names the layers, whose snapshots are in the store.
+fn load_local(store: &Store, id: &Digest) -> Result<LoadedImage, ImageError> {
+    let config: ImageConfig = serde_json::from_slice(&store.read_blob(id)?).map_err(|e| {
+        ImageError::Store(StoreError::Corrupt {
+            path: store.blob_path(id),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut layers = Vec::new();
+    for diff_id in &config.rootfs.diff_ids {
+        if !store.has_snapshot(diff_id) {
+            // Unpack from a compressed blob if one is known (e.g. an imported image).
+            let known = store.layer_blobs(diff_id);
+            let Some((name, (blob, _))) = known.blobs.iter().find(|(_, (d, _))| store.has_blob(d))
+            else {
+                return Err(ImageError::Store(StoreError::NotFound(format!(
+                    "layer {diff_id} of image {id}"
+                ))));
+            };
+            let media = match name.as_str() {
+                "gzip" => "tar+gzip",
+                "zstd" => "tar+zstd",
+                _ => "tar",
+            };
+            unpack_blob(store, blob, media, diff_id)?;
+        }
+        layers.push(LayerRef {
+            diff_id: *diff_id,
+            size: 0,
+        });
+    }
+    Ok(LoadedImage {
+        state: ImageState { layers, config },
+        manifest: *id,
+    })
 }
 
 fn layout_err(path: &Path, reason: impl Into<String>) -> ImageError {

@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::frontend::ast::{Healthcheck, InstructionKind};
 use crate::frontend::lower::{Source, Step};
 use crate::image::config::{HealthConfig, History, ImageConfig, rfc3339};
-use crate::layer::compress::{Compression, LayerCompressor};
+use crate::layer::compress::Compression;
 use crate::layer::tarball::write_layer_tar;
 use crate::layer::view::{MergedView, clean_components};
 use crate::ops::copy::{CopyPlan, execute, parse_chmod};
@@ -406,17 +406,12 @@ pub fn commit_dir_layer(env: &StepEnv<'_>, path: &Path) -> Result<Option<LayerRe
     if let Some(e) = env.epoch {
         clamp_times(path, e);
     }
+    // The layer is identified by its diff_id; it stays an uncompressed
+    // snapshot until an export needs a blob (compressed then, in parallel).
     let store = env.store;
-    let io = |source| SolveError::Io {
-        what: "compressing",
-        path: path.to_path_buf(),
-        source,
-    };
-    let comp = LayerCompressor::new(store.blob_writer()?, env.compression).map_err(io)?;
-    let comp = write_layer_tar(path, comp, crate::image::manifest::tar_options())?;
-    let (writer, diff_id, size) = comp.finish().map_err(io)?;
-    let blob = writer.commit()?;
-    store.add_layer_blob(&diff_id, env.compression.name(), blob)?;
+    let hasher = crate::digest::HashingWriter::new(std::io::sink());
+    let hasher = write_layer_tar(path, hasher, crate::image::manifest::tar_options())?;
+    let (_, diff_id, size) = hasher.finish();
     store.commit_snapshot(path, &diff_id)?;
     Ok(Some(LayerRef { diff_id, size }))
 }

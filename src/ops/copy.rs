@@ -93,6 +93,46 @@ struct Writer<'a> {
     plan: &'a CopyPlan<'a>,
     /// Directories whose mtime must be set after their contents.
     dir_times: Vec<(PathBuf, i64, i64)>,
+    /// Regular files to copy, done in parallel once the directories exist;
+    /// a later source for the same target replaces an earlier one.
+    files: Vec<FileJob>,
+    file_index: std::collections::HashMap<PathBuf, usize>,
+}
+
+/// One regular file to copy.
+struct FileJob {
+    src: PathBuf,
+    target: PathBuf,
+    mode: u32,
+    owner: (u32, u32),
+    mtime: (i64, i64),
+}
+
+impl FileJob {
+    /// Copy with as few system calls as possible: open, copy_file_range,
+    /// fchmod, fchown, futimens.
+    fn run(&self) -> Result<(), CopyError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut src = fs::File::open(&self.src).map_err(io_err("opening", &self.src))?;
+        let mut dst = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.target)
+            .map_err(io_err("creating", &self.target))?;
+        io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
+        dst.set_permissions(fs::Permissions::from_mode(self.mode))
+            .map_err(io_err("chmod", &self.target))?;
+        let (uid, gid) = self.owner;
+        if is_root() || (uid, gid) != (0, 0) {
+            std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
+                .map_err(io_err("chown", &self.target))?;
+        }
+        let t = filetime::FileTime::from_unix_time(self.mtime.0, self.mtime.1 as u32);
+        filetime::set_file_handle_times(&dst, Some(t), Some(t))
+            .map_err(io_err("setting times of", &self.target))?;
+        Ok(())
+    }
 }
 
 fn is_root() -> bool {
@@ -118,6 +158,9 @@ impl Writer<'_> {
         let mut cur = self.out.to_path_buf();
         for i in 0..parts.len() {
             cur.push(&parts[i]);
+            if let Some(j) = self.file_index.remove(&cur) {
+                self.files[j].target = PathBuf::new(); // a directory replaces a pending file
+            }
             if fs::symlink_metadata(&cur).is_ok() {
                 continue;
             }
@@ -156,6 +199,10 @@ impl Writer<'_> {
             return Ok(()); // the root itself: nothing to write
         };
         let target = dir.join(name);
+        if let Some(i) = self.file_index.remove(&target) {
+            // A pending file at this path is replaced by this entry.
+            self.files[i].target = PathBuf::new();
+        }
         if let Ok(m) = fs::symlink_metadata(&target) {
             if m.is_dir() && e.kind == Kind::Dir {
                 fs::set_permissions(&target, fs::Permissions::from_mode(self.mode_for(e)))
@@ -178,11 +225,14 @@ impl Writer<'_> {
                 self.dir_times.push((target, e.mtime.0, e.mtime.1));
             }
             Kind::File => {
-                fs::copy(&e.abs, &target).map_err(io_err("copying to", &target))?;
-                fs::set_permissions(&target, fs::Permissions::from_mode(self.mode_for(e)))
-                    .map_err(io_err("chmod", &target))?;
-                lchown(&target, uid, gid)?;
-                set_mtime(&target, e.mtime.0, e.mtime.1);
+                self.file_index.insert(target.clone(), self.files.len());
+                self.files.push(FileJob {
+                    src: e.abs.clone(),
+                    target,
+                    mode: self.mode_for(e),
+                    owner: (uid, gid),
+                    mtime: e.mtime,
+                });
             }
             Kind::Symlink => {
                 let link = e.link.clone().unwrap_or_default();
@@ -274,6 +324,8 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         out,
         plan,
         dir_times: Vec::new(),
+        files: Vec::new(),
+        file_index: std::collections::HashMap::new(),
     };
     for sel in plan.sources {
         let mut base_parts = dest_parts.clone();
@@ -348,6 +400,13 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         let (u, g) = plan.owner.unwrap_or((0, 0));
         lchown(&target, u, g)?;
         set_mtime(&target, plan.created_time, 0);
+    }
+    {
+        use rayon::prelude::*;
+        w.files
+            .par_iter()
+            .filter(|j| !j.target.as_os_str().is_empty())
+            .try_for_each(FileJob::run)?;
     }
     for (p, s, n) in w.dir_times.iter().rev() {
         set_mtime(p, *s, *n);

@@ -468,21 +468,13 @@ pub fn run_step(
             for p in pairs {
                 cfg.set_env(&p.key, &p.value);
             }
-            let s: Vec<String> = pairs
-                .iter()
-                .map(|p| format!("{}={}", p.key, p.value))
-                .collect();
-            history(cfg, epoch, format!("ENV {}", s.join(" ")), false);
+            history(cfg, epoch, format!("ENV {}", pairs_text(pairs)), false);
         }
         InstructionKind::Label { pairs } => {
             for p in pairs {
                 cfg.config.labels.insert(p.key.clone(), p.value.clone());
             }
-            let s: Vec<String> = pairs
-                .iter()
-                .map(|p| format!("{}={}", p.key, p.value))
-                .collect();
-            history(cfg, epoch, format!("LABEL {}", s.join(" ")), false);
+            history(cfg, epoch, format!("LABEL {}", pairs_text(pairs)), false);
         }
         InstructionKind::Arg { args } => {
             let s: Vec<String> = args
@@ -1059,6 +1051,15 @@ fn step_mounts(
         guards.targets.push(target);
     }
     Ok(out)
+}
+
+/// `k=v k2=v2`, as history records ENV and LABEL.
+fn pairs_text(pairs: &[crate::frontend::ast::KeyValue]) -> String {
+    let s: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect();
+    s.join(" ")
 }
 
 /// A mount's `mode=`, `uid=`, `gid=` (root and `default_mode` when absent).

@@ -49,8 +49,8 @@ impl Env {
         root
     }
 
-    /// Run a build, asserting success; returns stderr.
-    pub fn build_ok(&self, args: &[&str], context: &Path) -> String {
+    /// Run a build expecting `success`; returns stderr.
+    fn build_expect(&self, args: &[&str], context: &Path, success: bool) -> String {
         let out = self
             .rbuild()
             .args(["build", "--progress", "plain"])
@@ -59,25 +59,22 @@ impl Env {
             .output()
             .expect("run");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "build failed:\n{err}");
+        assert_eq!(
+            out.status.success(),
+            success,
+            "unexpected build outcome:\n{err}"
+        );
         err
+    }
+
+    /// Run a build, asserting success; returns stderr.
+    pub fn build_ok(&self, args: &[&str], context: &Path) -> String {
+        self.build_expect(args, context, true)
     }
 
     /// Run a build that must fail; returns stderr.
     pub fn build_err(&self, args: &[&str], context: &Path) -> String {
-        let out = self
-            .rbuild()
-            .args(["build", "--progress", "plain"])
-            .args(args)
-            .arg(context)
-            .output()
-            .expect("run");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "build unexpectedly succeeded:\n{err}"
-        );
-        err
+        self.build_expect(args, context, false)
     }
 
     /// Build the busybox base image (from Debian's busybox-static) as `name`.

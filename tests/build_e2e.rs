@@ -595,3 +595,79 @@ fn ureq_quit(addr: &str) -> std::io::Result<()> {
     let mut s = std::net::TcpStream::connect(host)?;
     s.write_all(b"GET /quit HTTP/1.1\r\n\r\n")
 }
+
+#[test]
+fn unchanged_files_are_reused_from_the_previous_layer_without_touching_it() {
+    let env = Env::new();
+    let mut files: Vec<(String, String)> = vec![(
+        "Dockerfile".into(),
+        "FROM scratch\nCOPY files/ /files/\n".into(),
+    )];
+    for i in 0..50 {
+        files.push((format!("files/f{i}.txt"), format!("content {i}\n")));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = env.project("reuse", &refs);
+    let digest_of = |name: &str| {
+        let layout = env.path(name);
+        env.build_ok(
+            &[
+                "-o",
+                &format!("type=oci-dir,dest={},name=r:1", layout.display()),
+            ],
+            &ctx,
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let v1 = digest_of("v1");
+    std::fs::write(ctx.join("files/f7.txt"), "changed\n").unwrap();
+    let out = env.path("v2-root");
+    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    assert_eq!(
+        std::fs::read_to_string(out.join("files/f7.txt")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("files/f8.txt")).unwrap(),
+        "content 8\n"
+    );
+    // Back to the first content: the first layer comes from the cache and
+    // still hashes to what it did (exporting re-reads it and checks).
+    std::fs::write(ctx.join("files/f7.txt"), "content 7\n").unwrap();
+    let filetime = filetime::FileTime::from_last_modification_time(
+        &std::fs::metadata(ctx.join("files/f6.txt")).unwrap(),
+    );
+    filetime::set_file_mtime(ctx.join("files/f7.txt"), filetime).unwrap();
+    assert_eq!(digest_of("v1-again"), v1);
+    let again = env.path("v1-again-root");
+    env.build_ok(
+        &["-o", &format!("type=local,dest={}", again.display())],
+        &ctx,
+    );
+    for i in 0..50 {
+        assert_eq!(
+            std::fs::read_to_string(again.join(format!("files/f{i}.txt"))).unwrap(),
+            format!("content {i}\n")
+        );
+    }
+    // And the second build's layer shares the unchanged files' inodes.
+    use std::os::unix::fs::MetadataExt;
+    let snaps = env.root().join("snapshots");
+    let linked = std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .filter_map(|d| std::fs::metadata(d.path().join("files/f8.txt")).ok())
+        .any(|m| m.nlink() > 1);
+    assert!(
+        linked,
+        "unchanged files are hard links to the previous layer"
+    );
+}

@@ -53,6 +53,16 @@ fn io_err<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(io::Error) -> Copy
     }
 }
 
+/// The previous build of the same step: its layer directory and the
+/// digests of the source files it copied (by `source path/relative path`).
+#[derive(Debug, Clone)]
+pub struct Previous {
+    /// The layer's snapshot directory (immutable).
+    pub dir: PathBuf,
+    /// Source file key → content digest.
+    pub digests: std::collections::HashMap<String, crate::digest::Digest>,
+}
+
 /// What to copy and how.
 pub struct CopyPlan<'a> {
     /// Selected sources (context or another stage).
@@ -78,6 +88,8 @@ pub struct CopyPlan<'a> {
     pub created_time: i64,
     /// ADD: extract local tar archives.
     pub extract_archives: bool,
+    /// The step's previous layer, to hard-link files that did not change.
+    pub previous: Option<&'a Previous>,
 }
 
 /// Parse `--chmod` (octal).
@@ -101,6 +113,8 @@ struct Writer<'a> {
 
 /// One regular file to copy.
 struct FileJob {
+    /// An identical file of the step's previous layer, linked instead of copied.
+    link_from: Option<PathBuf>,
     src: PathBuf,
     target: PathBuf,
     mode: u32,
@@ -113,6 +127,11 @@ impl FileJob {
     /// fchmod, fchown, futimens.
     fn run(&self) -> Result<(), CopyError> {
         use std::os::unix::fs::OpenOptionsExt;
+        if let Some(from) = &self.link_from
+            && fs::hard_link(from, &self.target).is_ok()
+        {
+            return Ok(());
+        }
         let mut src = fs::File::open(&self.src).map_err(io_err("opening", &self.src))?;
         let mut dst = fs::OpenOptions::new()
             .write(true)
@@ -191,8 +210,33 @@ impl Writer<'_> {
         self.plan.chmod.unwrap_or(e.mode)
     }
 
-    /// Write one entry at container path `parts`.
-    fn put(&mut self, parts: &[String], e: &Entry) -> Result<(), CopyError> {
+    /// An identical file (content, mode, owner, mtime) at the same place in
+    /// the step's previous layer.
+    fn reusable(
+        &self,
+        target: &Path,
+        key: &str,
+        e: &Entry,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> Option<PathBuf> {
+        let prev = self.plan.previous?;
+        let rel = target.strip_prefix(self.out).ok()?;
+        let cand = prev.dir.join(rel);
+        let m = fs::symlink_metadata(&cand).ok()?;
+        let same = m.is_file()
+            && m.len() == e.size
+            && m.mode() & 0o7777 == mode
+            && (m.uid(), m.gid()) == owner
+            && (m.mtime(), m.mtime_nsec()) == e.mtime
+            && e.digest.is_some()
+            && prev.digests.get(key) == e.digest.as_ref();
+        same.then_some(cand)
+    }
+
+    /// Write one entry at container path `parts`; `key` names its source
+    /// (for reuse from the previous layer).
+    fn put_keyed(&mut self, parts: &[String], e: &Entry, key: &str) -> Result<(), CopyError> {
         let (parent, name) = parts.split_at(parts.len().saturating_sub(1));
         let dir = self.ensure_dir(parent)?;
         let Some(name) = name.first() else {
@@ -225,8 +269,15 @@ impl Writer<'_> {
                 self.dir_times.push((target, e.mtime.0, e.mtime.1));
             }
             Kind::File => {
+                let mode = self.mode_for(e);
+                let link_from = if key.is_empty() {
+                    None
+                } else {
+                    self.reusable(&target, key, e, mode, (uid, gid))
+                };
                 self.file_index.insert(target.clone(), self.files.len());
                 self.files.push(FileJob {
+                    link_from,
                     src: e.abs.clone(),
                     target,
                     mode: self.mode_for(e),
@@ -349,7 +400,8 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                     }
                     let mut parts = base_parts.clone();
                     parts.extend(clean_components(&e.rel));
-                    w.put(&parts, e)?;
+                    let key = format!("{}/{}", sel.path, e.rel);
+                    w.put_keyed(&parts, e, &key)?;
                 }
             }
             _ => {
@@ -379,7 +431,7 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                 if dest_is_dir || plan.parents {
                     parts.push(name.unwrap_or_default());
                 }
-                w.put(&parts, &sel.root)?;
+                w.put_keyed(&parts, &sel.root, &sel.path)?;
             }
         }
     }

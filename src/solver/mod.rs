@@ -305,6 +305,56 @@ pub async fn solve(
     })
 }
 
+/// The previous build of a COPY/ADD step, usable for hard-linking unchanged
+/// files: same parent and definition, and its layer still in the store.
+fn previous_copy(
+    store: &Store,
+    prev: &CacheRecord,
+    parts: &[(String, String)],
+    parent: &ImageState,
+) -> Option<crate::ops::copy::Previous> {
+    let same = |name: &str| {
+        let a = parts.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let b = prev
+            .components
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v);
+        a.is_some() && a == b
+    };
+    let is_copy = parts
+        .iter()
+        .any(|(n, v)| n == "op" && (v == "COPY" || v == "ADD"));
+    if !is_copy
+        || !same("parent")
+        || !same("def")
+        || prev.state.layers.len() != parent.layers.len() + 1
+    {
+        return None;
+    }
+    let layer = prev.state.layers.last()?;
+    let dir = store.snapshot_path(&layer.diff_id);
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut digests = HashMap::new();
+    for (n, v) in &prev.components {
+        if n.starts_with("files:")
+            && let Ok(d) = v.parse::<Digest>()
+            && let Ok(list) = store.read_blob(&d)
+        {
+            for line in String::from_utf8_lossy(&list).lines() {
+                if let Some((dg, path)) = line.split_once(' ')
+                    && let Some(dg) = Digest::from_hex(dg)
+                {
+                    digests.insert(path.to_string(), dg);
+                }
+            }
+        }
+    }
+    Some(crate::ops::copy::Previous { dir, digests })
+}
+
 /// The base image's ONBUILD triggers as steps, expanded in its environment.
 fn onbuild_steps(
     cfg: &ImageConfig,
@@ -507,8 +557,10 @@ fn run_cached(
     }
     let mut components = prep.parts.parts.clone();
     components.extend(steps::file_listings(&sh.store, &prep)?);
+    let mut prep = prep;
     // Explain the miss against the newest earlier record of this step.
     if let Some(prev) = sh.store.records_for_step(&step_id).into_iter().next() {
+        prep.previous = previous_copy(&sh.store, &prev, &prep.parts.parts, &cur.state);
         let store = &sh.store;
         let file_diff = |old: &str, new: &str| -> Option<String> {
             let a = store.read_blob(&old.parse().ok()?).ok()?;

@@ -67,6 +67,10 @@ pub struct Prepared {
     pub lazy_urls: Vec<(String, Digest)>,
     /// Where downloads live until the step is done.
     pub downloads: Option<tempfile::TempDir>,
+    /// The previous build of this step (same parent and definition): its
+    /// layer and the digests of its source files, so files whose content and
+    /// metadata did not change are hard-linked instead of copied.
+    pub previous: Option<crate::ops::copy::Previous>,
 }
 
 /// A downloaded file as a COPY/ADD selection (mode 0600, as Docker's ADD).
@@ -307,6 +311,7 @@ pub fn prepare(
         from_view,
         lazy_urls,
         downloads,
+        previous: None,
     })
 }
 
@@ -1229,6 +1234,9 @@ fn copy_layer(
         base,
         created_time: env.epoch.map(|e| e as i64).unwrap_or(0),
         extract_archives: is_add && prep.from_view.is_none(),
+        // Reuse shares inodes with the previous layer: never when mtimes
+        // will be clamped afterwards (that would touch the previous layer).
+        previous: prep.previous.as_ref().filter(|_| env.epoch.is_none()),
     };
     execute(&plan, tmp.path())?;
     commit_layer(env, tmp)

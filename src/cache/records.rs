@@ -62,7 +62,17 @@ impl Store {
         write_atomic(
             &self.record_path(&rec.key),
             &serde_json::to_vec(rec).expect("serialise cache record"),
-        )
+        )?;
+        // The step's latest record, so a miss finds it without reading every record.
+        let dir = self.root.join("cache/steps");
+        std::fs::create_dir_all(&dir).map_err(super::io_err("creating", &dir))?;
+        write_atomic(&self.step_pointer(&rec.step_id), rec.key.hex().as_bytes())
+    }
+
+    fn step_pointer(&self, step_id: &str) -> std::path::PathBuf {
+        self.root
+            .join("cache/steps")
+            .join(Digest::of(step_id.as_bytes()).hex())
     }
 
     /// All records (for explaining misses, du and prune).
@@ -77,14 +87,11 @@ impl Store {
             .collect()
     }
 
-    /// Records of the same step (by step id), newest first.
-    pub fn records_for_step(&self, step_id: &str) -> Vec<CacheRecord> {
-        let mut v: Vec<CacheRecord> = self
-            .records()
-            .into_iter()
-            .filter(|r| r.step_id == step_id)
-            .collect();
-        v.sort_by_key(|r| std::cmp::Reverse(r.created));
-        v
+    /// The newest record of a step (by step id), if it is still in the store.
+    pub fn latest_record_for_step(&self, step_id: &str) -> Option<CacheRecord> {
+        let hex = fs::read_to_string(self.step_pointer(step_id)).ok()?;
+        let data = fs::read(self.record_path(&Digest::from_hex(hex.trim())?)).ok()?;
+        let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
+        (rec.step_id == step_id).then_some(rec)
     }
 }

@@ -559,7 +559,7 @@ fn run_cached(
     components.extend(steps::file_listings(&sh.store, &prep)?);
     let mut prep = prep;
     // Explain the miss against the newest earlier record of this step.
-    if let Some(prev) = sh.store.records_for_step(&step_id).into_iter().next() {
+    if let Some(prev) = sh.store.latest_record_for_step(&step_id) {
         prep.previous = previous_copy(&sh.store, &prev, &prep.parts.parts, &cur.state);
         let store = &sh.store;
         let file_diff = |old: &str, new: &str| -> Option<String> {

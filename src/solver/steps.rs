@@ -898,15 +898,17 @@ fn step_mounts(
                 }
                 let lock_path = base.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
                 let mut source = path;
+                let open_lock = || {
+                    std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
+                        what: "locking",
+                        path: lock_path.clone(),
+                        source,
+                    })
+                };
                 match m.sharing.unwrap_or(Sharing::Shared) {
                     Sharing::Shared => {}
                     Sharing::Locked => {
-                        let f =
-                            std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
-                                what: "locking",
-                                path: lock_path.clone(),
-                                source,
-                            })?;
+                        let f = open_lock()?;
                         flock(&f, FlockOperation::LockExclusive).map_err(|e| SolveError::Io {
                             what: "locking",
                             path: lock_path.clone(),
@@ -915,12 +917,7 @@ fn step_mounts(
                         guards.locks.push(f);
                     }
                     Sharing::Private => {
-                        let f =
-                            std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
-                                what: "locking",
-                                path: lock_path.clone(),
-                                source,
-                            })?;
+                        let f = open_lock()?;
                         if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
                             guards.locks.push(f);
                         } else {

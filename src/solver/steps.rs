@@ -347,7 +347,7 @@ fn digest_plain(entries: &mut [crate::context::Entry]) -> Result<(), SolveError>
             if e.kind != crate::context::Kind::File {
                 return Ok(None);
             }
-            crate::digest::hash_reader(std::fs::File::open(&e.abs)?).map(|(d, _)| Some(d))
+            crate::digest::hash_reader(e.open()?).map(|(d, _)| Some(d))
         })
         .collect();
     for (e, r) in entries.iter_mut().zip(res) {

@@ -322,3 +322,45 @@ fn a_link_swapped_mid_build_never_leads_out() {
     assert_no_secret(&env.root());
     assert_host_untouched(&host);
 }
+
+#[test]
+fn context_bind_mounts_hold_only_what_the_context_sends() {
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    let host = host_dir(&env);
+    let ctx = env.project(
+        "ctx",
+        &[
+            (".dockerignore", "excluded.txt\n"),
+            ("excluded.txt", HOST_SECRET),
+            ("data/kept.txt", "kept"),
+            (
+                "Dockerfile",
+                "FROM test/busybox:latest\n\
+                 RUN --mount=type=bind,target=/ctx ls -a /ctx > /listing && cat /ctx/data/kept.txt > /kept\n\
+                 RUN --mount=type=bind,source=link,target=/m,rw ls /m > /via-link 2>&1; true\n\
+                 RUN --mount=type=bind,source=data,target=/d,rw echo changed > /d/kept.txt\n",
+            ),
+        ],
+    );
+    symlink(&host, ctx.join("link")).unwrap();
+    let inside = ctx.join(host.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::write(inside.join("in-context"), "x").unwrap();
+    let (out, o) = local_out(&env, "out");
+    env.build_ok(&["-o", &o], &ctx);
+    let listing = std::fs::read_to_string(out.join("listing")).unwrap();
+    assert!(!listing.contains("excluded.txt"), "{listing}");
+    assert!(listing.contains("data"), "{listing}");
+    assert_eq!(std::fs::read_to_string(out.join("kept")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(out.join("via-link")).unwrap(),
+        "in-context\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("data/kept.txt")).unwrap(),
+        "kept"
+    );
+    assert_no_secret(&out);
+    assert_host_untouched(&host);
+}

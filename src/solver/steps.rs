@@ -950,13 +950,16 @@ fn step_mounts(
                             .ok_or_else(|| SolveError::Internal("no build context".into()))?;
                         let sel = ctx.select(&sub)?;
                         let Some(first) = sel.first() else { continue };
-                        let mut host = first.root.abs.clone();
-                        if !m.readonly {
-                            // Writes to a rw bind are discarded: give the step a copy.
-                            let copy = dir.join(format!("bind-{n}"));
-                            copy_tree(&host, &copy)?;
-                            host = copy;
-                        }
+                        // What the context sends (ignore rules applied), laid
+                        // out for the step; a rw mount gets copies, whose
+                        // writes are discarded with the step.
+                        let at = dir.join(format!("bind-{n}"));
+                        let host = super::context_mount::materialize(first, &at, !m.readonly)
+                            .map_err(|source| SolveError::Io {
+                                what: "laying out the context for",
+                                path: at.clone(),
+                                source,
+                            })?;
                         out.push(ExtraMount::Bind {
                             source: host,
                             target: target.clone(),
@@ -1072,33 +1075,6 @@ fn apply_mount_owner(path: &Path, m: &crate::frontend::ast::Mount, default_mode:
         std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
     );
     let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {
-    let io = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SolveError::Io {
-            what,
-            path: p,
-            source,
-        }
-    };
-    let m = std::fs::symlink_metadata(from).map_err(io("stat", from))?;
-    if m.is_dir() {
-        std::fs::create_dir_all(to).map_err(io("creating", to))?;
-        for e in std::fs::read_dir(from)
-            .map_err(io("reading", from))?
-            .flatten()
-        {
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
-        }
-    } else if m.file_type().is_symlink() {
-        let t = std::fs::read_link(from).map_err(io("reading link", from))?;
-        std::os::unix::fs::symlink(t, to).map_err(io("creating", to))?;
-    } else {
-        std::fs::copy(from, to).map_err(io("copying", to))?;
-    }
-    Ok(())
 }
 
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.

@@ -86,8 +86,8 @@ pub struct CopyPlan<'a> {
     pub base: &'a MergedView,
     /// Timestamp for created directories (SOURCE_DATE_EPOCH or 0).
     pub created_time: i64,
-    /// ADD: extract local tar archives.
-    pub extract_archives: bool,
+    /// Which sources that are tar archives are extracted.
+    pub unpack: Unpack,
     /// The step's previous layer, to hard-link files that did not change.
     pub previous: Option<&'a Previous>,
 }
@@ -340,6 +340,27 @@ fn archive_reader(entry: &Entry) -> Option<Box<dyn io::Read>> {
     }
 }
 
+/// Which sources ADD extracts when they are tar archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpack {
+    /// None (COPY, `ADD --unpack=false`).
+    Never,
+    /// Archives from the context, not downloads (ADD's default).
+    Local,
+    /// Downloads too (`ADD --unpack=true`).
+    All,
+}
+
+impl Unpack {
+    fn applies_to(self, sel: &Selection) -> bool {
+        match self {
+            Unpack::Never => false,
+            Unpack::Local => !crate::ops::fetch::is_url(&sel.source),
+            Unpack::All => true,
+        }
+    }
+}
+
 /// Copy according to `plan` into the empty directory `out`.
 pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
     let mut dest = plan.dest.to_string();
@@ -416,7 +437,7 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                 if excluded(&exclude, name.as_deref().unwrap_or("")) {
                     continue;
                 }
-                if plan.extract_archives
+                if plan.unpack.applies_to(sel)
                     && sel.root.kind == Kind::File
                     && let Some(reader) = archive_reader(&sel.root)
                 {

@@ -14,7 +14,7 @@ use crate::image::config::{HealthConfig, History, ImageConfig, rfc3339};
 use crate::layer::compress::Compression;
 use crate::layer::tarball::write_layer_tar;
 use crate::layer::view::{MergedView, clean_components};
-use crate::ops::copy::{CopyPlan, execute, parse_chmod};
+use crate::ops::copy::{CopyPlan, Unpack, execute, parse_chmod};
 use crate::ops::users::{chown_ids, user_ids};
 use crate::ops::view_select::select_in_view;
 use std::path::{Path, PathBuf};
@@ -623,14 +623,27 @@ pub fn run_step(
             history(&mut state.config, epoch, format!("WORKDIR {wd}"), has_layer);
         }
         InstructionKind::Copy(c) => {
-            let layer = copy_layer(env, parent, &c.paths, &c.options, c.parents, false, prep)?;
+            let layer = copy_layer(
+                env,
+                parent,
+                &c.paths,
+                &c.options,
+                c.parents,
+                Unpack::Never,
+                prep,
+            )?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("COPY", flag_text(&c.options, c.from.as_deref()), &c.paths);
             history(&mut state.config, epoch, text, has);
         }
         InstructionKind::Add(a) => {
-            let layer = copy_layer(env, parent, &a.paths, &a.options, false, true, prep)?;
+            let unpack = match a.unpack {
+                Some(false) => Unpack::Never,
+                Some(true) => Unpack::All,
+                None => Unpack::Local,
+            };
+            let layer = copy_layer(env, parent, &a.paths, &a.options, false, unpack, prep)?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("ADD", flag_text(&a.options, None), &a.paths);
@@ -1158,7 +1171,7 @@ fn copy_layer(
     paths: &crate::frontend::ast::SourcesAndDest,
     opts: &crate::frontend::ast::CopyOptions,
     parents: bool,
-    is_add: bool,
+    unpack: Unpack,
     prep: &Prepared,
 ) -> Result<Option<LayerRef>, SolveError> {
     let full_view = view_of(env.store, parent);
@@ -1206,7 +1219,11 @@ fn copy_layer(
         exclude: &opts.exclude,
         base,
         created_time: env.epoch.map(|e| e as i64).unwrap_or(0),
-        extract_archives: is_add && prep.from_view.is_none(),
+        unpack: if prep.from_view.is_none() {
+            unpack
+        } else {
+            Unpack::Never
+        },
         // Reuse shares inodes with the previous layer: never when mtimes
         // will be clamped afterwards (that would touch the previous layer).
         previous: prep.previous.as_ref().filter(|_| env.epoch.is_none()),

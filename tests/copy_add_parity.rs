@@ -226,3 +226,69 @@ fn empty_wildcards_sockets_and_links_in_the_image() {
     let err = env.build_err(&[], &ctx);
     assert!(err.contains("cannot copy to non-directory: /bin"), "{err}");
 }
+
+#[test]
+fn add_archive_follows_the_images_absolute_links() {
+    // BuildKit's testDockerfileAddArchiveThroughAbsoluteSymlink.
+    let env = Env::new();
+    let ctx = env.project(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD rootfs.tar /\nADD payload.tar /\n",
+        )],
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    };
+    dir(&mut b, "run/");
+    dir(&mut b, "var/");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "var/run", "/run").unwrap();
+    std::fs::write(ctx.join("rootfs.tar"), b.into_inner().unwrap()).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for d in [
+        "var/run/act/",
+        "var/run/act/actions/",
+        "var/run/act/actions/broad/",
+        "var/run/act/actions/broad/.git/",
+    ] {
+        dir(&mut b, d);
+    }
+    let head = "var/run/act/actions/broad/.git/HEAD";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(21);
+    h.set_mode(0o644);
+    b.append_data(&mut h, head, &b"ref: refs/heads/main\n"[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o644);
+    b.append_link(&mut h, format!("{head}.link"), head).unwrap();
+    std::fs::write(ctx.join("payload.tar"), b.into_inner().unwrap()).unwrap();
+    let out = build_local(&env, &ctx, "out");
+    let got = out.join("run/act/actions/broad/.git");
+    assert_eq!(
+        std::fs::read_to_string(got.join("HEAD")).unwrap(),
+        "ref: refs/heads/main\n"
+    );
+    let (a, l) = (
+        std::fs::metadata(got.join("HEAD")).unwrap(),
+        std::fs::metadata(got.join("HEAD.link")).unwrap(),
+    );
+    assert_eq!(a.ino(), l.ino(), "the hard link is the same file");
+    assert!(
+        std::fs::symlink_metadata(out.join("var/run"))
+            .unwrap()
+            .is_symlink()
+    );
+}

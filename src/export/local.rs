@@ -51,11 +51,34 @@ fn owner_of(e: &Entry, root_user: bool) -> Option<(rustix::fs::Uid, rustix::fs::
     })
 }
 
-/// Write one entry inside `root`; returns a directory's descriptor.
-fn put(root: &Root, e: &Entry, root_user: bool) -> io::Result<()> {
+/// Write one entry inside `root`. `linked` maps the inodes of files written
+/// so far to their paths, so that hard links stay hard links.
+fn put(
+    root: &Root,
+    e: &Entry,
+    root_user: bool,
+    linked: &mut std::collections::HashMap<u64, String>,
+) -> io::Result<()> {
     let (dir, name) = e.rel.rsplit_once('/').unwrap_or(("", e.rel.as_str()));
     let parent = root.mkdir_all(dir, 0o755)?;
     let owner = owner_of(e, root_user);
+    if e.kind == Kind::File
+        && let Some(ino) = e.stat.map(|s| s.ino)
+    {
+        if let Some(first) = linked.get(&ino) {
+            let (fdir, fname) = first.rsplit_once('/').unwrap_or(("", first.as_str()));
+            let fparent = root.mkdir_all(fdir, 0o755)?;
+            clear(&parent, name, false)?;
+            return Ok(rustix::fs::linkat(
+                &fparent,
+                fname,
+                &parent,
+                name,
+                AtFlags::empty(),
+            )?);
+        }
+        linked.insert(ino, e.rel.clone());
+    }
     match e.kind {
         Kind::Dir => {
             clear(&parent, name, true)?;
@@ -117,9 +140,10 @@ pub fn export_rootfs(view: &MergedView, dest: &Path) -> Result<(), ExportError> 
         source: std::io::Error::other(e.to_string()),
     })?;
     let root_user = rustix::process::geteuid().is_root();
+    let mut linked = std::collections::HashMap::new();
     for e in &entries {
         let target = dest.join(&e.rel);
-        put(&root, e, root_user).map_err(io_err("writing", &target))?;
+        put(&root, e, root_user, &mut linked).map_err(io_err("writing", &target))?;
     }
     for e in entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
         let target = dest.join(&e.rel);

@@ -5,6 +5,8 @@
 //! paths; missing parent directories are created (owned by `--chown`).
 //! Destinations resolve through the image's symlinks without leaving it.
 
+mod archive;
+
 use crate::context::{Entry, Kind, Selection};
 use crate::frontend::ast::InlineSource;
 use crate::frontend::dockerignore::IgnoreMatcher;
@@ -468,22 +470,7 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                     && sel.root.kind == Kind::File
                     && let Some(reader) = archive_reader(&sel.root)
                 {
-                    // Extracted as in a chroot at the destination: entries
-                    // through links, absolute or relative, stay inside it.
-                    let dir = w.ensure_dir(&base_parts)?;
-                    let root = crate::fsroot::Root::open(&dir).map_err(io_err("opening", &dir))?;
-                    let opts = crate::layer::extract::ExtractOptions {
-                        layer: false,
-                        preserve_owner: is_root(),
-                        owner: plan.owner,
-                        mknod: is_root(),
-                    };
-                    crate::layer::extract::extract(reader, &root, opts).map_err(|e| {
-                        CopyError::Archive {
-                            path: sel.root.abs.clone(),
-                            source: io::Error::other(e.to_string()),
-                        }
-                    })?;
+                    archive::add_archive(&mut w, sel, reader, &base_parts)?;
                     continue;
                 }
                 let mut parts = base_parts.clone();

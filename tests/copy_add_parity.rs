@@ -292,3 +292,125 @@ fn add_archive_follows_the_images_absolute_links() {
             .is_symlink()
     );
 }
+
+/// BuildKit's testCopyRelativeParents and testCopyParentsMissingDirectory:
+/// each (COPY sources, paths that must exist, paths that must not).
+const PARENTS_CASES: &[(&str, &[&str], &[&str])] = &[
+    ("/test/a/b/./c/d", &["c/d/e/", "c/d/foo"], &["a", "e"]),
+    (
+        "/test/a/b/c/d/.",
+        &["test/a/b/c/d/e/", "test/a/b/c/d/foo"],
+        &[],
+    ),
+    (
+        "./test/a/b/c/d",
+        &["test/a/b/c/d/e/", "test/a/b/c/d/foo"],
+        &[],
+    ),
+    ("/test/a/./b/./c", &["b/c/d/e/", "b/c/d/foo"], &[]),
+    ("/test/a/./*/c", &["b/c/d/e/", "b2/c/d/e/bar"], &[]),
+    (
+        "/test/a/b*/./c/**/e",
+        &["c/d/e/", "c/d/e/bay", "c/d/e/bar"],
+        &[],
+    ),
+    (
+        "/test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar",
+        &["d/e/baz", "d/e2/baz", "c/d/e/bar"],
+        &["d/e/bay"],
+    ),
+    ("/test/a/b3*/c", &[""], &["a"]),
+    ("/test/a/b/./c3*", &[""], &["a", "c"]),
+];
+
+#[test]
+fn copy_parents_keeps_the_path_below_the_pivot() {
+    let env = Env::new();
+    let mut files: Vec<(&str, &str)> = [
+        "a/b/c/d/foo",
+        "a/b/c/d/e/bay",
+        "a/b2/c/d/e/bar",
+        "a/b/c2/d/e/baz",
+        "a/b/c2/d/e2/baz",
+    ]
+    .iter()
+    .map(|f| (*f, "x"))
+    .collect();
+    let mut df = String::new();
+    for (i, (src, _, _)) in PARENTS_CASES.iter().enumerate() {
+        df.push_str(&format!(
+            "FROM scratch AS t{i}\nCOPY --from=base --parents {src} /out/\n"
+        ));
+    }
+    let df = format!("FROM scratch AS base\nCOPY tree/ /test/\n{df}");
+    files.push(("Dockerfile", &df));
+    let files: Vec<(String, &str)> = files
+        .iter()
+        .map(|(p, c)| {
+            let p = if *p == "Dockerfile" {
+                p.to_string()
+            } else {
+                format!("tree/{p}")
+            };
+            (p, *c)
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let ctx = env.project("ctx", &files);
+    std::fs::create_dir_all(ctx.join("tree/a/b/c/d/e")).unwrap();
+    for (i, (src, present, absent)) in PARENTS_CASES.iter().enumerate() {
+        let out = env.path(&format!("out{i}"));
+        env.build_ok(
+            &[
+                "--target",
+                &format!("t{i}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ],
+            &ctx,
+        );
+        for p in *present {
+            let at = out.join("out").join(p.trim_end_matches('/'));
+            let m = std::fs::symlink_metadata(&at).unwrap_or_else(|_| panic!("{src}: {p} missing"));
+            assert_eq!(m.is_dir(), p.is_empty() || p.ends_with('/'), "{src}: {p}");
+        }
+        for p in *absent {
+            assert!(
+                !out.join("out").join(p).exists(),
+                "{src}: {p} must not exist"
+            );
+        }
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS base\nCOPY tree/ /test/\nFROM scratch\nCOPY --from=base --parents /test/nonexistent-file /out/\n",
+    )
+    .unwrap();
+    let err = env.build_err(&[], &ctx);
+    assert!(
+        err.contains("\"/test/nonexistent-file\": not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn copy_parents_from_the_context() {
+    // BuildKit's testCopyParents.
+    let env = Env::new();
+    let ctx = env.project(
+        "ctx",
+        &[
+            ("foo1/foo2/bar", "testing"),
+            ("foo1/foo2/baz", "testing2"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY --parents foo1/foo2/bar /\nWORKDIR /test\nCOPY --parents foo1/foo2/ba* .\n",
+            ),
+        ],
+    );
+    let out = build_local(&env, &ctx, "out");
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("foo1/foo2/bar"), "testing");
+    assert_eq!(read("test/foo1/foo2/bar"), "testing");
+    assert_eq!(read("test/foo1/foo2/baz"), "testing2");
+}

@@ -24,11 +24,14 @@ pub enum ContextError {
     #[error("{0}: path escapes the build context")]
     Escape(String),
     /// Nothing matched.
-    #[error("\"{0}\": not found in the build context (or excluded by .dockerignore)")]
+    #[error("\"/{}\": not found in the build context (or excluded by .dockerignore)", .0.trim_start_matches('/'))]
     NotFound(String),
+    /// Nothing matched in another stage or image.
+    #[error("\"/{}\": not found", .0.trim_start_matches('/'))]
+    NotInStage(String),
     /// A path matched, but the link it is does not lead to a file inside
     /// the context.
-    #[error("\"{0}\": not found in the build context (a link whose target is missing)")]
+    #[error("\"/{}\": not found in the build context (a link whose target is missing)", .0.trim_start_matches('/'))]
     Unresolved(String),
     /// I/O.
     #[error("{what} {path}: {source}")]
@@ -189,6 +192,22 @@ impl Context {
         for seg in pattern.split('/') {
             let pat = Pattern::new(seg).ok().flatten();
             let mut next = Vec::new();
+            if seg == "**" {
+                // Any depth, none included (patternmatcher's `**`).
+                for base in &current {
+                    next.push(base.clone());
+                    if let Ok(below) = self.walk(base) {
+                        next.extend(
+                            below
+                                .into_iter()
+                                .filter(|e| e.kind == Kind::Dir)
+                                .map(|e| join_rel(base, &e.rel)),
+                        );
+                    }
+                }
+                current = next;
+                continue;
+            }
             for base in &current {
                 if !has_wildcards(seg) {
                     let rel = join_rel(base, seg);

@@ -368,6 +368,14 @@ fn archive_reader(entry: &Entry) -> Option<Box<dyn io::Read>> {
     }
 }
 
+/// How many leading components of a `--parents` source are dropped: those
+/// before its first `/./` (BuildKit's pivot); none without one.
+fn pivot_depth(source: &str) -> usize {
+    source
+        .split_once("/./")
+        .map_or(0, |(fixed, _)| clean_components(fixed).len())
+}
+
 /// Which sources ADD extracts when they are tar archives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unpack {
@@ -432,19 +440,29 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         files: Vec::new(),
         file_index: std::collections::HashMap::new(),
     };
+    if plan.parents && dest_is_dir {
+        // BuildKit copies the fixed part's contents with include patterns:
+        // the destination exists even when nothing matches.
+        w.ensure_dir(&dest_parts)?;
+    }
     for sel in plan.sources {
         let mut base_parts = dest_parts.clone();
+        // --parents: the path below the pivot (`/./`, else the root) is kept.
+        let kept: Vec<String> = if plan.parents {
+            clean_components(&sel.path)
+                .into_iter()
+                .skip(pivot_depth(&sel.source))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if plan.parents {
-            let parent = Path::new(&sel.path)
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            base_parts.extend(clean_components(&parent));
+            base_parts.extend(kept.iter().take(kept.len().saturating_sub(1)).cloned());
         }
         match sel.root.kind {
             Kind::Dir => {
                 if plan.parents {
-                    base_parts.extend(clean_components(&sel.path));
+                    base_parts.extend(kept.last().cloned());
                 }
                 // A new destination directory is made like any parent (0755,
                 // root or --chown), as BuildKit's copy does.

@@ -119,12 +119,14 @@ pub fn canonical(kind: &InstructionKind) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         InstructionKind::Copy(c) => format!(
-            "dest={} chown={:?} chmod={:?} link={} parents={} exclude={:?} from={:?}",
+            "dest={} chown={:?} chmod={:?} link={} parents={:?} exclude={:?} from={:?}",
             c.paths.dest,
             c.options.chown,
             c.options.chmod,
             c.options.link,
-            c.parents,
+            // With --parents the sources as written (their `/./` pivots)
+            // decide where files land.
+            c.parents.then_some(&c.paths.sources),
             c.options.exclude,
             c.from
         ),
@@ -251,9 +253,10 @@ pub fn prepare(
             let mut sels = match found {
                 // A wildcard that matches nothing copies nothing (BuildKit's
                 // AllowEmptyWildcard); a plain path must exist.
-                Err(crate::context::ContextError::NotFound(_))
-                    if crate::context::has_wildcards(src) =>
-                {
+                Err(
+                    crate::context::ContextError::NotFound(_)
+                    | crate::context::ContextError::NotInStage(_),
+                ) if crate::context::has_wildcards(src) => {
                     parts.add(format!("source:{src}"), "empty".to_string());
                     Vec::new()
                 }

@@ -1,8 +1,13 @@
 //! RUN steps: each runs in its own namespaces on an overlay of the parent
 //! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
 
+pub mod caps;
 pub mod copydiff;
+pub mod extra;
+pub mod mounts;
+pub mod rootfs;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 
 use spec::SandboxSpec;

@@ -86,8 +86,8 @@ pub struct CopyPlan<'a> {
     pub base: &'a MergedView,
     /// Timestamp for created directories (SOURCE_DATE_EPOCH or 0).
     pub created_time: i64,
-    /// ADD: extract local tar archives.
-    pub extract_archives: bool,
+    /// Which sources that are tar archives are extracted.
+    pub unpack: Unpack,
     /// The step's previous layer, to hard-link files that did not change.
     pub previous: Option<&'a Previous>,
 }
@@ -115,7 +115,8 @@ struct Writer<'a> {
 struct FileJob {
     /// An identical file of the step's previous layer, linked instead of copied.
     link_from: Option<PathBuf>,
-    src: PathBuf,
+    /// The source, opened inside its root (the context) when it has one.
+    src: Entry,
     target: PathBuf,
     mode: u32,
     owner: (u32, u32),
@@ -132,7 +133,7 @@ impl FileJob {
         {
             return Ok(());
         }
-        let mut src = fs::File::open(&self.src).map_err(io_err("opening", &self.src))?;
+        let mut src = self.src.open().map_err(io_err("opening", &self.src.abs))?;
         let mut dst = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -180,8 +181,12 @@ impl Writer<'_> {
             if let Some(j) = self.file_index.remove(&cur) {
                 self.files[j].target = PathBuf::new(); // a directory replaces a pending file
             }
-            if fs::symlink_metadata(&cur).is_ok() {
-                continue;
+            // The output is written by host paths, so it must hold no link on
+            // the way: an earlier source's symlink or file here is replaced.
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => fs::remove_file(&cur).map_err(io_err("replacing", &cur))?,
+                Err(_) => {}
             }
             match self.plan.base.lookup_exact(&parts[..=i]) {
                 Some((_, m)) if m.is_dir() => {
@@ -278,7 +283,7 @@ impl Writer<'_> {
                 self.file_index.insert(target.clone(), self.files.len());
                 self.files.push(FileJob {
                     link_from,
-                    src: e.abs.clone(),
+                    src: e.clone(),
                     target,
                     mode: self.mode_for(e),
                     owner: (uid, gid),
@@ -306,11 +311,11 @@ fn excluded(m: &Option<IgnoreMatcher>, rel: &str) -> bool {
 }
 
 /// Magic-number sniffing for ADD's local archive extraction.
-fn archive_reader(path: &Path) -> Option<Box<dyn io::Read>> {
+fn archive_reader(entry: &Entry) -> Option<Box<dyn io::Read>> {
     let mut head = [0u8; 512];
-    let mut f = fs::File::open(path).ok()?;
+    let mut f = entry.open().ok()?;
     let n = io::Read::read(&mut f, &mut head).ok()?;
-    let f = fs::File::open(path).ok()?;
+    io::Seek::rewind(&mut f).ok()?;
     let h = &head[..n];
     if h.starts_with(&[0x1f, 0x8b]) {
         Some(Box::new(flate2::read::MultiGzDecoder::new(
@@ -332,6 +337,27 @@ fn archive_reader(path: &Path) -> Option<Box<dyn io::Read>> {
         Some(Box::new(io::BufReader::new(f)))
     } else {
         None
+    }
+}
+
+/// Which sources ADD extracts when they are tar archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpack {
+    /// None (COPY, `ADD --unpack=false`).
+    Never,
+    /// Archives from the context, not downloads (ADD's default).
+    Local,
+    /// Downloads too (`ADD --unpack=true`).
+    All,
+}
+
+impl Unpack {
+    fn applies_to(self, sel: &Selection) -> bool {
+        match self {
+            Unpack::Never => false,
+            Unpack::Local => !crate::ops::fetch::is_url(&sel.source),
+            Unpack::All => true,
+        }
     }
 }
 
@@ -411,19 +437,25 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                 if excluded(&exclude, name.as_deref().unwrap_or("")) {
                     continue;
                 }
-                if plan.extract_archives
+                if plan.unpack.applies_to(sel)
                     && sel.root.kind == Kind::File
-                    && let Some(reader) = archive_reader(&sel.root.abs)
+                    && let Some(reader) = archive_reader(&sel.root)
                 {
+                    // Extracted as in a chroot at the destination: entries
+                    // through links, absolute or relative, stay inside it.
                     let dir = w.ensure_dir(&base_parts)?;
-                    let mut ar = tar::Archive::new(reader);
-                    ar.set_preserve_permissions(true);
-                    ar.set_preserve_mtime(true);
-                    ar.set_preserve_ownerships(is_root());
-                    ar.set_overwrite(true);
-                    ar.unpack(&dir).map_err(|source| CopyError::Archive {
-                        path: sel.root.abs.clone(),
-                        source,
+                    let root = crate::fsroot::Root::open(&dir).map_err(io_err("opening", &dir))?;
+                    let opts = crate::layer::extract::ExtractOptions {
+                        layer: false,
+                        preserve_owner: is_root(),
+                        owner: plan.owner,
+                        mknod: is_root(),
+                    };
+                    crate::layer::extract::extract(reader, &root, opts).map_err(|e| {
+                        CopyError::Archive {
+                            path: sel.root.abs.clone(),
+                            source: io::Error::other(e.to_string()),
+                        }
                     })?;
                     continue;
                 }
@@ -443,7 +475,24 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         let (parent, _) = parts.split_at(parts.len() - 1);
         let dir = w.ensure_dir(parent)?;
         let target = dir.join(parts.last().expect("a file name"));
-        fs::write(&target, &inline.content).map_err(io_err("writing", &target))?;
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?
+            }
+            Ok(_) => fs::remove_file(&target).map_err(io_err("replacing", &target))?,
+            Err(_) => {}
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&target)
+                .map_err(io_err("creating", &target))?;
+            io::Write::write_all(&mut f, inline.content.as_bytes())
+                .map_err(io_err("writing", &target))?;
+        }
         fs::set_permissions(
             &target,
             fs::Permissions::from_mode(plan.chmod.unwrap_or(0o644)),

@@ -208,51 +208,173 @@ fn a_non_root_step_dies_with_rbuild() {
     }
 }
 
-/// A tmpfs mounted on the host for the test's duration.
-struct HostMount(PathBuf);
-
-impl Drop for HostMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
-fn extra_mounts_are_nosuid_nodev_and_read_only_all_the_way_down() {
+fn extra_mounts_are_nosuid_and_nodev_and_read_only_binds_stay_read_only() {
     let env = with_base();
-    let df = r#"FROM test/busybox:latest
+    let df = r#"FROM test/busybox:latest AS s
+RUN mkdir -p /opt/x && echo x > /opt/x/f
+FROM test/busybox:latest
 RUN --mount=type=cache,target=/cache cp /bin/busybox /cache/bb && chmod u+s /cache/bb && awk '$5 == "/cache" {print $6}' /proc/self/mountinfo > /cache-flags
-RUN --mount=type=bind,source=data,target=/src awk '$5 == "/src/sub" {print $6}' /proc/self/mountinfo > /sub-flags; (touch /src/sub/x 2>/dev/null && echo sub-writable || echo sub-readonly) > /sub
+RUN --mount=type=bind,source=data,target=/src awk '$5 == "/src" {print $6}' /proc/self/mountinfo > /src-flags; (touch /src/x 2>/dev/null && echo src-writable || echo src-readonly) > /src-write
+RUN --mount=type=bind,from=s,source=/opt/x,target=/st awk '$5 == "/st" {print $6}' /proc/self/mountinfo > /stage-flags
 RUN --mount=type=tmpfs,target=/t awk '$5 == "/t" {print $6}' /proc/self/mountinfo > /tmpfs-flags
 "#;
-    let ctx = env.project("extra", &[("Dockerfile", df), ("data/sub/.keep", "")]);
-    let sub = ctx.join("data/sub");
-    common::run(
-        std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "test-submount"])
-            .arg(&sub),
-    );
-    let _guard = HostMount(sub.clone());
+    let ctx = env.project("extra", &[("Dockerfile", df), ("data/f", "")]);
     let out = env.path("extra-out");
     env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
-    for f in ["cache-flags", "tmpfs-flags"] {
+    for f in ["cache-flags", "tmpfs-flags", "src-flags", "stage-flags"] {
         let flags = read(&out, f);
         assert!(
             flags.contains("nosuid") && flags.contains("nodev"),
             "{f}: {flags}"
         );
     }
-    let sub_flags = read(&out, "sub-flags");
+    for f in ["src-flags", "stage-flags"] {
+        assert!(read(&out, f).starts_with("ro,"), "{f}: {}", read(&out, f));
+    }
+    assert_eq!(read(&out, "src-write"), "src-readonly\n");
+}
+
+/// Run rbuild as nobody (65534): a rootless build.
+fn rootless_build(root: &Path, args: &[&str]) {
+    let setpriv = common::require_tool("setpriv", "util-linux");
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(root.join("rbuild"))
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .env("HOME", root)
+        .env("RBUILD_ROOT", root.join("store"))
+        .current_dir(root)
+        .output()
+        .unwrap();
     assert!(
-        sub_flags.starts_with("ro,") && sub_flags.contains("nosuid") && sub_flags.contains("nodev"),
-        "the submount of a read-only bind: {sub_flags}"
+        out.status.success(),
+        "rbuild {args:?} as nobody failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(read(&out, "sub"), "sub-readonly\n");
+}
+
+#[test]
+fn rootless_sys_is_the_hosts_read_only_all_the_way_down_and_masked() {
+    use std::os::unix::fs::PermissionsExt;
+    let busybox = common::require_file("/bin/busybox", "busybox-static");
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-rootless-sys")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/busybox-base"),
+        &root.join("base"),
+    );
+    std::fs::copy(busybox, root.join("base/busybox")).unwrap();
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::write(
+        root.join("app/Dockerfile"),
+        "FROM rl/busybox:latest\nRUN awk '$5 ~ \"^/sys\" {print $5, substr($6, 1, 2)}' /proc/self/mountinfo > /sys-mounts; ls -A /sys/firmware | wc -l > /firmware\n",
+    )
+    .unwrap();
+    std::fs::copy(assert_cmd::cargo::cargo_bin("rbuild"), root.join("rbuild")).unwrap();
+    common::run(
+        std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(root),
+    );
+    rootless_build(root, &["-t", "rl/busybox:latest", "base"]);
+    rootless_build(root, &["-o", "type=local,dest=out", "app"]);
+    let out = root.join("out");
+    let mounts = read(&out, "sys-mounts");
     assert!(
-        !sub.join("x").exists(),
-        "nothing was written to the host's submount"
+        mounts.lines().count() > 1,
+        "the host's /sys with its submounts: {mounts}"
     );
+    for l in mounts.lines() {
+        assert!(
+            l.ends_with(" ro"),
+            "every mount below /sys is read-only: {mounts}"
+        );
+    }
+    assert_eq!(read(&out, "firmware").trim(), "0");
+}
+
+#[test]
+fn a_bind_from_a_stage_resolves_its_source_inside_the_stage() {
+    let env = with_base();
+    let marker = env.path("host-only-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let df = format!(
+        r#"FROM test/busybox:latest AS s
+RUN ln -s / /hostroot && echo stage > /stage-marker
+FROM test/busybox:latest
+RUN --mount=type=bind,from=s,source=/hostroot,target=/h (test -e /h{marker} && echo host-visible || echo host-hidden) > /a; (test -f /h/stage-marker && echo stage-root) >> /a; (test -w /h/proc/sys/kernel/core_pattern && echo core-pattern-writable || echo core-pattern-safe) >> /a
+"#,
+        marker = marker.display()
+    );
+    let out = build_to_dir(&env, "stage-link", &df);
+    assert_eq!(
+        read(&out, "a"),
+        "host-hidden\nstage-root\ncore-pattern-safe\n"
+    );
+}
+
+#[test]
+fn mount_targets_and_etc_hosts_are_created_inside_the_rootfs() {
+    let env = with_base();
+    let hostdir = env.path("hostdir");
+    std::fs::create_dir(&hostdir).unwrap();
+    // Empty host directories where a step swaps a mount target's parent
+    // for a link: cleaning the layer's mount points must not remove them.
+    let victim = env.path("victim");
+    std::fs::create_dir_all(victim.join("a/b")).unwrap();
+    let df = format!(
+        r#"FROM test/busybox:latest AS links
+RUN mkdir /etc-links && ln -s {h}/hosts /etc-links/hosts && ln -s {h}/resolv.conf /etc-links/resolv.conf
+FROM test/busybox:latest
+RUN ln -s {h} /hostdir
+RUN --mount=type=tmpfs,target=/hostdir/a/b echo x > /hostdir/a/b/f && echo tmpfs-ok > /t
+RUN --mount=type=cache,target=/hostdir/c/d echo x > /hostdir/c/d/f && echo cache-ok > /c
+COPY --from=links /etc-links/ /etc/
+RUN cat /etc/hosts > /dev/null && echo hosts-ok > /e
+RUN --mount=type=tmpfs,target=/x/a/b mv /x /moved && ln -s {v} /x && echo swapped > /s
+"#,
+        h = hostdir.display(),
+        v = victim.display()
+    );
+    let out = build_to_dir(&env, "targets", &df);
+    assert_eq!(read(&out, "t"), "tmpfs-ok\n");
+    assert_eq!(read(&out, "c"), "cache-ok\n");
+    assert_eq!(read(&out, "e"), "hosts-ok\n");
+    let left: Vec<_> = std::fs::read_dir(&hostdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "created on the host: {left:?}");
+    assert_eq!(read(&out, "s"), "swapped\n");
+    assert!(victim.join("a/b").is_dir(), "a host directory was removed");
+}
+
+#[test]
+fn a_heredoc_script_is_written_inside_the_copy_snapshotters_rootfs() {
+    let env = with_base();
+    let host_file = env.path("host-file");
+    std::fs::write(&host_file, "original\n").unwrap();
+    let df = format!(
+        "FROM test/busybox:latest\nRUN ln -s {f} /.rbuild-heredoc-EOT\nRUN <<EOT\necho from-script > /script-ran\nEOT\n",
+        f = host_file.display()
+    );
+    let ctx = env.project("heredoc-link", &[("Dockerfile", &df)]);
+    let out = env.path("heredoc-link-out");
+    let o = env
+        .rbuild()
+        .env("RBUILD_SNAPSHOTTER", "copy")
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=local,dest={}", out.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read(&out, "script-ran"), "from-script\n");
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "original\n");
 }

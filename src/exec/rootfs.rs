@@ -5,8 +5,9 @@
 //! step (in /tmp, in /dev, in a cache) cannot be opened.
 
 use super::mounts::{self, NODEV, NOEXEC, NOSUID, RDONLY, STRICTATIME, open_below};
+use crate::fsroot::Root;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The devices a step sees, as Docker's default: bind mounts of the host's
 /// nodes.
@@ -32,57 +33,51 @@ const MASKED: [&str; 12] = [
 /// Docker's read-only paths.
 const READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
 
-/// The assembled root filesystem: where mount targets are created.
+/// The assembled root filesystem: mount targets are created and opened
+/// inside it ([`crate::fsroot::Root`]: symlinks re-rooted, `..` clamped),
+/// never through the host's resolution of a path.
 pub struct Rootfs {
-    path: PathBuf,
+    root: Root,
+}
+
+fn or_fail<T>(r: std::io::Result<T>, what: &dyn Fn() -> String) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rbuild sandbox: {}: {e}", what());
+            std::process::exit(125);
+        }
+    }
 }
 
 impl Rootfs {
-    /// The root filesystem mounted at `path`.
+    /// The root filesystem mounted at `path` (a host path rbuild chose).
     pub fn new(path: &Path) -> Rootfs {
         Rootfs {
-            path: path.to_path_buf(),
+            root: or_fail(Root::open(path), &|| format!("opening {}", path.display())),
         }
     }
 
     /// A directory inside the root (created if missing), as an `O_PATH`
     /// descriptor.
     pub fn dir(&self, rel: &str) -> OwnedFd {
-        let p = inside(&self.path, rel);
-        if std::fs::create_dir_all(&p).is_err() {
-            mounts::fail(&format!("creating the mount point {rel}"));
-        }
-        mounts::open_host(&p)
+        or_fail(self.root.mkdir_all(rel, 0o755), &|| {
+            format!("creating the mount point {rel}")
+        })
     }
 
-    /// An existing path inside the root, following symlinks, as an
-    /// `O_PATH` descriptor.
+    /// An existing path inside the root, following symlinks inside it, as
+    /// an `O_PATH` descriptor.
     pub fn open(&self, rel: &str) -> OwnedFd {
-        mounts::open_host(&inside(&self.path, rel))
+        or_fail(self.root.open_path(rel, true), &|| format!("opening {rel}"))
     }
 
-    /// A file inside the root (created empty if missing), as an `O_PATH`
-    /// descriptor.
+    /// A file inside the root (created empty if missing) as a descriptor.
     pub fn file(&self, rel: &str) -> OwnedFd {
-        let p = inside(&self.path, rel);
-        if !p.exists() {
-            if let Some(parent) = p.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            if std::fs::write(&p, b"").is_err() {
-                mounts::fail(&format!("creating the mount point {rel}"));
-            }
-        }
-        mounts::open_host(&p)
+        or_fail(self.root.ensure_file(rel), &|| {
+            format!("creating the mount point {rel}")
+        })
     }
-}
-
-fn inside(root: &Path, container_path: &str) -> PathBuf {
-    let mut p = root.to_path_buf();
-    for c in crate::layer::view::clean_components(container_path) {
-        p.push(c);
-    }
-    p
 }
 
 fn create_below(dir: BorrowedFd, name: &str, directory: bool) -> Option<OwnedFd> {

@@ -308,14 +308,14 @@ fn a_bind_from_a_stage_resolves_its_source_inside_the_stage() {
         r#"FROM test/busybox:latest AS s
 RUN ln -s / /hostroot && echo stage > /stage-marker
 FROM test/busybox:latest
-RUN --mount=type=bind,from=s,source=/hostroot,target=/h (test -e /h{marker} && echo host-visible || echo host-hidden) > /a; (test -f /h/stage-marker && echo stage-root) >> /a; (test -w /h/proc/sys/kernel/core_pattern && echo core-pattern-writable || echo core-pattern-safe) >> /a
+RUN --mount=type=bind,from=s,source=/hostroot,target=/h (test -e /h{marker} && echo host-visible || echo host-hidden) > /a; (test -f /h/stage-marker && echo stage-root) >> /a; (test -e /h/proc/sys/kernel/core_pattern && echo core-pattern-reachable || echo core-pattern-unreachable) >> /a
 "#,
         marker = marker.display()
     );
     let out = build_to_dir(&env, "stage-link", &df);
     assert_eq!(
         read(&out, "a"),
-        "host-hidden\nstage-root\ncore-pattern-safe\n"
+        "host-hidden\nstage-root\ncore-pattern-unreachable\n"
     );
 }
 
@@ -361,7 +361,7 @@ fn a_heredoc_script_is_written_inside_the_copy_snapshotters_rootfs() {
     let host_file = env.path("host-file");
     std::fs::write(&host_file, "original\n").unwrap();
     let df = format!(
-        "FROM test/busybox:latest\nRUN ln -s {f} /.rbuild-heredoc-EOT\nRUN <<EOT\necho from-script > /script-ran\nEOT\n",
+        "FROM test/busybox:latest\nRUN ln -s {f} /.rbuild-heredoc-EOT\nRUN <<EOT\n#!/bin/sh\necho from-script > /script-ran\nEOT\n",
         f = host_file.display()
     );
     let ctx = env.project("heredoc-link", &[("Dockerfile", &df)]);

@@ -92,9 +92,12 @@ fn context_symlinks_resolve_inside_the_context() {
         "FROM scratch\nCOPY abs/passwd /a\nCOPY rel/passwd /r\nCOPY chain/passwd /c\nCOPY l*/* /glob/\n",
     )
     .unwrap();
-    // `link` → the host's etc is re-rooted to the context's <host>/etc: missing.
-    let err = env.build_err(&["--no-cache"], &ctx);
-    assert!(err.contains("not found"), "{err}");
+    // `link` → the host's etc is re-rooted to the context's <host>/etc: while
+    // it is missing, the wildcard matches nothing and copies nothing.
+    let (out, o) = local_out(&env, "empty");
+    env.build_ok(&["--no-cache", "-o", &o], &ctx);
+    assert!(!out.join("glob").exists());
+    assert_no_secret(&out);
     let inside = ctx.join(host.strip_prefix("/").unwrap()).join("etc");
     std::fs::create_dir_all(&inside).unwrap();
     std::fs::write(inside.join("passwd"), "re-rooted").unwrap();
@@ -362,5 +365,26 @@ fn context_bind_mounts_hold_only_what_the_context_sends() {
         "kept"
     );
     assert_no_secret(&out);
+    assert_host_untouched(&host);
+}
+
+#[test]
+fn local_export_never_writes_through_links_in_its_destination() {
+    let env = Env::new();
+    let host = host_dir(&env);
+    let ctx = env.project(
+        "ctx",
+        &[
+            ("tree/a/pwned", "x"),
+            ("Dockerfile", "FROM scratch\nCOPY tree/ /\n"),
+        ],
+    );
+    let (out, o) = local_out(&env, "out");
+    // An earlier export left a link to the host where the image has a directory.
+    std::fs::create_dir_all(&out).unwrap();
+    symlink(&host, out.join("a")).unwrap();
+    env.build_ok(&["-o", &o], &ctx);
+    assert!(std::fs::symlink_metadata(out.join("a")).unwrap().is_dir());
+    assert_eq!(std::fs::read_to_string(out.join("a/pwned")).unwrap(), "x");
     assert_host_untouched(&host);
 }

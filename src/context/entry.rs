@@ -56,7 +56,9 @@ impl Entry {
     pub fn from_path(rel: String, abs: PathBuf) -> std::io::Result<Entry> {
         let m = fs::symlink_metadata(&abs)?;
         let ft = m.file_type();
-        let kind = if ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        // A socket is copied as an empty file with its mode (BuildKit's stub).
+        let kind = if ft.is_file() || ft.is_socket() {
             Kind::File
         } else if ft.is_dir() {
             Kind::Dir
@@ -85,7 +87,7 @@ impl Entry {
                 ino: m.ino(),
             }),
             link,
-            digest: None,
+            digest: (kind == Kind::File && m.len() == 0).then(|| Digest::of(b"")),
             root: None,
         })
     }
@@ -99,7 +101,7 @@ impl Entry {
         root: &Arc<Root>,
     ) -> Entry {
         let kind = match crate::fsroot::file_type(st) {
-            rustix::fs::FileType::RegularFile => Kind::File,
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Socket => Kind::File,
             rustix::fs::FileType::Directory => Kind::Dir,
             rustix::fs::FileType::Symlink => Kind::Symlink,
             _ => Kind::Other,
@@ -120,7 +122,8 @@ impl Entry {
                 ino: st.st_ino,
             }),
             link: if kind == Kind::Symlink { link } else { None },
-            digest: None,
+            // Nothing to read in an empty file (nor in a socket's stub).
+            digest: (kind == Kind::File && size == 0).then(|| Digest::of(b"")),
             root: Some(root.clone()),
         }
     }

@@ -26,6 +26,10 @@ pub enum ContextError {
     /// Nothing matched.
     #[error("\"{0}\": not found in the build context (or excluded by .dockerignore)")]
     NotFound(String),
+    /// A path matched, but the link it is does not lead to a file inside
+    /// the context.
+    #[error("\"{0}\": not found in the build context (a link whose target is missing)")]
+    Unresolved(String),
     /// I/O.
     #[error("{what} {path}: {source}")]
     Io {
@@ -125,7 +129,13 @@ impl Context {
     /// the context (absolute targets re-rooted at it, `..` stopping there, as
     /// BuildKit does): the resolved path and its metadata.
     fn follow(&self, src: &str, rel: &str) -> Result<(String, Entry), ContextError> {
-        let not_found = || ContextError::NotFound(src.to_string());
+        let not_found = || {
+            if has_wildcards(src) {
+                ContextError::Unresolved(rel.to_string())
+            } else {
+                ContextError::NotFound(src.to_string())
+            }
+        };
         let resolved = self.dir.resolve(rel, true).map_err(|_| not_found())?;
         if self.is_excluded(&resolved) {
             return Err(not_found());

@@ -29,6 +29,24 @@ pub struct ExtractOptions {
     pub mknod: bool,
 }
 
+/// Where an entry's directory is: a descriptor of the directory that holds
+/// `dir_rel` (relative to the extraction root), created when missing.
+pub trait Parents {
+    /// The directory `dir_rel` ("" for the root).
+    fn parent_dir(&mut self, dir_rel: &str) -> io::Result<OwnedFd>;
+    /// An entry changed what paths resolve to (a link was made or removed).
+    fn changed(&mut self) {}
+}
+
+/// Parents resolved inside the root alone (an empty destination).
+pub struct InRoot<'a>(pub &'a Root);
+
+impl Parents for InRoot<'_> {
+    fn parent_dir(&mut self, dir_rel: &str) -> io::Result<OwnedFd> {
+        self.0.mkdir_all(dir_rel, 0o755)
+    }
+}
+
 /// The entry's path cleaned: no leading slash, `.` dropped; `..` that would
 /// climb above the root is refused.
 fn entry_rel(path: &Path) -> Result<String, LayerError> {
@@ -51,14 +69,9 @@ fn split(rel: &str) -> (&str, &str) {
     rel.rsplit_once('/').unwrap_or(("", rel))
 }
 
-/// Remove what is at `name` unless it is a directory and `keep_dir`.
-fn clear(
-    root: &Root,
-    parent: &OwnedFd,
-    dir_rel: &str,
-    name: &str,
-    keep_dir: bool,
-) -> io::Result<bool> {
+/// Remove what is at `name` unless it is a directory and `keep_dir`;
+/// returns whether a directory is (still) there.
+fn clear(parent: &OwnedFd, name: &str, keep_dir: bool) -> io::Result<bool> {
     match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(Errno::NOENT) => Ok(false),
         Err(e) => Err(e.into()),
@@ -66,10 +79,10 @@ fn clear(
             if keep_dir {
                 return Ok(true);
             }
-            // The directory's parent was resolved without links: its host
-            // path holds no symlink, and remove_tree does not follow any.
-            let resolved = root.resolve(dir_rel, true)?;
-            crate::cache::remove_tree(&root.path().join(resolved).join(name))?;
+            // The kernel's name for the directory the descriptor holds: no
+            // link on it, and remove_tree follows none.
+            let dir = std::fs::read_link(crate::fsroot::fd_path(parent))?;
+            crate::cache::remove_tree(&dir.join(name))?;
             Ok(false)
         }
         Ok(_) => {
@@ -92,6 +105,7 @@ fn times(mtime: u64) -> Timestamps {
 
 struct Writer<'a> {
     root: &'a Root,
+    parents: &'a mut dyn Parents,
     opts: ExtractOptions,
     /// Directories whose mtime is set once their contents are written.
     dirs: Vec<(String, u64)>,
@@ -147,12 +161,12 @@ impl Writer<'_> {
         let err = |what| io_err(what, &at);
         let (dir_rel, name) = split(&rel);
         let parent = self
-            .root
-            .mkdir_all(dir_rel, 0o755)
+            .parents
+            .parent_dir(dir_rel)
             .map_err(err("creating parents of"))?;
         if self.opts.layer && name.starts_with(".wh.") {
             return self
-                .whiteout(&parent, dir_rel, name)
+                .whiteout(&parent, name)
                 .map_err(err("writing whiteout"));
         }
         let xattrs: Vec<(String, Vec<u8>)> = e
@@ -174,7 +188,7 @@ impl Writer<'_> {
         use tar::EntryType as T;
         match kind {
             T::Directory => {
-                if !clear(self.root, &parent, dir_rel, name, true).map_err(err("replacing"))? {
+                if !clear(&parent, name, true).map_err(err("replacing"))? {
                     rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| err("creating")(e.into()))?;
                 }
@@ -190,7 +204,7 @@ impl Writer<'_> {
                 self.dirs.push((rel.clone(), mtime));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                clear(self.root, &parent, dir_rel, name, false).map_err(err("replacing"))?;
+                clear(&parent, name, false).map_err(err("replacing"))?;
                 let fd = rustix::fs::openat(
                     &parent,
                     name,
@@ -216,9 +230,10 @@ impl Writer<'_> {
                     .map_err(err("reading link of"))?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                clear(self.root, &parent, dir_rel, name, false).map_err(err("replacing"))?;
+                clear(&parent, name, false).map_err(err("replacing"))?;
                 rustix::fs::symlinkat(target.as_str(), &parent, name)
                     .map_err(|e| err("creating symlink")(e.into()))?;
+                self.parents.changed();
                 self.link_metadata(&parent, name, &h, mtime)
                     .map_err(err("setting metadata of"))?;
             }
@@ -231,10 +246,10 @@ impl Writer<'_> {
                 let trel = entry_rel(Path::new(&target))?;
                 let (tdir, tname) = split(&trel);
                 let tparent = self
-                    .root
-                    .mkdir_all(tdir, 0o755)
+                    .parents
+                    .parent_dir(tdir)
                     .map_err(err("finding link target of"))?;
-                clear(self.root, &parent, dir_rel, name, false).map_err(err("replacing"))?;
+                clear(&parent, name, false).map_err(err("replacing"))?;
                 rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty())
                     .map_err(|e| err("linking")(e.into()))?;
             }
@@ -251,7 +266,7 @@ impl Writer<'_> {
                     h.device_major().ok().flatten().unwrap_or(0),
                     h.device_minor().ok().flatten().unwrap_or(0),
                 );
-                clear(self.root, &parent, dir_rel, name, false).map_err(err("replacing"))?;
+                clear(&parent, name, false).map_err(err("replacing"))?;
                 rustix::fs::mknodat(&parent, name, ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| err("creating node")(e.into()))?;
                 let fd = rustix::fs::openat(
@@ -295,7 +310,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn whiteout(&self, parent: &OwnedFd, dir_rel: &str, name: &str) -> io::Result<()> {
+    fn whiteout(&self, parent: &OwnedFd, name: &str) -> io::Result<()> {
         if name == ".wh..wh..opq" {
             let attr = if self.opts.mknod {
                 "trusted.overlay.opaque"
@@ -312,7 +327,7 @@ impl Writer<'_> {
         }
         let hidden = &name[4..];
         if !self.opts.mknod {
-            clear(self.root, parent, dir_rel, name, false)?;
+            clear(parent, name, false)?;
             rustix::fs::openat(
                 parent,
                 name,
@@ -321,7 +336,7 @@ impl Writer<'_> {
             )?;
             return Ok(());
         }
-        clear(self.root, parent, dir_rel, hidden, false)?;
+        clear(parent, hidden, false)?;
         rustix::fs::mknodat(parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)?;
         Ok(())
     }
@@ -329,9 +344,20 @@ impl Writer<'_> {
 
 /// Write the (uncompressed) archive `tar` inside `root`.
 pub fn extract<R: Read>(tar: R, root: &Root, opts: ExtractOptions) -> Result<(), LayerError> {
+    extract_with(tar, root, &mut InRoot(root), opts)
+}
+
+/// Write `tar` inside `root`, with entries' directories found by `parents`.
+pub fn extract_with<R: Read>(
+    tar: R,
+    root: &Root,
+    parents: &mut dyn Parents,
+    opts: ExtractOptions,
+) -> Result<(), LayerError> {
     let mut ar = tar::Archive::new(tar);
     let mut w = Writer {
         root,
+        parents,
         opts,
         dirs: Vec::new(),
     };
@@ -343,9 +369,10 @@ pub fn extract<R: Read>(tar: R, root: &Root, opts: ExtractOptions) -> Result<(),
         w.entry(entry)?;
     }
     // Directory mtimes change while their children are written: set them last.
-    for (rel, mtime) in w.dirs.iter().rev() {
+    let dirs = std::mem::take(&mut w.dirs);
+    for (rel, mtime) in dirs.iter().rev() {
         let (dir_rel, name) = split(rel);
-        if let Ok(parent) = root.mkdir_all(dir_rel, 0o755) {
+        if let Ok(parent) = w.parents.parent_dir(dir_rel) {
             let _ = rustix::fs::utimensat(&parent, name, &times(*mtime), AtFlags::SYMLINK_NOFOLLOW);
         }
     }

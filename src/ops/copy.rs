@@ -5,10 +5,13 @@
 //! paths; missing parent directories are created (owned by `--chown`).
 //! Destinations resolve through the image's symlinks without leaving it.
 
+mod archive;
+
 use crate::context::{Entry, Kind, Selection};
 use crate::frontend::ast::InlineSource;
 use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
+use crate::ops::chmod::Chmod;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -33,8 +36,11 @@ pub enum CopyError {
         source: io::Error,
     },
     /// Bad --chmod.
-    #[error("invalid --chmod {0:?}: expected an octal mode such as 0755")]
+    #[error("{0}")]
     BadChmod(String),
+    /// A path inside a copied tree is not a directory in the image.
+    #[error("cannot copy to non-directory: {0}")]
+    NotADirectory(String),
     /// Bad archive.
     #[error("extracting {path}: {source:?}")]
     Archive {
@@ -77,7 +83,7 @@ pub struct CopyPlan<'a> {
     /// `None` keeps each source file's owner (COPY --from).
     pub owner: Option<(u32, u32)>,
     /// `--chmod`.
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     /// `--parents`.
     pub parents: bool,
     /// `--exclude` patterns.
@@ -92,12 +98,9 @@ pub struct CopyPlan<'a> {
     pub previous: Option<&'a Previous>,
 }
 
-/// Parse `--chmod` (octal).
-pub fn parse_chmod(s: &str) -> Result<u32, CopyError> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| CopyError::BadChmod(s.to_string()))
+/// Parse `--chmod` (octal or symbolic).
+pub fn parse_chmod(s: &str) -> Result<Chmod, CopyError> {
+    Chmod::parse(s).map_err(CopyError::BadChmod)
 }
 
 struct Writer<'a> {
@@ -133,21 +136,25 @@ impl FileJob {
         {
             return Ok(());
         }
-        let mut src = self.src.open().map_err(io_err("opening", &self.src.abs))?;
         let mut dst = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&self.target)
             .map_err(io_err("creating", &self.target))?;
-        io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
-        dst.set_permissions(fs::Permissions::from_mode(self.mode))
-            .map_err(io_err("chmod", &self.target))?;
+        // An empty file (or a socket's stub) has nothing to read.
+        if self.src.size > 0 {
+            let mut src = self.src.open().map_err(io_err("opening", &self.src.abs))?;
+            io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
+        }
+        // Owner first: chown clears setuid/setgid bits, which are kept.
         let (uid, gid) = self.owner;
         if is_root() || (uid, gid) != (0, 0) {
             std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
                 .map_err(io_err("chown", &self.target))?;
         }
+        dst.set_permissions(fs::Permissions::from_mode(self.mode))
+            .map_err(io_err("chmod", &self.target))?;
         let t = filetime::FileTime::from_unix_time(self.mtime.0, self.mtime.1 as u32);
         filetime::set_file_handle_times(&dst, Some(t), Some(t))
             .map_err(io_err("setting times of", &self.target))?;
@@ -197,9 +204,18 @@ impl Writer<'_> {
                     self.dir_times
                         .push((cur.clone(), m.mtime(), m.mtime_nsec()));
                 }
-                _ => {
+                // BuildKit neither follows nor replaces a link (or file) of
+                // the image inside a copied tree.
+                Some(_) => {
+                    return Err(CopyError::NotADirectory(format!(
+                        "/{}",
+                        parts[..=i].join("/")
+                    )));
+                }
+                None => {
                     fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
+                    let mode = Chmod::parent_mode(self.plan.chmod.as_ref());
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
                         .map_err(io_err("chmod", &cur))?;
                     let (u, g) = self.plan.owner.unwrap_or((0, 0));
                     lchown(&cur, u, g)?;
@@ -212,7 +228,10 @@ impl Writer<'_> {
     }
 
     fn mode_for(&self, e: &Entry) -> u32 {
-        self.plan.chmod.unwrap_or(e.mode)
+        match &self.plan.chmod {
+            Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
+            None => e.mode,
+        }
     }
 
     /// An identical file (content, mode, owner, mtime) at the same place in
@@ -265,6 +284,15 @@ impl Writer<'_> {
             }
         }
         let (uid, gid) = self.plan.owner.unwrap_or(e.owner);
+        if e.kind == Kind::Dir
+            && self
+                .plan
+                .base
+                .lookup_exact(parts)
+                .is_some_and(|(_, m)| !m.is_dir())
+        {
+            return Err(CopyError::NotADirectory(format!("/{}", parts.join("/"))));
+        }
         match e.kind {
             Kind::Dir => {
                 fs::create_dir(&target).map_err(io_err("creating", &target))?;
@@ -418,8 +446,9 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                 if plan.parents {
                     base_parts.extend(clean_components(&sel.path));
                 }
+                // A new destination directory is made like any parent (0755,
+                // root or --chown), as BuildKit's copy does.
                 w.ensure_dir(&base_parts)?;
-                // The destination directory takes the source directory's mode when new.
                 for e in &sel.children {
                     if excluded(&exclude, &e.rel) {
                         continue;
@@ -441,22 +470,7 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                     && sel.root.kind == Kind::File
                     && let Some(reader) = archive_reader(&sel.root)
                 {
-                    // Extracted as in a chroot at the destination: entries
-                    // through links, absolute or relative, stay inside it.
-                    let dir = w.ensure_dir(&base_parts)?;
-                    let root = crate::fsroot::Root::open(&dir).map_err(io_err("opening", &dir))?;
-                    let opts = crate::layer::extract::ExtractOptions {
-                        layer: false,
-                        preserve_owner: is_root(),
-                        owner: plan.owner,
-                        mknod: is_root(),
-                    };
-                    crate::layer::extract::extract(reader, &root, opts).map_err(|e| {
-                        CopyError::Archive {
-                            path: sel.root.abs.clone(),
-                            source: io::Error::other(e.to_string()),
-                        }
-                    })?;
+                    archive::add_archive(&mut w, sel, reader, &base_parts)?;
                     continue;
                 }
                 let mut parts = base_parts.clone();
@@ -495,7 +509,9 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         }
         fs::set_permissions(
             &target,
-            fs::Permissions::from_mode(plan.chmod.unwrap_or(0o644)),
+            fs::Permissions::from_mode(
+                plan.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false)),
+            ),
         )
         .map_err(io_err("chmod", &target))?;
         let (u, g) = plan.owner.unwrap_or((0, 0));

@@ -14,6 +14,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 fn put_file(e: &Entry, to: &Path, writable: bool) -> io::Result<()> {
+    if e.size == 0 {
+        // Nothing to read (a socket is sent as an empty file).
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)?;
+        return f.set_permissions(fs::Permissions::from_mode(e.mode));
+    }
     let mut src = e.open()?;
     if !writable
         && rustix::fs::linkat(

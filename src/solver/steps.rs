@@ -239,14 +239,25 @@ pub fn prepare(
                     "ADD {src}: git sources are not supported yet"
                 )));
             }
-            let mut sels = match &view {
-                Some(v) => select_in_view(v, src)?,
+            let found = match &view {
+                Some(v) => select_in_view(v, src),
                 None => {
                     let ctx = env
                         .context
                         .ok_or_else(|| SolveError::Internal("no build context".into()))?;
-                    ctx.select(src)?
+                    ctx.select(src)
                 }
+            };
+            let mut sels = match found {
+                // A wildcard that matches nothing copies nothing (BuildKit's
+                // AllowEmptyWildcard); a plain path must exist.
+                Err(crate::context::ContextError::NotFound(_))
+                    if crate::context::has_wildcards(src) =>
+                {
+                    parts.add(format!("source:{src}"), "empty".to_string());
+                    Vec::new()
+                }
+                r => r?,
             };
             for sel in sels.iter_mut() {
                 let mut all: Vec<crate::context::Entry> =

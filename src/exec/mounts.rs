@@ -43,6 +43,13 @@ pub fn fail(what: &str) -> ! {
 
 fn check(r: libc::c_long, what: &dyn Fn() -> String) -> libc::c_long {
     if r < 0 {
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            eprintln!(
+                "rbuild sandbox: {}: RUN needs Linux 5.12 or later (open_tree, move_mount, mount_setattr)",
+                what()
+            );
+            std::process::exit(125);
+        }
         fail(&what());
     }
     r

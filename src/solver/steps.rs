@@ -784,15 +784,35 @@ fn run_layer(
     } else {
         dir.join("upper")
     };
-    if let Some((path, content)) = &script {
-        let p = script_root.join(path.trim_start_matches('/'));
-        std::fs::write(&p, content).map_err(|source| SolveError::Io {
+    // Written inside the root: with the copy snapshotter the root holds the
+    // parent's files, and a link planted at the script's path must not lead
+    // the write out (nor into the image's files: whatever is there goes).
+    let script_root = match &script {
+        Some(_) => {
+            Some(
+                crate::fsroot::Root::open(&script_root).map_err(|source| SolveError::Io {
+                    what: "opening",
+                    path: script_root.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    if let (Some((path, content)), Some(root)) = (&script, &script_root) {
+        let _ = root.remove_file(path);
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = root.create_file(path, 0o755)?;
+            f.write_all(content.as_bytes())?;
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o755))
+        };
+        write().map_err(|source| SolveError::Io {
             what: "writing",
-            path: p.clone(),
+            path: root.path().join(path.trim_start_matches('/')),
             source,
         })?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
     }
     let mut guards = MountGuards::default();
     let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
@@ -837,8 +857,8 @@ fn run_layer(
     crate::exec::run_sandboxed(&spec, &log_path, log)
         .map_err(|e| SolveError::Unsupported(e.to_string()))?;
     let upper = dir.join("upper");
-    if let Some((path, _)) = &script {
-        let _ = std::fs::remove_file(script_root.join(path.trim_start_matches('/')));
+    if let (Some((path, _)), Some(root)) = (&script, &script_root) {
+        let _ = root.remove_file(path);
     }
     if copy_mode.is_some() {
         crate::exec::copydiff::diff_to_upper(&view, &dir.join("rootfs"), &upper).map_err(

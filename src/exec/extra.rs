@@ -44,19 +44,29 @@ pub fn extra_mount(root: &Rootfs, m: &ExtraMount, empty: &Path) {
             mountpoint,
             subpath,
             target,
+            writable,
         } => {
             let mut lowers: Vec<String> = lowerdirs
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect();
             lowers.push(empty.to_string_lossy().into_owned());
-            mounts::mount(
-                "overlay",
-                mountpoint,
-                "overlay",
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-                &format!("lowerdir={}", lowers.join(":")),
-            );
+            let mut opts = format!("lowerdir={}", lowers.join(":"));
+            let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+            match writable {
+                Some(dir) => {
+                    for d in ["upper", "work"] {
+                        let _ = std::fs::create_dir_all(dir.join(d));
+                    }
+                    opts.push_str(&format!(
+                        ",upperdir={},workdir={}",
+                        dir.join("upper").display(),
+                        dir.join("work").display()
+                    ));
+                }
+                None => flags |= libc::MS_RDONLY,
+            }
+            mounts::mount("overlay", mountpoint, "overlay", flags, &opts);
             let stage = Rootfs::new(mountpoint);
             let src = stage.open(subpath);
             let t = if stage_is_dir(&src) {
@@ -64,7 +74,8 @@ pub fn extra_mount(root: &Rootfs, m: &ExtraMount, empty: &Path) {
             } else {
                 root.file(target)
             };
-            mounts::bind(src.as_fd(), t.as_fd(), RDONLY | NOSUID | NODEV, &|| {
+            let ro = if writable.is_some() { 0 } else { RDONLY };
+            mounts::bind(src.as_fd(), t.as_fd(), ro | NOSUID | NODEV, &|| {
                 target.clone()
             });
         }

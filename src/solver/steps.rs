@@ -932,18 +932,18 @@ fn step_mounts(
         let target = m.target.clone().unwrap_or_default();
         match m.kind {
             MountType::Cache => {
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let from = match src {
+                    Some(Source::Stage(i)) => {
+                        Some((env.stages)(*i).ok_or(SolveError::DependencyFailed)?)
+                    }
+                    Some(Source::Image(name)) => Some((env.image)(name)?),
+                    _ => None,
+                };
+                let name = super::cache_mount::cache_name(m, &target, from.as_ref());
                 let base = env.store.root().join("cachemounts");
-                let path = base.join(Digest::of(id.as_bytes()).hex());
-                if !path.exists() {
-                    std::fs::create_dir_all(&path).map_err(|source| SolveError::Io {
-                        what: "creating",
-                        path: path.clone(),
-                        source,
-                    })?;
-                    apply_mount_owner(&path, m, 0o755);
-                }
-                let lock_path = base.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
+                let path = super::cache_mount::cache_dir(&base, &name, m, from.as_ref())
+                    .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+                let lock_path = base.join(format!("{name}.lock"));
                 let mut source = path;
                 let open_lock = || {
                     std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
@@ -1032,6 +1032,8 @@ fn step_mounts(
                             mountpoint: mp,
                             subpath: sub,
                             target: target.clone(),
+                            // Writes to a rw bind are discarded with the step.
+                            writable: (!m.readonly).then(|| dir.join(format!("layers-{n}-rw"))),
                         });
                     }
                 }
@@ -1080,7 +1082,7 @@ fn step_mounts(
                     path: file.clone(),
                     source,
                 })?;
-                apply_mount_owner(&file, m, 0o400);
+                super::cache_mount::apply_owner(&file, m, 0o400);
                 let t = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
@@ -1115,15 +1117,6 @@ fn pairs_text(pairs: &[crate::frontend::ast::KeyValue]) -> String {
 }
 
 /// A mount's `mode=`, `uid=`, `gid=` (root and `default_mode` when absent).
-fn apply_mount_owner(path: &Path, m: &crate::frontend::ast::Mount, default_mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(
-        path,
-        std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
-    );
-    let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
-}
-
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.
 fn copy_history(cmd: &str, flags: String, paths: &crate::frontend::ast::SourcesAndDest) -> String {
     let mut words = vec![cmd.to_string()];

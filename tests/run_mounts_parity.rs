@@ -34,3 +34,27 @@ RUN --mount=from=s,source=/data,target=/d ls /d > /after
     assert_eq!(read("rw"), "seeded\n");
     assert_eq!(read("after"), "f\n", "writes to a rw bind are discarded");
 }
+
+#[test]
+fn a_cache_source_leading_out_of_the_cache_fails() {
+    // BuildKit's testCacheMountSourceEscape.
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    let df = "FROM test/busybox:latest\n\
+        RUN --mount=type=cache,target=/c ln -s ../../../../../../ /c/sel && mkdir /c/ok && echo in > /c/ok/f\n\
+        RUN --mount=type=cache,target=/c,source=ok cat /c/f > /via-source\n";
+    let ctx = env.project("ctx", &[("Dockerfile", df)]);
+    let out = env.path("out");
+    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    assert_eq!(
+        std::fs::read_to_string(out.join("via-source")).unwrap(),
+        "in\n"
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("{df}RUN --mount=type=cache,target=/c,source=sel ls /c\n"),
+    )
+    .unwrap();
+    let err = env.build_err(&[], &ctx);
+    assert!(err.contains("escapes the cache mount"), "{err}");
+}

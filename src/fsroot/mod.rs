@@ -103,6 +103,20 @@ impl Root {
         }
     }
 
+    /// An `O_PATH` descriptor of the directory `rel`, which must lie below
+    /// the root: a link leading above it is an error (`EXDEV`), not
+    /// re-rooted (`RESOLVE_BENEATH`, as BuildKit treats a cache's subpath).
+    pub fn open_dir_beneath(&self, rel: &str) -> io::Result<OwnedFd> {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        loop {
+            match rustix::fs::openat2(&self.fd, relative(rel), flags, Mode::empty(), how) {
+                Err(Errno::AGAIN) => continue,
+                r => return r.map_err(Into::into),
+            }
+        }
+    }
+
     /// An `O_PATH` descriptor of `rel`.
     pub fn open_path(&self, rel: &str, follow_last: bool) -> io::Result<OwnedFd> {
         self.open_at(rel, OFlags::PATH, follow_last)

@@ -128,3 +128,28 @@ pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) {
         std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
     );
 }
+
+/// The directory `source` below the cache `cache` (created if missing):
+/// a link there leading out of the cache is an error, as in BuildKit.
+pub fn subdir(cache: &Path, source: &str) -> Result<PathBuf, CacheMountError> {
+    let root = crate::fsroot::Root::open(cache).map_err(io("opening", cache))?;
+    let escape = |err: std::io::Error| CacheMountError::Source {
+        from: "the cache".into(),
+        path: source.to_string(),
+        err: if err.raw_os_error() == Some(libc::EXDEV) {
+            "path escapes the cache mount".into()
+        } else {
+            err.to_string()
+        },
+    };
+    let fd = match root.open_dir_beneath(source) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Created inside the cache (links re-rooted), then checked again.
+            root.mkdir_all(source, 0o755).map_err(escape)?;
+            root.open_dir_beneath(source).map_err(escape)?
+        }
+        r => r.map_err(escape)?,
+    };
+    // The kernel's name for it holds no link for the sandbox to follow.
+    std::fs::read_link(crate::fsroot::fd_path(&fd)).map_err(io("resolving", cache))
+}

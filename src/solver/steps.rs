@@ -944,7 +944,12 @@ fn step_mounts(
                 let path = super::cache_mount::cache_dir(&base, &name, m, from.as_ref())
                     .map_err(|e| SolveError::Unsupported(e.to_string()))?;
                 let lock_path = base.join(format!("{name}.lock"));
-                let mut source = path;
+                let mut source = match (&from, &m.source) {
+                    // Without from=, source= names a directory of the cache.
+                    (None, Some(sub)) => super::cache_mount::subdir(&path, sub)
+                        .map_err(|e| SolveError::Unsupported(e.to_string()))?,
+                    _ => path,
+                };
                 let open_lock = || {
                     std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
                         what: "locking",

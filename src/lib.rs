@@ -11,4 +11,5 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod progress;
+pub mod registry;
 pub mod solver;

@@ -80,6 +80,7 @@ impl Store {
         let (mut blobs, mut layers) = (BTreeSet::new(), BTreeSet::new());
         for entry in self.images().values() {
             blobs.insert(entry.config);
+            blobs.extend(entry.manifest);
             if let Ok(cfg) = self.read_blob(&entry.config)
                 && let Ok(cfg) = serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
             {

@@ -17,6 +17,10 @@ pub struct ImageEntry {
     pub config: Digest,
     /// Seconds since the epoch when tagged.
     pub created: u64,
+    /// For a pulled image: the platform manifest's digest (kept in the
+    /// store; the image's identity in cache keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Digest>,
 }
 
 impl Store {
@@ -34,7 +38,20 @@ impl Store {
 
     /// Point `name` at an image ID (read-modify-write under a file lock).
     pub fn tag(&self, name: &str, config: Digest) -> Result<()> {
-        if self.resolve_image(name) == Some(config) {
+        self.tag_entry(name, config, None)
+    }
+
+    /// Point `name` at a pulled image: its config and manifest.
+    pub fn tag_pulled(&self, name: &str, config: Digest, manifest: Digest) -> Result<()> {
+        self.tag_entry(name, config, Some(manifest))
+    }
+
+    fn tag_entry(&self, name: &str, config: Digest, manifest: Option<Digest>) -> Result<()> {
+        if self
+            .images()
+            .get(name)
+            .is_some_and(|e| e.config == config && e.manifest == manifest)
+        {
             return Ok(()); // unchanged: no rewrite, no fsync
         }
         let lock_path = self.root.join("images/lock");
@@ -54,7 +71,14 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        all.insert(name.to_string(), ImageEntry { config, created });
+        all.insert(
+            name.to_string(),
+            ImageEntry {
+                config,
+                created,
+                manifest,
+            },
+        );
         write_atomic(
             &self.images_file(),
             &serde_json::to_vec_pretty(&all).expect("serialise images"),

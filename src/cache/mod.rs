@@ -8,6 +8,7 @@ pub mod gc;
 mod images;
 mod records;
 
+pub use blobs::BlobWriter;
 pub use blobs::write_atomic as write_file_atomic;
 pub use images::ImageEntry;
 pub use records::{CacheRecord, ImageState, LayerRef};

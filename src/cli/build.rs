@@ -11,8 +11,10 @@ use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile;
 use rbuild::frontend::platform::Platform;
 use rbuild::image::manifest::write_image;
-use rbuild::image::source::{ImageRef, load_image, normalize_name};
+use rbuild::image::resolver::Resolver;
+use rbuild::image::source::normalize_name;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::registry::RegistryOptions;
 use rbuild::solver::steps::SecretSource;
 use rbuild::solver::{BuildRequest, solve};
 use std::path::PathBuf;
@@ -64,6 +66,12 @@ pub struct BuildArgs {
     /// Print, for every step, why it was or was not taken from the cache.
     #[arg(long)]
     pub explain: bool,
+    /// Always resolve base images at their registry (else a stored base is used offline).
+    #[arg(long)]
+    pub pull: bool,
+    /// Allow plain HTTP (and unverified HTTPS) for this registry (`HOST[:PORT]`); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -96,12 +104,12 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
     Ok((id, source))
 }
 
-/// Base image environments, from the local store and OCI layouts.
-struct StoreImages<'a>(&'a Store);
+/// Base image environments, from the store, OCI layouts and registries.
+struct StoreImages<'a>(&'a Resolver);
 
 impl BaseEnv for StoreImages<'_> {
     fn env(&self, image: &str) -> Option<Vec<(String, String)>> {
-        load_image(self.0, &ImageRef::parse(image)).ok().map(|i| {
+        self.0.load(image).ok().map(|i| {
             let mut c = i.state.config;
             c.ensure_path();
             c.env_pairs()
@@ -126,6 +134,13 @@ fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mode = progress_mode(&args.progress, args.quiet)?;
+    for t in &args.tags {
+        if let Err(e) = rbuild::registry::reference::validate(t) {
+            bail!("invalid argument {t:?} for \"-t, --tag\" flag: {e}");
+        }
+    }
+    let mut registry = RegistryOptions::load()?;
+    registry.insecure = args.insecure_registries.clone();
     let outputs: Vec<OutputSpec> = args
         .outputs
         .iter()
@@ -167,7 +182,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
         opts.target_platform = p.clone();
     }
-    let plan = match lower(&df, &opts, &StoreImages(&store), &mut linter) {
+    let images = Arc::new(Resolver::new(
+        store.clone(),
+        registry,
+        args.pull,
+        opts.target_platform.clone(),
+    ));
+    let plan = match lower(&df, &opts, &StoreImages(&images), &mut linter) {
         Ok(p) => p,
         Err(e) => {
             eprint!(
@@ -206,6 +227,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         labels: args.labels.clone(),
         build_args: args.build_args.clone(),
         secrets: args.secrets.clone(),
+        images,
     };
     let (progress, rx) = Progress::channel();
     let renderer = spawn_renderer(

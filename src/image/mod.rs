@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod manifest;
+pub mod resolver;
 pub mod source;

@@ -1,6 +1,8 @@
-//! Where base images come from: the local store (by name) and OCI image
-//! layouts (`oci-layout://PATH[:TAG|@DIGEST]`). Layers are imported into the
-//! store and unpacked into snapshots, their diff_ids verified.
+//! Where base images come from: the local store (by normalised name) and
+//! OCI image layouts (`oci-layout://PATH[:TAG|@DIGEST]`). Layers are
+//! imported into the store and unpacked into snapshots, their diff_ids
+//! verified. Pulling from registries is `crate::registry`, tied in by
+//! `super::resolver`.
 
 use super::config::ImageConfig;
 use crate::cache::{ImageState, LayerRef, Store, StoreError};
@@ -14,11 +16,23 @@ use std::path::{Path, PathBuf};
 /// Errors finding or importing an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// The reference names nothing we have.
-    #[error(
-        "image {0:?} not found (build or load it first; rbuild does not pull from registries yet)"
-    )]
+    /// The reference names nothing in the store.
+    #[error("image {0} not found in the store")]
     NotFound(String),
+    /// Not a valid reference (BuildKit's message for FROM).
+    #[error("failed to parse stage name {name:?}: {source}")]
+    Reference {
+        /// The reference as written.
+        name: String,
+        /// Docker's reason.
+        source: crate::registry::ReferenceError,
+    },
+    /// Pulling failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// An earlier attempt in this build failed (its message).
+    #[error("{0}")]
+    Failed(String),
     /// An OCI layout is malformed.
     #[error("OCI layout {path}: {reason}")]
     Layout {
@@ -38,8 +52,8 @@ pub enum ImageError {
 /// A reference to a base image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
-    /// A name in the local store.
-    Local(String),
+    /// A registry reference, normalised (`docker.io/library/busybox:latest`).
+    Named(crate::registry::Reference),
     /// An OCI image layout directory.
     OciLayout {
         /// Directory.
@@ -51,8 +65,15 @@ pub enum ImageRef {
     },
 }
 
-/// Add `:latest` when a name has neither tag nor digest.
+/// The name an image is stored under: Docker's normalised form
+/// (`busybox` → `docker.io/library/busybox:latest`).
 pub fn normalize_name(name: &str) -> String {
+    crate::registry::reference::normalize(name)
+}
+
+/// How rbuild before normalised names stored them (`name[:latest]`), still
+/// looked up so that older stores keep working.
+fn legacy_name(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
     if name.contains('@') || last.contains(':') {
         name.to_string()
@@ -63,21 +84,26 @@ pub fn normalize_name(name: &str) -> String {
 
 impl ImageRef {
     /// Parse a FROM / --from reference.
-    pub fn parse(s: &str) -> ImageRef {
+    pub fn parse(s: &str) -> Result<ImageRef, ImageError> {
         let Some(rest) = s.strip_prefix("oci-layout://") else {
-            return ImageRef::Local(normalize_name(s));
+            return crate::registry::Reference::parse(s)
+                .map(ImageRef::Named)
+                .map_err(|source| ImageError::Reference {
+                    name: s.to_string(),
+                    source,
+                });
         };
         if let Some((p, d)) = rest.rsplit_once('@')
             && let Ok(d) = d.parse::<Digest>()
         {
-            return ImageRef::OciLayout {
+            return Ok(ImageRef::OciLayout {
                 path: p.into(),
                 tag: None,
                 digest: Some(d),
-            };
+            });
         }
         let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        match rest[last_slash..].rfind(':') {
+        Ok(match rest[last_slash..].rfind(':') {
             Some(i) => ImageRef::OciLayout {
                 path: rest[..last_slash + i].into(),
                 tag: Some(rest[last_slash + i + 1..].to_string()),
@@ -88,7 +114,7 @@ impl ImageRef {
                 tag: None,
                 digest: None,
             },
-        }
+        })
     }
 }
 
@@ -102,14 +128,21 @@ pub struct LoadedImage {
     pub manifest: Digest,
 }
 
-/// Load (importing if needed) an image.
+/// Load (importing if needed) an image, without the network: a named
+/// image must be in the store.
 pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError> {
     match r {
-        ImageRef::Local(name) => {
-            let id = store
-                .resolve_image(name)
-                .ok_or_else(|| ImageError::NotFound(name.clone()))?;
-            load_local(store, &id)
+        ImageRef::Named(name) => {
+            let images = store.images();
+            let key = name.to_string();
+            let entry = images
+                .get(&key)
+                .or_else(|| images.get(&legacy_name(&name.familiar_string())))
+                .ok_or(ImageError::NotFound(key))?;
+            match entry.manifest {
+                Some(m) if store.has_blob(&m) => load_manifest(store, &m, None),
+                _ => load_local(store, &entry.config),
+            }
         }
         ImageRef::OciLayout { path, tag, digest } => {
             let m = find_in_layout(path, tag.as_deref(), digest.as_ref())?;
@@ -225,7 +258,9 @@ fn find_in_layout(
     Ok(d)
 }
 
-fn load_manifest(
+/// Load an image from its manifest (blobs from the store, or copied from an
+/// OCI layout), unpacking layers that have no snapshot yet.
+pub(crate) fn load_manifest(
     store: &Store,
     m: &Digest,
     layout: Option<&PathBuf>,
@@ -334,7 +369,21 @@ fn unpack_blob(
 ) -> Result<u64, ImageError> {
     let path = store.blob_path(blob);
     let f = std::fs::File::open(&path).map_err(crate::layer::io_err("opening", &path))?;
-    let reader: Box<dyn Read> = if media.ends_with("zstd") {
+    unpack_reader(store, f, media, diff_id, *blob)
+}
+
+/// Unpack the (compressed, as `media` says) layer `blob` read from `f` into
+/// the snapshot of `diff_id`, which it must decompress to. Returns the
+/// uncompressed size.
+pub(crate) fn unpack_reader<'a>(
+    store: &Store,
+    f: impl Read + 'a,
+    media: &str,
+    diff_id: &Digest,
+    blob: Digest,
+) -> Result<u64, ImageError> {
+    let path = store.blob_path(&blob);
+    let reader: Box<dyn Read + 'a> = if media.ends_with("zstd") {
         Box::new(
             zstd::stream::read::Decoder::new(f).map_err(crate::layer::io_err("decoding", &path))?,
         )

@@ -12,7 +12,7 @@ use crate::context::{Context, ContextError};
 use crate::digest::{Digest, KeyHasher};
 use crate::frontend::lower::{BuildPlan, Source, Step};
 use crate::image::config::ImageConfig;
-use crate::image::source::{ImageError, ImageRef, load_image};
+use crate::image::source::ImageError;
 use crate::layer::LayerError;
 use crate::layer::compress::Compression;
 use crate::layer::view::MergedView;
@@ -108,6 +108,8 @@ pub struct BuildRequest {
     pub build_args: Vec<(String, String)>,
     /// `--secret`s.
     pub secrets: Vec<(String, steps::SecretSource)>,
+    /// Where base images come from (the store, registries).
+    pub images: Arc<crate::image::resolver::Resolver>,
 }
 
 /// The outcome.
@@ -219,7 +221,7 @@ impl Shared {
         if let Some(r) = self.images.lock().expect("images").get(name) {
             return Ok(r.clone());
         }
-        let loaded = load_image(&self.store, &ImageRef::parse(name))?;
+        let loaded = self.req.images.load(name)?;
         let mut h = KeyHasher::new();
         h.part("image").part(loaded.manifest.to_string());
         let view = view_of(&self.store, &loaded.state);

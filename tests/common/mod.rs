@@ -27,7 +27,9 @@ impl Env {
     /// `rbuild` using this environment's store.
     pub fn rbuild(&self) -> Command {
         let mut c = Command::cargo_bin("rbuild").expect("binary");
+        // No registry on the internet is ever contacted by tests.
         c.env("RBUILD_ROOT", self.root())
+            .env("RBUILD_OFFLINE", "1")
             .env_remove("SOURCE_DATE_EPOCH");
         c
     }

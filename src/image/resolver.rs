@@ -1,0 +1,81 @@
+//! Base images of one build: a named image comes from the store when it is
+//! there (no request), else it is pulled; with `--pull` it is always
+//! resolved again at its registry. Each name is resolved once per build,
+//! shared by the Dockerfile's lowering (a base's ENV) and the solver (FROM,
+//! `COPY --from`, `RUN --mount from=`).
+
+use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_manifest};
+use crate::cache::Store;
+use crate::frontend::platform::Platform;
+use crate::registry::RegistryOptions;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Slot = Arc<OnceLock<Result<LoadedImage, String>>>;
+
+/// Resolves and loads base images for a build.
+pub struct Resolver {
+    store: Arc<Store>,
+    registry: RegistryOptions,
+    pull_always: bool,
+    platform: Platform,
+    memo: Mutex<HashMap<String, Slot>>,
+}
+
+impl Resolver {
+    /// A resolver over `store`, pulling with `registry`'s settings;
+    /// `pull_always` is `--pull`.
+    pub fn new(
+        store: Arc<Store>,
+        registry: RegistryOptions,
+        pull_always: bool,
+        platform: Platform,
+    ) -> Resolver {
+        Resolver {
+            store,
+            registry,
+            pull_always,
+            platform,
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The image `name` refers to (`busybox`, `host:5000/x@sha256:...`,
+    /// `oci-layout://DIR:TAG`). Concurrent callers for one name wait for a
+    /// single resolution.
+    pub fn load(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        let slot = self
+            .memo
+            .lock()
+            .expect("resolver memo")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        slot.get_or_init(|| self.resolve(name).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(ImageError::Failed)
+    }
+
+    fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        let r = ImageRef::parse(name)?;
+        let ImageRef::Named(reference) = &r else {
+            return load_image(&self.store, &r);
+        };
+        if !self.pull_always || self.registry.offline {
+            match load_image(&self.store, &r) {
+                Err(ImageError::NotFound(n)) if self.registry.offline => {
+                    return Err(ImageError::NotFound(format!(
+                        "{n} (RBUILD_OFFLINE is set: nothing is pulled)"
+                    )));
+                }
+                Err(ImageError::NotFound(_)) => {}
+                other => return other,
+            }
+        }
+        let pulled = crate::registry::pull(&self.store, reference, &self.registry, &self.platform)?;
+        let loaded = load_manifest(&self.store, &pulled.manifest, None)?;
+        self.store
+            .tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,33 @@
+//! Credentials from Docker's `config.json` (`$DOCKER_CONFIG/config.json`,
+//! else `~/.docker/config.json`): `auths`, `credsStore` and `credHelpers`,
+//! read by the `docker_credential` crate.
+
+use super::RegistryError;
+use docker_credential::{CredentialRetrievalError, DockerCredential};
+use oci_client::secrets::RegistryAuth;
+
+/// The key Docker Hub's credentials are stored under.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// The credentials for `host` (anonymous when none are configured).
+pub fn credentials_for(host: &str) -> Result<RegistryAuth, RegistryError> {
+    let key = match host {
+        "docker.io" | "registry-1.docker.io" | "index.docker.io" => DOCKER_HUB_KEY,
+        h => h,
+    };
+    match docker_credential::get_credential(key) {
+        Ok(DockerCredential::UsernamePassword(u, p)) => Ok(RegistryAuth::Basic(u, p)),
+        // An identity token is an OAuth refresh token: the token endpoint
+        // takes it as the password of the `<token>` user.
+        Ok(DockerCredential::IdentityToken(t)) => Ok(RegistryAuth::Basic("<token>".into(), t)),
+        Err(
+            CredentialRetrievalError::NoCredentialConfigured
+            | CredentialRetrievalError::ConfigNotFound
+            | CredentialRetrievalError::ConfigReadError,
+        ) => Ok(RegistryAuth::Anonymous),
+        Err(e) => Err(RegistryError::Credentials {
+            host: host.to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}

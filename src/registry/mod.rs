@@ -1,0 +1,42 @@
+//! Registries: Docker's reference grammar, per-registry settings (mirrors,
+//! plain HTTP), credentials from Docker's config.json, and pulling images
+//! into the store over the distribution API (through `oci-client`).
+
+pub mod auth;
+pub mod config;
+pub mod pull;
+pub mod reference;
+mod remote;
+
+pub use config::RegistryOptions;
+pub use pull::{Pulled, pull};
+pub use reference::{Reference, ReferenceError};
+
+/// Errors talking to a registry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry config file is unreadable or invalid.
+    #[error("registry config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading credentials failed (a credential helper, a malformed entry).
+    #[error("credentials for {host}: {reason}")]
+    Credentials {
+        /// The registry host.
+        host: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Resolving or fetching an image failed.
+    #[error("failed to resolve source metadata for {reference}: {reason}")]
+    Pull {
+        /// The normalised reference.
+        reference: String,
+        /// What went wrong.
+        reason: String,
+    },
+}

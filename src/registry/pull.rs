@@ -1,0 +1,371 @@
+//! Pulling an image into the store: resolve the reference (mirrors first,
+//! then the registry), choose the platform's manifest from an index, fetch
+//! the config, then download every layer concurrently while it is unpacked
+//! into its snapshot. Every blob is verified against its digest and kept in
+//! the store beside its snapshot, so it is downloaded once.
+
+use super::RegistryError;
+use super::auth::credentials_for;
+use super::config::RegistryOptions;
+use super::reference::Reference;
+use super::remote::{ACCEPT, Remote, is_transport};
+use crate::cache::Store;
+use crate::digest::Digest;
+use crate::frontend::platform::Platform;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+/// What a pull stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    /// The platform manifest's digest (the image's identity in cache keys).
+    pub manifest: Digest,
+    /// The config digest (the image ID).
+    pub config: Digest,
+}
+
+/// Pull `r` for `platform` into `store`. Blocks; runs its own small runtime
+/// (call it outside async code, e.g. from a blocking task).
+pub fn pull(
+    store: &Arc<Store>,
+    r: &Reference,
+    opts: &RegistryOptions,
+    platform: &Platform,
+) -> Result<Pulled, RegistryError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RegistryError::Pull {
+            reference: r.to_string(),
+            reason: format!("starting the network runtime: {e}"),
+        })?;
+    rt.block_on(pull_async(store.clone(), r, opts, platform))
+}
+
+async fn pull_async(
+    store: Arc<Store>,
+    r: &Reference,
+    opts: &RegistryOptions,
+    platform: &Platform,
+) -> Result<Pulled, RegistryError> {
+    let mut mirror_errors = Vec::new();
+    for ep in opts.pull_endpoints(r.domain()) {
+        let auth = credentials_for(&ep.host)?;
+        let mut resolved = None;
+        for (i, scheme) in ep.schemes.iter().enumerate() {
+            let remote = Remote::new(&ep, scheme, r, auth.clone())?;
+            match resolve(&remote, platform).await {
+                Ok(m) => {
+                    resolved = Some(Ok((remote, m)));
+                    break;
+                }
+                Err(Failure::Client(e)) if is_transport(&e) && i + 1 < ep.schemes.len() => {}
+                Err(Failure::Client(e)) => {
+                    resolved = Some(Err(remote.explain(e)));
+                    break;
+                }
+                Err(Failure::Other(e)) => {
+                    resolved = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        match resolved {
+            Some(Ok((remote, (bytes, digest)))) => {
+                return fetch_image(&store, &remote, &bytes, digest).await;
+            }
+            Some(Err(e)) if ep.mirror => mirror_errors.push(e.to_string()),
+            Some(Err(e)) => {
+                if mirror_errors.is_empty() {
+                    return Err(e);
+                }
+                return Err(RegistryError::Pull {
+                    reference: r.to_string(),
+                    reason: format!("{e} (mirrors: {})", mirror_errors.join("; ")),
+                });
+            }
+            None => {}
+        }
+    }
+    Err(RegistryError::Pull {
+        reference: r.to_string(),
+        reason: "no endpoint to pull from".into(),
+    })
+}
+
+enum Failure {
+    Client(oci_client::errors::OciDistributionError),
+    Other(RegistryError),
+}
+
+impl From<oci_client::errors::OciDistributionError> for Failure {
+    fn from(e: oci_client::errors::OciDistributionError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+fn parse_json(remote: &Remote, what: &str, bytes: &[u8]) -> Result<Value, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let html = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+        remote.error(if html {
+            format!("registry {} answered with HTML, not {what}", remote.host)
+        } else {
+            format!("{what} from {} is not valid JSON: {e}", remote.host)
+        })
+    })
+}
+
+fn is_index(v: &Value) -> bool {
+    v["mediaType"]
+        .as_str()
+        .is_some_and(|t| t.contains("index") || t.contains("manifest.list"))
+        || (v.get("manifests").is_some() && v.get("layers").is_none())
+}
+
+/// The platform's entry of an index: os and architecture must match; the
+/// variant is preferred when it matches.
+fn choose(index: &Value, p: &Platform) -> Option<Digest> {
+    let entries = index["manifests"].as_array()?;
+    let fits: Vec<&Value> = entries
+        .iter()
+        .filter(|m| {
+            m["platform"]["os"].as_str() == Some(p.os.as_str())
+                && m["platform"]["architecture"].as_str() == Some(p.arch.as_str())
+        })
+        .collect();
+    let best = fits
+        .iter()
+        .find(|m| m["platform"]["variant"].as_str().unwrap_or("") == p.variant)
+        .or_else(|| fits.first())?;
+    best["digest"].as_str()?.parse().ok()
+}
+
+/// The platform manifest's bytes and digest.
+async fn resolve(remote: &Remote, platform: &Platform) -> Result<(Vec<u8>, Digest), Failure> {
+    let (body, _) = remote
+        .client
+        .pull_manifest_raw(&remote.oref, &remote.auth, ACCEPT)
+        .await?;
+    let digest = Digest::of(&body);
+    if let Some(want) = remote.oref.digest()
+        && want != digest.to_string()
+    {
+        return Err(Failure::Other(remote.error(format!(
+            "manifest from {} is {digest}, not the {want} asked for",
+            remote.host
+        ))));
+    }
+    let v = parse_json(remote, "a manifest", &body).map_err(Failure::Other)?;
+    if !is_index(&v) {
+        return Ok((body.to_vec(), digest));
+    }
+    let Some(pick) = choose(&v, platform) else {
+        return Err(Failure::Other(remote.error(format!(
+            "no image for platform {platform} in the index {digest}"
+        ))));
+    };
+    let sub = remote.oref.clone_with_digest(pick.to_string());
+    let (body, _) = remote
+        .client
+        .pull_manifest_raw(&sub, &remote.auth, ACCEPT)
+        .await?;
+    if Digest::of(&body) != pick {
+        return Err(Failure::Other(remote.error(format!(
+            "manifest {pick} from {} does not match its digest",
+            remote.host
+        ))));
+    }
+    Ok((body.to_vec(), pick))
+}
+
+fn descriptor_digest(remote: &Remote, v: &Value) -> Result<Digest, RegistryError> {
+    v["digest"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| remote.error(format!("descriptor without a sha256 digest: {v}")))
+}
+
+/// Layer media types rbuild can unpack.
+fn supported_layer(media: &str) -> bool {
+    matches!(
+        media,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.v1.tar+zstd"
+    )
+}
+
+/// Fetch the config and layers of a manifest into the store.
+async fn fetch_image(
+    store: &Arc<Store>,
+    remote: &Remote,
+    manifest: &[u8],
+    digest: Digest,
+) -> Result<Pulled, RegistryError> {
+    let m = parse_json(remote, "a manifest", manifest)?;
+    let config = descriptor_digest(remote, &m["config"])?;
+    let layers = m["layers"].as_array().cloned().unwrap_or_default();
+    for l in &layers {
+        let media = l["mediaType"].as_str().unwrap_or("");
+        if !supported_layer(media) {
+            return Err(remote.error(format!("unsupported layer media type {media:?}")));
+        }
+    }
+    if !store.has_blob(&config) {
+        download(store, remote, config, None).await?;
+    }
+    let store_err = |e: &dyn std::fmt::Display| remote.error(format!("storing: {e}"));
+    let cfg: Value = parse_json(
+        remote,
+        "an image config",
+        &store.read_blob(&config).map_err(|e| store_err(&e))?,
+    )?;
+    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        return Err(remote.error(format!(
+            "manifest {digest} has {} layers, its config {} diff_ids",
+            layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut tasks = Vec::new();
+    for (l, diff_id) in layers.iter().zip(diff_ids) {
+        let blob = descriptor_digest(remote, l)?;
+        let media = l["mediaType"].as_str().unwrap_or("").to_string();
+        if store.has_blob(&blob) {
+            continue; // stored once; unpacked from the store if needed
+        }
+        let unpack = (!store.has_snapshot(&diff_id)).then_some((media, diff_id));
+        tasks.push(download(store, remote, blob, unpack));
+    }
+    futures_util::future::try_join_all(tasks).await?;
+    store.put_blob(manifest).map_err(|e| store_err(&e))?;
+    Ok(Pulled {
+        manifest: digest,
+        config,
+    })
+}
+
+/// Download one blob into the store, verified; with `unpack`, unpack it into
+/// its snapshot while it streams in.
+async fn download(
+    store: &Arc<Store>,
+    remote: &Remote,
+    blob: Digest,
+    unpack: Option<(String, Digest)>,
+) -> Result<(), RegistryError> {
+    let d = blob.to_string();
+    let mut stream = remote
+        .client
+        .pull_blob_stream(&remote.oref, d.as_str())
+        .await
+        .map_err(|e| remote.explain(e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+    let st = store.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        import(
+            &st,
+            ChannelReader {
+                rx,
+                cur: bytes::Bytes::new(),
+            },
+            blob,
+            unpack,
+        )
+    });
+    let mut failed = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(c).await.is_err() {
+                    break; // the importer stopped; its error is reported below
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let imported = worker
+        .await
+        .map_err(|e| remote.error(format!("importing blob {blob}: {e}")))?;
+    if let Some(e) = failed {
+        return Err(remote.error(format!("downloading blob {blob} from {}: {e}", remote.host)));
+    }
+    imported.map_err(|e| remote.error(format!("blob {blob}: {e}")))
+}
+
+/// Bytes from the download task, as a `Read`.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.cur = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Copies what is read into a blob writer.
+struct Tee<'a, R> {
+    inner: R,
+    out: &'a mut crate::cache::BlobWriter,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Store a blob from `r` (and unpack it when asked); the blob must have
+/// the digest `blob`.
+fn import(
+    store: &Store,
+    r: ChannelReader,
+    blob: Digest,
+    unpack: Option<(String, Digest)>,
+) -> Result<(), String> {
+    let mut w = store.blob_writer().map_err(|e| e.to_string())?;
+    let mut tee = Tee {
+        inner: r,
+        out: &mut w,
+    };
+    let unpacked = match &unpack {
+        Some((media, diff_id)) => {
+            crate::image::source::unpack_reader(store, &mut tee, media, diff_id, blob)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        None => Ok(()),
+    };
+    // Read to the end whatever happened, so the digest covers the whole blob.
+    io::copy(&mut tee, &mut io::sink()).map_err(|e| e.to_string())?;
+    let (got, _) = w.commit().map_err(|e| e.to_string())?;
+    if got != blob {
+        return Err(format!("content does not match its digest (got {got})"));
+    }
+    unpacked
+}

@@ -1,0 +1,207 @@
+//! One registry endpoint over the distribution API, through `oci-client`:
+//! the client for a scheme, its credentials, and errors turned into
+//! messages that name the reference.
+
+use super::RegistryError;
+use super::config::Endpoint;
+use super::reference::Reference;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use std::time::Duration;
+
+/// Manifest media types rbuild accepts.
+pub const ACCEPT: &[&str] = &[
+    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+];
+
+/// A connection to one endpoint for one repository.
+pub struct Remote {
+    /// The client (auth tokens cached inside).
+    pub client: oci_client::Client,
+    /// The reference as the client sees it (mirror host set when mirrored).
+    pub oref: oci_client::Reference,
+    /// Credentials for the endpoint.
+    pub auth: RegistryAuth,
+    /// The endpoint's host.
+    pub host: String,
+    /// The scheme in use.
+    pub scheme: &'static str,
+    /// The user's reference, for messages.
+    pub reference: String,
+    /// Whether credentials were configured for the host.
+    pub has_credentials: bool,
+}
+
+impl Remote {
+    /// A client for `ep` speaking `scheme`, for the repository of `r`.
+    pub fn new(
+        ep: &Endpoint,
+        scheme: &'static str,
+        r: &Reference,
+        auth: RegistryAuth,
+    ) -> Result<Remote, RegistryError> {
+        // reqwest is built without its own TLS provider: use ring (as ureq).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut extra = Vec::new();
+        for ca in &ep.ca {
+            let data = std::fs::read(ca).map_err(|e| RegistryError::Config {
+                path: ca.clone(),
+                reason: format!("CA certificate for {}: {e}", ep.host),
+            })?;
+            extra.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let config = ClientConfig {
+            protocol: if scheme == "http" {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: ep.skip_verify,
+            extra_root_certificates: extra,
+            platform_resolver: None,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            user_agent: concat!("rbuild/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = oci_client::Client::try_from(config).map_err(|e| RegistryError::Pull {
+            reference: r.to_string(),
+            reason: format!("setting up a client for {}: {e}", ep.host),
+        })?;
+        let repo = r.path().to_string();
+        let mut oref = match (r.digest(), r.tag()) {
+            (Some(d), _) => oci_client::Reference::with_digest(r.domain().into(), repo, d.into()),
+            (None, t) => oci_client::Reference::with_tag(
+                r.domain().into(),
+                repo,
+                t.unwrap_or("latest").into(),
+            ),
+        };
+        if ep.mirror || ep.host != r.domain() {
+            oref.set_mirror_registry(ep.host.clone());
+        }
+        Ok(Remote {
+            client,
+            oref,
+            has_credentials: !matches!(auth, RegistryAuth::Anonymous),
+            auth,
+            host: ep.host.clone(),
+            scheme,
+            reference: r.to_string(),
+        })
+    }
+
+    /// An error about this reference.
+    pub fn error(&self, reason: impl Into<String>) -> RegistryError {
+        RegistryError::Pull {
+            reference: self.reference.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Turn a client error into a message a user can act on.
+    pub fn explain(&self, e: OciDistributionError) -> RegistryError {
+        use OciDistributionError as E;
+        let denied = |code: &str| {
+            let creds = if self.has_credentials {
+                format!("the credentials for {} were refused", self.host)
+            } else {
+                format!(
+                    "no credentials for {} in {}",
+                    self.host,
+                    docker_config_path()
+                )
+            };
+            format!(
+                "pull access denied, repository does not exist or may require authorization: {code} ({creds})"
+            )
+        };
+        let reason = match &e {
+            E::RequestError(re) => format!(
+                "cannot reach registry {} over {}: {}",
+                self.host,
+                self.scheme,
+                chain(re)
+            ),
+            E::UnauthorizedError { .. } => denied("401 Unauthorized"),
+            E::AuthenticationFailure(m) => denied(&format!("token request failed: {m}")),
+            E::RegistryError { envelope, .. } => {
+                let codes: Vec<String> = envelope
+                    .errors
+                    .iter()
+                    .map(|x| format!("{:?}", x.code))
+                    .collect();
+                let text = envelope.to_string();
+                if codes.iter().any(|c| c.contains("Unknown")) {
+                    format!("{}: not found", self.reference)
+                } else if codes
+                    .iter()
+                    .any(|c| c.contains("Denied") || c.contains("Unauthorized"))
+                {
+                    denied(&text)
+                } else {
+                    format!("registry {} refused: {text}", self.host)
+                }
+            }
+            E::ServerError { code, message, .. } => match code {
+                404 => format!("{}: not found", self.reference),
+                401 => denied("401 Unauthorized"),
+                403 => denied("403 Forbidden"),
+                _ if message.trim_start().starts_with('<') => format!(
+                    "registry {} answered HTTP {code} with HTML, not the distribution API",
+                    self.host
+                ),
+                _ => format!(
+                    "registry {} answered HTTP {code}: {}",
+                    self.host,
+                    message.chars().take(200).collect::<String>()
+                ),
+            },
+            E::DigestError(d) => {
+                format!("content from {} does not match its digest: {d}", self.host)
+            }
+            E::VersionedParsingError(m) | E::ManifestParsingError(m) => format!(
+                "registry {} answered with something that is not a manifest: {m}",
+                self.host
+            ),
+            other => format!("registry {}: {other}", self.host),
+        };
+        self.error(reason)
+    }
+}
+
+/// Whether an error means the endpoint could not be reached (so another
+/// scheme or mirror may be tried).
+pub fn is_transport(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::RequestError(_))
+}
+
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, for messages.
+fn docker_config_path() -> String {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(d) => format!("{}/config.json", d.to_string_lossy()),
+        None => "~/.docker/config.json".into(),
+    }
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,435 @@
+//! Pulling base images from a real registry (Debian's `docker-registry`,
+//! i.e. distribution) started on 127.0.0.1 by each test, filled by skopeo:
+//! FROM by host:port, Docker Hub names through a mirror, multi-platform
+//! indexes, offline reuse, `--pull`, htpasswd auth and clear errors.
+
+mod common;
+
+use common::{Env, copy_dir, require_file, require_tool, run};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry process, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl Registry {
+    /// Start a registry; with `user`, behind htpasswd basic auth.
+    fn start(user: Option<(&str, &str)>) -> Registry {
+        let bin = require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut auth = String::new();
+        if let Some((u, p)) = user {
+            let htpasswd = require_tool("htpasswd", "apache2-utils");
+            let line = run(Command::new(htpasswd).args(["-Bbn", u, p]));
+            std::fs::write(dir.path().join("htpasswd"), line.trim()).expect("htpasswd");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            );
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("config");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Build the busybox base into an OCI layout at `layout` (tag `latest`).
+fn busybox_layout(env: &Env, layout: &Path) {
+    let busybox = require_file("/bin/busybox", "busybox-static");
+    let ctx = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/busybox-base");
+    let dir = env.path("busybox-ctx");
+    copy_dir(&ctx, &dir);
+    std::fs::copy(busybox, dir.join("busybox")).expect("copy busybox");
+    env.build_ok(
+        &[
+            "-o",
+            &format!("type=oci-dir,dest={},name=busybox:latest", layout.display()),
+        ],
+        &dir,
+    );
+}
+
+/// `skopeo copy` from an OCI layout to the registry.
+fn push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, all: bool) {
+    let skopeo = require_tool("skopeo", "skopeo");
+    let mut c = Command::new(skopeo);
+    c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+    if all {
+        c.arg("--all");
+    }
+    if let Some(cr) = creds {
+        c.args(["--dest-creds", cr]);
+    }
+    c.arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}"));
+    run(&mut c);
+}
+
+/// A test environment isolated from the machine's Docker and rbuild configs.
+fn isolated() -> Env {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("docker-config")).expect("mkdir");
+    std::fs::write(env.path("registries.toml"), "").expect("config");
+    env
+}
+
+fn build(env: &Env, args: &[&str], dockerfile: &str, success: bool) -> String {
+    let ctx = env.project("ctx", &[("Dockerfile", dockerfile)]);
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .arg(&ctx)
+        .output()
+        .expect("run rbuild");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.success(), success, "build outcome:\n{err}");
+    err
+}
+
+/// Build and export the result's files to `out`.
+fn build_local(env: &Env, dockerfile: &str, out: &Path, extra: &[&str]) -> String {
+    let dest = format!("type=local,dest={}", out.display());
+    let mut args = vec!["-o", dest.as_str()];
+    args.extend_from_slice(extra);
+    build(env, &args, dockerfile, true)
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+
+    let env = isolated();
+    let df = format!("FROM {host}/library/busybox:latest\nRUN echo pulled > /pulled\n");
+    build_local(&env, &df, &env.path("out1"), &["-t", "pulled:1"]);
+    assert_eq!(read(env.path("out1/pulled")), "pulled\n");
+    assert!(env.path("out1/bin/busybox").exists());
+    // The pulled layers' compressed blobs are kept in the store.
+    let layer_blobs = std::fs::read_dir(env.root().join("blobs/sha256"))
+        .expect("blobs")
+        .count();
+    assert!(layer_blobs >= 3, "manifest, config and layer blobs stored");
+
+    // The registry goes away: a stored base needs no request, under the
+    // name as written or normalised differently.
+    drop(reg);
+    let df2 = format!("FROM {host}/library/busybox\nRUN echo offline > /offline\n");
+    build_local(&env, &df2, &env.path("out2"), &[]);
+    assert_eq!(read(env.path("out2/offline")), "offline\n");
+
+    // --pull must ask the registry: a clear error naming the reference.
+    let err = build(&env, &["--pull"], &df2, false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for {host}/library/busybox:latest"
+        )) && err.contains("cannot reach registry"),
+        "{err}"
+    );
+}
+
+/// Write blob `data` into an OCI layout; its descriptor fields.
+fn put_blob(layout: &Path, data: &[u8]) -> (String, usize) {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(data));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), data).expect("blob");
+    (format!("sha256:{hex}"), data.len())
+}
+
+/// Add to `layout` a two-platform index tagged `multi`: an arm64 image
+/// listed first and an amd64 one, the same layers, configs differing by
+/// `PICKED=<arch>` in their Env.
+fn add_multi_platform_index(layout: &Path) {
+    let index: serde_json::Value =
+        serde_json::from_str(&read(layout.join("index.json"))).expect("index");
+    let mdesc = &index["manifests"][0];
+    let mhex = mdesc["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(layout.join("blobs/sha256").join(mhex))).expect("manifest");
+    let chex = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let config: serde_json::Value =
+        serde_json::from_str(&read(layout.join("blobs/sha256").join(chex))).expect("config");
+    let mut entries = Vec::new();
+    for arch in ["arm64", "amd64"] {
+        let mut c = config.clone();
+        c["architecture"] = arch.into();
+        let env = c["config"]["Env"].as_array_mut().expect("Env");
+        env.push(format!("PICKED={arch}").into());
+        let (cd, cs) = put_blob(layout, &serde_json::to_vec(&c).unwrap());
+        let mut m = manifest.clone();
+        m["config"]["digest"] = cd.into();
+        m["config"]["size"] = cs.into();
+        let mt = m["mediaType"].clone();
+        let (md, ms) = put_blob(layout, &serde_json::to_vec(&m).unwrap());
+        entries.push(serde_json::json!({
+            "mediaType": mt, "digest": md, "size": ms,
+            "platform": {"os": "linux", "architecture": arch}
+        }));
+    }
+    let idx = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (id, is) = put_blob(layout, &serde_json::to_vec(&idx).unwrap());
+    let mut top = index.clone();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": id, "size": is,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).expect("index");
+}
+
+#[test]
+fn mirror_serves_docker_hub_names_and_pull_re_resolves_a_moved_tag_to_the_host_platform() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    add_multi_platform_index(&layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+
+    let env = isolated();
+    std::fs::write(
+        env.path("registries.toml"),
+        format!("[registry.\"docker.io\"]\nmirrors = [\"{host}\"]\n"),
+    )
+    .expect("config");
+    // FROM, COPY --from and RUN --mount from= an image, all by Docker Hub name.
+    let df = "FROM busybox AS base\nRUN echo \"picked=$PICKED\" > /picked\n\
+              FROM scratch\nCOPY --from=docker.io/library/busybox:latest /etc/passwd /passwd\n\
+              COPY --from=base /picked /picked\n";
+    build_local(&env, df, &env.path("out1"), &[]);
+    assert!(read(env.path("out1/passwd")).starts_with("root:"));
+    assert_eq!(read(env.path("out1/picked")), "picked=\n");
+
+    // The tag moves to a multi-platform index: without --pull the stored
+    // image is used, with --pull the amd64 (host) entry of the index.
+    push(
+        &layout,
+        "multi",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        true,
+    );
+    build_local(&env, df, &env.path("out2"), &[]);
+    assert_eq!(read(env.path("out2/picked")), "picked=\n");
+    build_local(&env, df, &env.path("out3"), &["--pull"]);
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(
+        read(env.path("out3/picked")),
+        format!("picked={host_arch}\n")
+    );
+    // And the new image is what the name means from then on, offline.
+    drop(reg);
+    build_local(&env, df, &env.path("out4"), &[]);
+    assert_eq!(
+        read(env.path("out4/picked")),
+        format!("picked={host_arch}\n")
+    );
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn htpasswd_registry_uses_docker_config_credentials_and_refuses_without() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(Some(("tester", "s3cret")));
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/private/busybox:1"),
+        Some("tester:s3cret"),
+        false,
+    );
+    let env = isolated();
+    let df = format!("FROM {host}/private/busybox:1\nRUN echo in > /in\n");
+
+    let err = build(&env, &[], &df, false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for {host}/private/busybox:1: pull access denied"
+        )) && err.contains("401")
+            && err.contains("no credentials"),
+        "{err}"
+    );
+
+    let config = |auth: &str| {
+        std::fs::write(
+            env.path("docker-config/config.json"),
+            format!(
+                "{{\"auths\":{{\"{host}\":{{\"auth\":\"{}\"}}}}}}",
+                base64(auth.as_bytes())
+            ),
+        )
+        .expect("config.json")
+    };
+    config("tester:wrong");
+    let err = build(&env, &[], &df, false);
+    assert!(err.contains("were refused"), "{err}");
+
+    config("tester:s3cret");
+    build_local(&env, &df, &env.path("out"), &[]);
+    assert_eq!(read(env.path("out/in")), "in\n");
+}
+
+#[test]
+fn bad_references_and_registries_give_clear_errors() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let env = isolated();
+
+    let err = build(
+        &env,
+        &[],
+        &format!("FROM {host}/library/busybox:nope\n"),
+        false,
+    );
+    assert!(
+        err.contains(&format!("{host}/library/busybox:nope: not found")),
+        "{err}"
+    );
+    let err = build(&env, &[], &format!("FROM {host}/library/absent\n"), false);
+    assert!(
+        err.contains(&format!("{host}/library/absent:latest: not found")),
+        "{err}"
+    );
+
+    // A closed port on loopback.
+    let closed = free_port();
+    let err = build(
+        &env,
+        &[],
+        &format!("FROM 127.0.0.1:{closed}/x/y:1\n"),
+        false,
+    );
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{closed}/x/y:1: cannot reach registry 127.0.0.1:{closed}"
+        )),
+        "{err}"
+    );
+
+    // Docker's grammar and messages.
+    let err = build(&env, &[], "FROM Foo\n", false);
+    assert!(
+        err.contains(
+            "failed to parse stage name \"Foo\": invalid reference format: repository name (library/Foo) must be lowercase"
+        ),
+        "{err}"
+    );
+    let err = build(&env, &["-t", "a::b"], "FROM scratch\n", false);
+    assert!(err.contains("invalid reference format"), "{err}");
+}

@@ -433,3 +433,78 @@ fn bad_references_and_registries_give_clear_errors() {
     let err = build(&env, &["-t", "a::b"], "FROM scratch\n", false);
     assert!(err.contains("invalid reference format"), "{err}");
 }
+
+#[test]
+fn rbuild_pull_stores_the_image_and_exports_name_it_as_docker_does() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+
+    let env = isolated();
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["pull", &format!("{host}/library/busybox")])
+        .output()
+        .expect("rbuild pull");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Digest: sha256:")
+            && stdout.contains(&format!("{host}/library/busybox:latest")),
+        "{stdout}"
+    );
+    drop(reg);
+
+    // Pulled before: builds offline. Exports carry Docker's names.
+    let tar = env.path("image.tar");
+    let dir = env.path("oci");
+    build(
+        &env,
+        &[
+            "-t",
+            "mine",
+            "-o",
+            &format!("type=docker,dest={}", tar.display()),
+            "-o",
+            &format!("type=oci-dir,dest={}", dir.display()),
+        ],
+        &format!("FROM {host}/library/busybox\nRUN touch /x\n"),
+        true,
+    );
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar).expect("tar"));
+    let mut manifest = String::new();
+    for e in archive.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").to_str() == Some("manifest.json") {
+            std::io::Read::read_to_string(&mut e, &mut manifest).expect("read");
+        }
+    }
+    let m: serde_json::Value = serde_json::from_str(&manifest).expect("manifest.json");
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(["mine:latest"]));
+    let index: serde_json::Value =
+        serde_json::from_str(&read(dir.join("index.json"))).expect("index");
+    assert_eq!(
+        index["manifests"][0]["annotations"]["io.containerd.image.name"],
+        "docker.io/library/mine:latest"
+    );
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "latest"
+    );
+}

@@ -293,7 +293,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         let out_names: Vec<String> = if o.names.is_empty() {
             names.clone()
         } else {
-            o.names.clone()
+            o.names.iter().map(|n| normalize_name(n)).collect()
         };
         match o.kind {
             OutputType::Image => {

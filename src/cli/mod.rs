@@ -4,6 +4,7 @@
 mod build;
 mod check;
 mod parse;
+mod pull;
 mod source;
 mod store_cmds;
 
@@ -32,10 +33,12 @@ pub enum Command {
     Du,
     /// Remove unused data from the store.
     Prune(store_cmds::PruneArgs),
+    /// Pull an image from a registry into the store.
+    Pull(pull::PullArgs),
 }
 
-const SUBCOMMANDS: [&str; 8] = [
-    "build", "check", "parse", "du", "prune", "help", "--help", "-h",
+const SUBCOMMANDS: [&str; 9] = [
+    "build", "check", "parse", "du", "prune", "pull", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Parse(a) => parse::run(a),
         Command::Du => store_cmds::du(),
         Command::Prune(a) => store_cmds::prune(a),
+        Command::Pull(a) => pull::run(a),
     };
     match result {
         Ok(code) => code,

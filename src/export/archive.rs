@@ -99,9 +99,18 @@ pub fn write_docker_archive(
 ) -> Result<(), ExportError> {
     let mut b = tar::Builder::new(open_dest(dest)?);
     append_layout(&mut b, store, img, names, dest)?;
+    // `docker save` writes familiar names (`busybox:latest`).
+    let repo_tags: Vec<String> = names
+        .iter()
+        .map(|n| {
+            crate::registry::Reference::parse(n)
+                .map(|r| r.familiar_string())
+                .unwrap_or_else(|_| n.clone())
+        })
+        .collect();
     let manifest = serde_json::json!([{
         "Config": format!("blobs/sha256/{}", img.config.hex()),
-        "RepoTags": names,
+        "RepoTags": repo_tags,
         "Layers": img.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
     }]);
     append_bytes(

@@ -80,6 +80,11 @@ impl Registry {
 
 /// Build the busybox base into an OCI layout at `layout` (tag `latest`).
 fn busybox_layout(env: &Env, layout: &Path) {
+    busybox_layout_compressed(env, layout, "gzip")
+}
+
+/// The same with layers compressed as `compression`.
+fn busybox_layout_compressed(env: &Env, layout: &Path, compression: &str) {
     let busybox = require_file("/bin/busybox", "busybox-static");
     let ctx = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/busybox-base");
     let dir = env.path("busybox-ctx");
@@ -88,7 +93,10 @@ fn busybox_layout(env: &Env, layout: &Path) {
     env.build_ok(
         &[
             "-o",
-            &format!("type=oci-dir,dest={},name=busybox:latest", layout.display()),
+            &format!(
+                "type=oci-dir,dest={},name=busybox:latest,compression={compression}",
+                layout.display()
+            ),
         ],
         &dir,
     );
@@ -96,9 +104,15 @@ fn busybox_layout(env: &Env, layout: &Path) {
 
 /// `skopeo copy` from an OCI layout to the registry.
 fn push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, all: bool) {
+    push_as(layout, tag, dest, creds, all, &[])
+}
+
+/// The same with extra skopeo arguments.
+fn push_as(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, all: bool, extra: &[&str]) {
     let skopeo = require_tool("skopeo", "skopeo");
     let mut c = Command::new(skopeo);
     c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+    c.args(extra);
     if all {
         c.arg("--all");
     }
@@ -506,5 +520,96 @@ fn rbuild_pull_stores_the_image_and_exports_name_it_as_docker_does() {
     assert_eq!(
         index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
         "latest"
+    );
+}
+
+#[test]
+fn zstd_uncompressed_and_docker_schema2_images_and_digest_references() {
+    let reg = Registry::start(None);
+    let host = reg.host();
+    for comp in ["zstd", "uncompressed"] {
+        let seed = Env::new();
+        let layout = seed.path("layout");
+        busybox_layout_compressed(&seed, &layout, comp);
+        // As the layout has it (skopeo would otherwise compress).
+        push_as(
+            &layout,
+            "latest",
+            &format!("{host}/{comp}/busybox:1"),
+            None,
+            false,
+            &["--preserve-digests"],
+        );
+        let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/{comp}/busybox:1"),
+        ]));
+        let m: serde_json::Value = serde_json::from_str(&raw).expect("manifest");
+        let want = match comp {
+            "zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+            _ => "application/vnd.oci.image.layer.v1.tar",
+        };
+        assert_eq!(m["layers"][0]["mediaType"], want);
+    }
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    push_as(
+        &layout,
+        "latest",
+        &format!("{host}/v2/busybox:1"),
+        None,
+        false,
+        &["--format", "v2s2"],
+    );
+    let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/v2/busybox:1"),
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&raw).expect("manifest");
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let digest = {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+        )
+    };
+
+    // Each in a fresh store, so that each layer format is unpacked.
+    for from in [
+        format!("{host}/zstd/busybox:1"),
+        format!("{host}/uncompressed/busybox:1"),
+        format!("{host}/v2/busybox@{digest}"),
+        format!("{host}/v2/busybox:1@{digest}"),
+    ] {
+        let env = isolated();
+        let df = format!("FROM {from}\nRUN busybox echo ok > /ok\n");
+        build_local(&env, &df, &env.path("out"), &[]);
+        assert_eq!(read(env.path("out/ok")), "ok\n", "{from}");
+        assert!(env.path("out/bin/sh").exists(), "{from}");
+    }
+    let env = isolated();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = build(
+        &env,
+        &[],
+        &format!("FROM {host}/v2/busybox@{wrong}\n"),
+        false,
+    );
+    assert!(
+        err.contains(&format!("{host}/v2/busybox@{wrong}: not found")),
+        "{err}"
     );
 }

@@ -140,12 +140,28 @@ impl RegistryOptions {
         }
     }
 
+    /// A mirror entry: `host[:port]`, or with a scheme (`http://host:port`)
+    /// that fixes the protocol; a trailing `/` is ignored.
+    fn mirror(&self, m: &str) -> Endpoint {
+        let (scheme, rest) = match m.split_once("://") {
+            Some((s @ ("http" | "https"), rest)) => (Some(s), rest),
+            _ => (None, m),
+        };
+        let mut e = self.endpoint(rest.trim_end_matches('/'), true);
+        match scheme {
+            Some("http") => e.schemes = vec!["http"],
+            Some(_) => e.schemes = vec!["https"],
+            None => {}
+        }
+        e
+    }
+
     /// Where to pull from for the registry `domain`: its mirrors, then itself.
     pub fn pull_endpoints(&self, domain: &str) -> Vec<Endpoint> {
         let mut out: Vec<Endpoint> = self
             .hosts
             .get(domain)
-            .map(|c| c.mirrors.iter().map(|m| self.endpoint(m, true)).collect())
+            .map(|c| c.mirrors.iter().map(|m| self.mirror(m)).collect())
             .unwrap_or_default();
         let origin = if domain == super::reference::DEFAULT_DOMAIN {
             "registry-1.docker.io"
@@ -177,7 +193,7 @@ mod tests {
             [worker.oci]
             enabled = true
             [registry."docker.io"]
-            mirrors = ["127.0.0.1:5000", "mirror.example.com"]
+            mirrors = ["127.0.0.1:5000", "mirror.example.com", "http://10.1.1.1:80/"]
             [registry."mirror.example.com"]
             insecure = true
             [registry."10.0.0.1:5000"]
@@ -186,15 +202,17 @@ mod tests {
         )
         .unwrap();
         let e = o.pull_endpoints("docker.io");
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[2].host, "10.1.1.1:80");
+        assert_eq!(e[2].schemes, ["http"]);
         assert_eq!(e[0].host, "127.0.0.1:5000");
         assert_eq!(e[0].schemes, ["https", "http"]);
         assert!(e[0].mirror);
         assert_eq!(e[1].host, "mirror.example.com");
         assert!(e[1].skip_verify);
-        assert_eq!(e[2].host, "registry-1.docker.io");
-        assert_eq!(e[2].schemes, ["https"]);
-        assert!(!e[2].mirror);
+        assert_eq!(e[3].host, "registry-1.docker.io");
+        assert_eq!(e[3].schemes, ["https"]);
+        assert!(!e[3].mirror);
         assert_eq!(o.pull_endpoints("10.0.0.1:5000")[0].schemes, ["http"]);
         assert_eq!(o.pull_endpoints("example.com")[0].schemes, ["https"]);
         assert_eq!(

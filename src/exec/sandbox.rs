@@ -1,6 +1,6 @@
 //! The sandbox helper: `rbuild __sandbox` reads a [`SandboxSpec`] on stdin
 //! and, single-threaded, creates mount, pid, ipc and uts namespaces (and a
-//! network namespace for `--network=none`), assembles an overlay of the
+//! network namespace unless `--network=host`), assembles an overlay of the
 //! parent layers with a fresh upper directory, mounts a new /proc and a
 //! minimal /dev, pivots into it, drops to Docker's default capabilities with
 //! no_new_privs, switches user and execs the command as PID 1 of its pid
@@ -8,7 +8,6 @@
 
 use super::spec::{Network, SandboxSpec};
 use std::ffi::CString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -326,11 +325,10 @@ fn bind_file(src: &Path, target: &Path) {
 
 /// Entry point of `rbuild __sandbox`. Never returns.
 pub fn sandbox_main() -> ! {
-    let mut input = String::new();
-    if std::io::stdin().read_to_string(&mut input).is_err() {
+    let Ok(input) = super::network::read_spec_line() else {
         fail("reading the sandbox spec");
-    }
-    let spec: SandboxSpec = match serde_json::from_str(&input) {
+    };
+    let spec: SandboxSpec = match serde_json::from_slice(&input) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rbuild sandbox: bad spec: {e}");
@@ -342,7 +340,7 @@ pub fn sandbox_main() -> ! {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: plain getters.
@@ -366,6 +364,10 @@ pub fn sandbox_main() -> ! {
                 fail(&format!("writing {f}"));
             }
         }
+    }
+    if let Some(fd) = spec.sync_fd {
+        // rbuild now attaches slirp4netns to our network namespace.
+        super::network::notify(fd);
     }
     // SAFETY: fork in a single-threaded process; the child becomes PID 1.
     let pid = unsafe { libc::fork() };
@@ -449,8 +451,8 @@ fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
         );
     }
     bind_file(&spec.hosts_file, &root.join("etc/hosts"));
-    if Path::new("/etc/resolv.conf").exists() {
-        bind_file(Path::new("/etc/resolv.conf"), &root.join("etc/resolv.conf"));
+    if let Some(resolv) = &spec.resolv_conf {
+        bind_file(resolv, &root.join("etc/resolv.conf"));
     }
     for m in &spec.mounts {
         extra_mount(root, m, &spec.empty_lower);
@@ -507,6 +509,10 @@ fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     set_rlimits();
+    if spec.network == Network::Slirp && !super::network::wait_for_go() {
+        eprintln!("rbuild sandbox: the step's network could not be set up");
+        std::process::exit(125);
+    }
     let mut cmd = std::process::Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear();
     for kv in &spec.env {

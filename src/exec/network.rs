@@ -176,9 +176,12 @@ pub fn read_byte(fd: RawFd, timeout_ms: i32) -> Option<u8> {
     }
 }
 
-/// A running slirp4netns serving one step; killed and reaped when dropped.
+/// A running slirp4netns serving one step; killed when dropped, and reaped
+/// by a thread of its own: its exit tears down the TUN device, which takes
+/// the kernel 10–20 ms that the next step need not wait for.
+/// [`reap_all`] waits for every one.
 pub struct Slirp {
-    child: Child,
+    child: Option<Child>,
     /// rbuild's end of `--exit-fd`: when rbuild dies, slirp4netns sees the
     /// pipe close and exits.
     _exit: OwnedFd,
@@ -236,14 +239,17 @@ impl Slirp {
             })
         });
         let mut slirp = Slirp {
-            child,
+            child: Some(child),
             _exit: exit.write,
             stderr,
         };
         if read_byte(ready.read.as_raw_fd(), READY_TIMEOUT_MS).is_some() {
             return Ok(slirp);
         }
-        slirp.stop();
+        if let Some(mut c) = slirp.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let stderr = slirp
             .stderr
             .take()
@@ -251,16 +257,37 @@ impl Slirp {
             .unwrap_or_default();
         Err(NetworkError::NotReady { stderr })
     }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
+
+/// Reaper threads of killed slirp4netns processes.
+static REAPERS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
 
 impl Drop for Slirp {
     fn drop(&mut self) {
-        self.stop();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.kill();
+        let reaper = std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        if let Ok(mut r) = REAPERS.lock() {
+            r.retain(|h| !h.is_finished());
+            r.push(reaper);
+        }
+    }
+}
+
+/// Wait until every slirp4netns rbuild started has exited (before rbuild
+/// exits, so none outlives it).
+pub fn reap_all() {
+    let handles = match REAPERS.lock() {
+        Ok(mut r) => std::mem::take(&mut *r),
+        Err(_) => return,
+    };
+    for h in handles {
+        let _ = h.join();
     }
 }
 

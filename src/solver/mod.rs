@@ -2,6 +2,7 @@
 //! independent (tokio tasks; blocking file work on the blocking pool, hashing
 //! and compression on rayon), each step looked up by cache key before it runs.
 
+mod context_mount;
 pub mod keys;
 pub mod secrets;
 pub mod steps;

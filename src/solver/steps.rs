@@ -14,7 +14,7 @@ use crate::image::config::{HealthConfig, History, ImageConfig, rfc3339};
 use crate::layer::compress::Compression;
 use crate::layer::tarball::write_layer_tar;
 use crate::layer::view::{MergedView, clean_components};
-use crate::ops::copy::{CopyPlan, execute, parse_chmod};
+use crate::ops::copy::{CopyPlan, Unpack, execute, parse_chmod};
 use crate::ops::users::{chown_ids, user_ids};
 use crate::ops::view_select::select_in_view;
 use std::path::{Path, PathBuf};
@@ -239,14 +239,25 @@ pub fn prepare(
                     "ADD {src}: git sources are not supported yet"
                 )));
             }
-            let mut sels = match &view {
-                Some(v) => select_in_view(v, src)?,
+            let found = match &view {
+                Some(v) => select_in_view(v, src),
                 None => {
                     let ctx = env
                         .context
                         .ok_or_else(|| SolveError::Internal("no build context".into()))?;
-                    ctx.select(src)?
+                    ctx.select(src)
                 }
+            };
+            let mut sels = match found {
+                // A wildcard that matches nothing copies nothing (BuildKit's
+                // AllowEmptyWildcard); a plain path must exist.
+                Err(crate::context::ContextError::NotFound(_))
+                    if crate::context::has_wildcards(src) =>
+                {
+                    parts.add(format!("source:{src}"), "empty".to_string());
+                    Vec::new()
+                }
+                r => r?,
             };
             for sel in sels.iter_mut() {
                 let mut all: Vec<crate::context::Entry> =
@@ -347,7 +358,7 @@ fn digest_plain(entries: &mut [crate::context::Entry]) -> Result<(), SolveError>
             if e.kind != crate::context::Kind::File {
                 return Ok(None);
             }
-            crate::digest::hash_reader(std::fs::File::open(&e.abs)?).map(|(d, _)| Some(d))
+            crate::digest::hash_reader(e.open()?).map(|(d, _)| Some(d))
         })
         .collect();
     for (e, r) in entries.iter_mut().zip(res) {
@@ -623,14 +634,27 @@ pub fn run_step(
             history(&mut state.config, epoch, format!("WORKDIR {wd}"), has_layer);
         }
         InstructionKind::Copy(c) => {
-            let layer = copy_layer(env, parent, &c.paths, &c.options, c.parents, false, prep)?;
+            let layer = copy_layer(
+                env,
+                parent,
+                &c.paths,
+                &c.options,
+                c.parents,
+                Unpack::Never,
+                prep,
+            )?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("COPY", flag_text(&c.options, c.from.as_deref()), &c.paths);
             history(&mut state.config, epoch, text, has);
         }
         InstructionKind::Add(a) => {
-            let layer = copy_layer(env, parent, &a.paths, &a.options, false, true, prep)?;
+            let unpack = match a.unpack {
+                Some(false) => Unpack::Never,
+                Some(true) => Unpack::All,
+                None => Unpack::Local,
+            };
+            let layer = copy_layer(env, parent, &a.paths, &a.options, false, unpack, prep)?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("ADD", flag_text(&a.options, None), &a.paths);
@@ -968,13 +992,16 @@ fn step_mounts(
                             .ok_or_else(|| SolveError::Internal("no build context".into()))?;
                         let sel = ctx.select(&sub)?;
                         let Some(first) = sel.first() else { continue };
-                        let mut host = first.root.abs.clone();
-                        if !m.readonly {
-                            // Writes to a rw bind are discarded: give the step a copy.
-                            let copy = dir.join(format!("bind-{n}"));
-                            copy_tree(&host, &copy)?;
-                            host = copy;
-                        }
+                        // What the context sends (ignore rules applied), laid
+                        // out for the step; a rw mount gets copies, whose
+                        // writes are discarded with the step.
+                        let at = dir.join(format!("bind-{n}"));
+                        let host = super::context_mount::materialize(first, &at, !m.readonly)
+                            .map_err(|source| SolveError::Io {
+                                what: "laying out the context for",
+                                path: at.clone(),
+                                source,
+                            })?;
                         out.push(ExtraMount::Bind {
                             source: host,
                             target: target.clone(),
@@ -1103,33 +1130,6 @@ fn apply_mount_owner(path: &Path, m: &crate::frontend::ast::Mount, default_mode:
     let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {
-    let io = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SolveError::Io {
-            what,
-            path: p,
-            source,
-        }
-    };
-    let m = std::fs::symlink_metadata(from).map_err(io("stat", from))?;
-    if m.is_dir() {
-        std::fs::create_dir_all(to).map_err(io("creating", to))?;
-        for e in std::fs::read_dir(from)
-            .map_err(io("reading", from))?
-            .flatten()
-        {
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
-        }
-    } else if m.file_type().is_symlink() {
-        let t = std::fs::read_link(from).map_err(io("reading link", from))?;
-        std::os::unix::fs::symlink(t, to).map_err(io("creating", to))?;
-    } else {
-        std::fs::copy(from, to).map_err(io("copying", to))?;
-    }
-    Ok(())
-}
-
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.
 fn copy_history(cmd: &str, flags: String, paths: &crate::frontend::ast::SourcesAndDest) -> String {
     let mut words = vec![cmd.to_string()];
@@ -1211,7 +1211,7 @@ fn copy_layer(
     paths: &crate::frontend::ast::SourcesAndDest,
     opts: &crate::frontend::ast::CopyOptions,
     parents: bool,
-    is_add: bool,
+    unpack: Unpack,
     prep: &Prepared,
 ) -> Result<Option<LayerRef>, SolveError> {
     let full_view = view_of(env.store, parent);
@@ -1259,7 +1259,11 @@ fn copy_layer(
         exclude: &opts.exclude,
         base,
         created_time: env.epoch.map(|e| e as i64).unwrap_or(0),
-        extract_archives: is_add && prep.from_view.is_none(),
+        unpack: if prep.from_view.is_none() {
+            unpack
+        } else {
+            Unpack::Never
+        },
         // Reuse shares inodes with the previous layer: never when mtimes
         // will be clamped afterwards (that would touch the previous layer).
         previous: prep.previous.as_ref().filter(|_| env.epoch.is_none()),

@@ -111,25 +111,9 @@ pub fn run_sandboxed(
         }));
     }
     drop(tx);
-    // The helper's network namespace exists once it says so on `sync`
-    // (end of file: it failed first, and says why on stderr).
-    let mut net_err = None;
-    let slirp = match (&slirp_bin, &sync) {
-        (Some(bin), Some(sync)) if network::read_byte(sync.as_raw_fd(), -1).is_some() => {
-            match network::Slirp::start(bin, child.id(), rootless) {
-                Ok(s) => {
-                    if let Some(s) = stdin.as_mut() {
-                        let _ = s.write_all(&[network::GO]);
-                    }
-                    Some(s)
-                }
-                Err(e) => {
-                    net_err = Some(e);
-                    None
-                }
-            }
-        }
-        _ => None,
+    let (slirp, net_err) = match (&slirp_bin, &sync) {
+        (Some(bin), Some(sync)) => attach_network(bin, sync, child.id(), rootless, stdin.as_mut()),
+        _ => (None, None),
     };
     drop(stdin);
     let mut log = std::fs::File::create(log_path).ok();
@@ -164,6 +148,31 @@ pub fn run_sandboxed(
             code,
             tail: tail.into_iter().collect(),
         })
+    }
+}
+
+/// Once the helper (`pid`) says on `sync` that its network namespace exists,
+/// start slirp4netns on it and, when it is ready, let the step run (GO on
+/// its stdin). End of file on `sync`: the helper failed first and says why
+/// on stderr.
+fn attach_network(
+    bin: &Path,
+    sync: &std::os::fd::OwnedFd,
+    pid: u32,
+    rootless: bool,
+    stdin: Option<&mut std::process::ChildStdin>,
+) -> (Option<network::Slirp>, Option<network::NetworkError>) {
+    if network::read_byte(sync.as_raw_fd(), -1).is_none() {
+        return (None, None);
+    }
+    match network::Slirp::start(bin, pid, rootless) {
+        Ok(s) => {
+            if let Some(stdin) = stdin {
+                let _ = stdin.write_all(&[network::GO]);
+            }
+            (Some(s), None)
+        }
+        Err(e) => (None, Some(e)),
     }
 }
 

@@ -256,3 +256,71 @@ fn a_missing_slirp4netns_fails_the_step_and_names_the_package_and_alternatives()
         String::from_utf8_lossy(&st.stderr)
     );
 }
+
+/// A DNS server for the test namespace: answers every A query with
+/// 198.51.100.1 (no other records).
+const DNS_SERVER: &str = r#"import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.51.100.1", 53))
+while True:
+    q, addr = s.recvfrom(512)
+    tid = struct.unpack(">H", q[:2])[0]
+    i = 12
+    while q[i] != 0:
+        i += q[i] + 1
+    question = q[12:i + 5]
+    if struct.unpack(">H", q[i + 1:i + 3])[0] == 1:
+        ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton("198.51.100.1")
+        s.sendto(struct.pack(">HHHHHH", tid, 0x8180, 1, 1, 0, 0) + question + ans, addr)
+    else:
+        s.sendto(struct.pack(">HHHHHH", tid, 0x8180, 1, 0, 0, 0) + question, addr)
+"#;
+
+#[test]
+fn names_resolve_through_slirp4netns_dns_forwarder() {
+    let env = with_base();
+    let python = require_tool("python3", "python3");
+    std::fs::write(env.path("dns.py"), DNS_SERVER).unwrap();
+    // The host side's resolver, seen by slirp4netns: our server only.
+    std::fs::write(env.path("resolv.conf"), "nameserver 198.51.100.1\n").unwrap();
+    let ctx = env.project(
+        "dns",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\n\
+             RUN cp /etc/resolv.conf /resolv.txt && wget -q -O /fetched.txt http://files.build.example:8080/file\n",
+        )],
+    );
+    let out = env.path("dns-out");
+    // A mount namespace too, to give the test namespace its own resolv.conf.
+    let script = format!(
+        "mount --bind {resolv} /etc/resolv.conf || exit 12\n{NETNS_SETUP}\n\
+         {python} {dns} & DNS=$!\ntrap 'kill $HTTPD $DNS' EXIT\n\
+         i=0; until nslookup files.build.example 198.51.100.1 >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || exit 13; sleep 0.05; done\n\
+         \"$RBUILD\" build --progress plain -o type=local,dest={out} {ctx} || exit 10\n",
+        resolv = env.path("resolv.conf").display(),
+        python = python.display(),
+        dns = env.path("dns.py").display(),
+        out = out.display(),
+        ctx = ctx.display(),
+    )
+    .replace("nslookup", "busybox nslookup");
+    let unshare = require_tool("unshare", "util-linux");
+    let res = Proc::new(unshare)
+        .args(["--net", "--mount", "sh", "-c", &script])
+        .env("RBUILD_ROOT", env.root())
+        .env("RBUILD", assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("WWW", env.path("www"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // Resolved by slirp4netns's forwarder (10.0.2.3), which asked our server.
+    assert_eq!(read(&out, "resolv.txt"), "nameserver 10.0.2.3\n");
+    assert_eq!(read(&out, "fetched.txt"), "fetched-ok\n");
+}

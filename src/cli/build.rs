@@ -153,6 +153,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Store::open(&root, LockMode::Shared)
             .with_context(|| format!("opening store {}", root.display()))?,
     );
+    // Secrets a killed build left in memory.
+    rbuild::solver::secrets::clean_stale();
     let mut opts = BuildOptions {
         build_args: args.build_args.clone(),
         target: args.target.clone(),

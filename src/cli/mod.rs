@@ -58,6 +58,8 @@ pub fn main() -> ExitCode {
         Command::Du => store_cmds::du(),
         Command::Prune(a) => store_cmds::prune(a),
     };
+    // No slirp4netns of a RUN step outlives rbuild.
+    rbuild::exec::network::reap_all();
     match result {
         Ok(code) => code,
         Err(e) => {

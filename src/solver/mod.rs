@@ -5,6 +5,7 @@
 mod cache_mount;
 mod context_mount;
 pub mod keys;
+pub mod secrets;
 pub mod steps;
 
 use crate::cache::{CacheRecord, ImageState, Store, StoreError};

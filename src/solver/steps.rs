@@ -818,8 +818,10 @@ fn run_layer(
     let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
     let network = match run.network {
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,
-        _ => Network::Host,
+        Some(crate::frontend::ast::NetworkMode::Host) => Network::Host,
+        Some(crate::frontend::ast::NetworkMode::Default) | None => Network::Slirp,
     };
+    let resolv_conf = step_resolv_conf(network, dir)?;
     // A layer that occurs twice is fully covered by its upper occurrence, and
     // overlayfs refuses the same directory twice: keep the topmost.
     let mut lowerdirs: Vec<PathBuf> = Vec::new();
@@ -836,6 +838,8 @@ fn run_layer(
         work: dir.join("work"),
         rootfs: dir.join("rootfs"),
         hosts_file: dir.join("hosts"),
+        resolv_conf,
+        sync_fd: None,
         argv: argv.clone(),
         env: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd: if cfg.config.working_dir.is_empty() {
@@ -899,21 +903,35 @@ fn run_layer(
     Ok((layer, created_by))
 }
 
+/// The file a step sees as /etc/resolv.conf: the host's with the host's
+/// network (and none), else one naming slirp4netns's DNS forwarder.
+fn step_resolv_conf(
+    network: crate::exec::spec::Network,
+    dir: &Path,
+) -> Result<Option<PathBuf>, SolveError> {
+    let host = Path::new("/etc/resolv.conf");
+    if network != crate::exec::spec::Network::Slirp {
+        return Ok(host.exists().then(|| host.to_path_buf()));
+    }
+    let content =
+        crate::exec::network::resolv_conf(&std::fs::read_to_string(host).unwrap_or_default());
+    let p = dir.join("resolv.conf");
+    std::fs::write(&p, content).map_err(|source| SolveError::Io {
+        what: "writing",
+        path: p.clone(),
+        source,
+    })?;
+    Ok(Some(p))
+}
+
 /// What must live until a RUN step ends: cache locks, secret files.
 #[derive(Default)]
 struct MountGuards {
     locks: Vec<std::fs::File>,
-    secret_dirs: Vec<PathBuf>,
+    /// The step's secret files (removed when dropped).
+    secrets: Option<super::secrets::SecretDir>,
     /// Mount targets (created in the rootfs if missing; removed from the layer).
     targets: Vec<String>,
-}
-
-impl Drop for MountGuards {
-    fn drop(&mut self) {
-        for d in &self.secret_dirs {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
 }
 
 /// Translate `RUN --mount`s into sandbox mounts.
@@ -1069,25 +1087,7 @@ fn step_mounts(
                         continue;
                     }
                 }
-                // Secrets live in memory (tmpfs), never in the store.
-                let sdir = PathBuf::from(format!(
-                    "/dev/shm/rbuild-secret-{}-{n}-{}",
-                    std::process::id(),
-                    Digest::of(id.as_bytes()).hex()
-                ));
-                std::fs::create_dir_all(&sdir).map_err(|source| SolveError::Io {
-                    what: "creating",
-                    path: sdir.clone(),
-                    source,
-                })?;
-                guards.secret_dirs.push(sdir.clone());
-                let file = sdir.join("secret");
-                std::fs::write(&file, &value).map_err(|source| SolveError::Io {
-                    what: "writing secret",
-                    path: file.clone(),
-                    source,
-                })?;
-                super::cache_mount::apply_owner(&file, m, 0o400);
+                let file = write_secret(env, guards, m, &value)?;
                 let t = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
@@ -1110,6 +1110,35 @@ fn step_mounts(
         guards.targets.push(target);
     }
     Ok(out)
+}
+
+/// Write a secret's value into the step's private secret directory (made
+/// on first use) with the mount's owner and mode (root, 0400 by default).
+fn write_secret(
+    env: &StepEnv<'_>,
+    guards: &mut MountGuards,
+    m: &crate::frontend::ast::Mount,
+    value: &[u8],
+) -> Result<PathBuf, SolveError> {
+    let store_tmp = env.store.root().join("tmp");
+    if guards.secrets.is_none() {
+        let d = super::secrets::SecretDir::create(&store_tmp).map_err(|source| SolveError::Io {
+            what: "creating a secret directory for",
+            path: store_tmp.clone(),
+            source,
+        })?;
+        guards.secrets = Some(d);
+    }
+    let Some(dir) = guards.secrets.as_mut() else {
+        return Err(SolveError::Internal("no secret directory".into()));
+    };
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    dir.write(value, uid, gid, m.mode.unwrap_or(0o400))
+        .map_err(|source| SolveError::Io {
+            what: "writing a secret in",
+            path: dir.path().to_path_buf(),
+            source,
+        })
 }
 
 /// `k=v k2=v2`, as history records ENV and LABEL.

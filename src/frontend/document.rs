@@ -89,7 +89,7 @@ pub fn parse_dockerfile(source: &str) -> Result<(Dockerfile, Linter)> {
     if stages.is_empty() {
         return Err(FrontendError::new(
             Pos { line: 1, col: 1 },
-            "the Dockerfile has no FROM instruction: no build stage",
+            "dockerfile contains no stages to build",
         ));
     }
     for stage in &stages {

@@ -3,6 +3,7 @@
 //! and compression on rayon), each step looked up by cache key before it runs.
 
 pub mod keys;
+pub mod mount_targets;
 pub mod steps;
 
 use crate::cache::{CacheRecord, ImageState, Store, StoreError};

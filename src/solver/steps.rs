@@ -768,6 +768,10 @@ fn run_layer(
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
     }
     let mut guards = MountGuards::default();
+    let step = &Step {
+        mounts: super::mount_targets::resolve(&step.mounts, &cfg.config.working_dir)?,
+        ..step.clone()
+    };
     let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
     let network = match run.network {
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,

@@ -94,3 +94,97 @@ fn files_without_instructions_or_stages_get_buildkits_messages() {
         assert!(!err.contains("kw_"), "grammar rule names leak: {err}");
     }
 }
+
+#[test]
+fn check_error_directive_fails_the_build() {
+    let env = Env::new();
+    let ctx = env.project(
+        "lint",
+        &[(
+            "Dockerfile",
+            "#check=skip=ConsistentInstructionCasing;error=true\nFROM scratch as base\ncopy Dockerfile .\n",
+        )],
+    );
+    let err = env.build_err(&[], &ctx);
+    assert!(
+        err.contains("lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
+    let ok = env.project(
+        "lint-off",
+        &[(
+            "Dockerfile",
+            "#check=error=false\nFROM scratch as base\nCOPY Dockerfile .\n",
+        )],
+    );
+    env.build_ok(&[], &ok);
+}
+
+/// The manifest digest of a build of `ctx` in a fresh store.
+fn manifest_digest(ctx: &std::path::Path, args: &[&str], epoch_env: Option<&str>) -> String {
+    let env = Env::new();
+    let meta = env.path("meta.json");
+    let mut cmd = env.rbuild();
+    if let Some(e) = epoch_env {
+        cmd.env("SOURCE_DATE_EPOCH", e);
+    }
+    let out = cmd
+        .args(["build", "--progress", "plain", "--metadata-file"])
+        .arg(&meta)
+        .args(args)
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    v["containerimage.digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn source_date_epoch_build_arg_works_like_the_environment_variable() {
+    let env = Env::new();
+    let ctx = env.project(
+        "sde",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a /a\nENV X=1\n"),
+            ("a", "content\n"),
+        ],
+    );
+    let by_env = manifest_digest(&ctx, &[], Some("1700000000"));
+    let by_arg = manifest_digest(&ctx, &["--build-arg", "SOURCE_DATE_EPOCH=1700000000"], None);
+    assert_eq!(by_env, by_arg);
+    let other = manifest_digest(&ctx, &["--build-arg", "SOURCE_DATE_EPOCH=1600000000"], None);
+    assert_ne!(by_env, other);
+    let err = env.build_err(&["--build-arg", "SOURCE_DATE_EPOCH=soon"], &ctx);
+    assert!(err.contains("SOURCE_DATE_EPOCH=soon"), "{err}");
+}
+
+#[test]
+fn unused_build_args_get_a_warning() {
+    let env = Env::new();
+    let ctx = env.project(
+        "unused",
+        &[("Dockerfile", "FROM scratch\nARG USED\nENV X=$USED\n")],
+    );
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "USED=1",
+            "--build-arg",
+            "FOO=2",
+            "--build-arg",
+            "HTTP_PROXY=x",
+        ],
+        &ctx,
+    );
+    assert!(
+        err.contains("[Warning] One or more build-args [FOO] were not consumed"),
+        "{err}"
+    );
+    let err = env.build_ok(&["--build-arg", "USED=1"], &ctx);
+    assert!(!err.contains("not consumed"), "{err}");
+}

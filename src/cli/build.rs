@@ -123,6 +123,51 @@ fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
     })
 }
 
+/// SOURCE_DATE_EPOCH from `--build-arg` (as BuildKit's frontend takes it),
+/// else from the environment (as buildx passes it on).
+fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
+    let (v, from) = match build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+    {
+        Some((_, v)) => (v.clone(), "--build-arg SOURCE_DATE_EPOCH"),
+        None => (
+            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_default(),
+            "SOURCE_DATE_EPOCH",
+        ),
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<u64>()
+        .map(Some)
+        .with_context(|| format!("{from}={v}: must be a number of seconds"))
+}
+
+/// Print the build checks' findings (not in quiet mode).
+fn print_warnings(
+    src: &super::source::DockerfileSource,
+    linter: &rbuild::frontend::lint::Linter,
+    mode: Mode,
+) {
+    if mode == Mode::Quiet {
+        return;
+    }
+    for w in &linter.warnings {
+        eprint!(
+            "{}",
+            render(
+                &src.display,
+                &src.text,
+                w.pos,
+                "warning",
+                &format!("{}: {}", w.rule, w.message)
+            )
+        );
+    }
+}
+
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mode = progress_mode(&args.progress, args.quiet)?;
@@ -177,6 +222,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(v) = linter.violation() {
+        print_warnings(&src, &linter, mode);
+        eprintln!("error: {v}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let unused_args = plan.unused_build_args.clone();
     let dockerfile_path = args
         .file
         .clone()
@@ -186,13 +237,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         &dockerfile_path,
         Some(&store.root().join("statcache")),
     )?);
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(
-            v.parse::<u64>()
-                .context("SOURCE_DATE_EPOCH must be a number of seconds")?,
-        ),
-        _ => None,
-    };
+    let epoch = source_date_epoch(&args.build_args)?;
     let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
     let req = BuildRequest {
@@ -222,19 +267,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let result = runtime.block_on(solve(store.clone(), req, progress));
     context.save_cache();
     let _ = renderer.join();
-    for w in &linter.warnings {
-        if mode != Mode::Quiet {
-            eprint!(
-                "{}",
-                render(
-                    &src.display,
-                    &src.text,
-                    w.pos,
-                    "warning",
-                    &format!("{}: {}", w.rule, w.message)
-                )
-            );
-        }
+    print_warnings(&src, &linter, mode);
+    if !unused_args.is_empty() && mode != Mode::Quiet {
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused_args.join(" ")
+        );
     }
     let result = match result {
         Ok(r) => r,

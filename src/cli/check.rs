@@ -70,8 +70,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     }
     if !plan.unused_build_args.is_empty() {
         eprintln!(
-            "warning: one or more build-args {:?} were not consumed",
-            plan.unused_build_args
+            "[Warning] One or more build-args [{}] were not consumed",
+            plan.unused_build_args.join(" ")
         );
     }
     let stages = plan.order.len();
@@ -83,8 +83,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         linter.warnings.len(),
         if linter.warnings.len() == 1 { "" } else { "s" }
     );
-    if linter.config.error && !linter.warnings.is_empty() {
-        eprintln!("error: build checks failed (check=error=true)");
+    if let Some(v) = linter.violation() {
+        eprintln!("error: {v}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

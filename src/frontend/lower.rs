@@ -447,6 +447,8 @@ pub fn lower(
                 && !declared_global.contains(k)
                 && !PROXY_ARGS.contains(&k.as_str())
                 && !predefined.iter().any(|(p, _)| p == k)
+                && !k.starts_with("BUILDKIT_")
+                && k != "SOURCE_DATE_EPOCH"
         })
         .collect();
     Ok(BuildPlan {

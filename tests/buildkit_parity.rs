@@ -188,3 +188,53 @@ fn unused_build_args_get_a_warning() {
     let err = env.build_ok(&["--build-arg", "USED=1"], &ctx);
     assert!(!err.contains("not consumed"), "{err}");
 }
+
+#[test]
+fn tags_are_checked_with_dockers_reference_grammar() {
+    let env = Env::new();
+    let ctx = env.project("tags", &[("Dockerfile", "FROM scratch\nENV A=1\n")]);
+    let long = "a".repeat(256);
+    for (tag, want) in [
+        (
+            "Foo",
+            "invalid reference format: repository name (library/Foo) must be lowercase",
+        ),
+        ("a b", "invalid reference format"),
+        ("a::b", "invalid reference format"),
+        ("a:", "invalid reference format"),
+        (
+            long.as_str(),
+            "repository name must not be more than 255 characters",
+        ),
+    ] {
+        let err = env.build_err(&["-t", tag], &ctx);
+        assert!(
+            err.contains(&format!(
+                "invalid argument {tag:?} for \"-t, --tag\" flag: {want}"
+            )),
+            "{tag}: {err}"
+        );
+    }
+    env.build_ok(&["-t", "localhost:5000/ok/name:v1.2_3"], &ctx);
+}
+
+#[test]
+fn missing_secret_file_fails_before_the_build() {
+    let env = Env::new();
+    // The RUN would fail if the build started: there is no shell in scratch.
+    let ctx = env.project("secret", &[("Dockerfile", "FROM scratch\nRUN true\n")]);
+    let err = env.build_err(&["--secret", "id=X,src=/nonexistent/secret-file"], &ctx);
+    assert!(
+        err.contains("failed to stat /nonexistent/secret-file"),
+        "{err}"
+    );
+    assert!(!err.contains("RUN true"), "the build must not start: {err}");
+}
+
+#[test]
+fn local_output_to_stdout_is_rejected() {
+    let env = Env::new();
+    let ctx = env.project("stdout", &[("Dockerfile", "FROM scratch\nENV A=1\n")]);
+    let err = env.build_err(&["-o", "type=local,dest=-"], &ctx);
+    assert!(err.contains("not standard output (dest=-)"), "{err}");
+}

@@ -96,6 +96,21 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
     Ok((id, source))
 }
 
+/// Secret files must exist before the build starts (as buildx's secret
+/// store checks them), and be at most 500 KB.
+fn check_secrets(secrets: &[(String, SecretSource)]) -> Result<()> {
+    for (id, src) in secrets {
+        if let SecretSource::File(p) = src {
+            let meta = std::fs::metadata(p)
+                .with_context(|| format!("--secret id={id}: failed to stat {}", p.display()))?;
+            if meta.len() > 500 * 1024 {
+                bail!("--secret id={id}: secret {id} too big. max size 500KB");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Base image environments, from the local store and OCI layouts.
 struct StoreImages<'a>(&'a Store);
 
@@ -171,11 +186,17 @@ fn print_warnings(
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mode = progress_mode(&args.progress, args.quiet)?;
+    for t in &args.tags {
+        if let Err(e) = rbuild::image::reference::validate(t) {
+            bail!("invalid argument {t:?} for \"-t, --tag\" flag: {e}");
+        }
+    }
     let outputs: Vec<OutputSpec> = args
         .outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<_, _>>()?;
+    check_secrets(&args.secrets)?;
     let src = read_dockerfile(args.file.as_deref(), &args.context)?;
     if !args.context.is_dir() {
         bail!(

@@ -109,6 +109,12 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
     if kind != OutputType::Image && dest.is_none() {
         return Err(bad("missing dest="));
     }
+    if kind == OutputType::Local && dest.as_deref() == Some(std::path::Path::new("-")) {
+        return Err(bad(
+            "the local exporter writes a directory, not standard output (dest=-); \
+             give a directory, or an archive type (oci, docker) with dest=-",
+        ));
+    }
     Ok(OutputSpec {
         kind,
         dest,
@@ -133,6 +139,13 @@ mod tests {
         );
         assert!(parse_output("type=bogus,dest=x").is_err());
         assert!(parse_output("type=oci").is_err());
+        assert!(
+            parse_output("type=local,dest=-")
+                .unwrap_err()
+                .to_string()
+                .contains("not standard output")
+        );
+        assert!(parse_output("type=oci,dest=-").is_ok());
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
     }
 }

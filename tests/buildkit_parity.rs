@@ -238,3 +238,88 @@ fn local_output_to_stdout_is_rejected() {
     let err = env.build_err(&["-o", "type=local,dest=-"], &ctx);
     assert!(err.contains("not standard output (dest=-)"), "{err}");
 }
+
+/// The manifest and config media types and the layer types of an OCI
+/// layout's (single) image, read from `index.json` and its blobs.
+fn layout_media_types(read: &dyn Fn(&str) -> Vec<u8>) -> (String, String, String, Vec<String>) {
+    let index: serde_json::Value = serde_json::from_slice(&read("index.json")).unwrap();
+    let desc = &index["manifests"][0];
+    let digest = desc["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&format!("blobs/sha256/{digest}"))).unwrap();
+    let layers = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect();
+    (
+        desc["mediaType"].as_str().unwrap().to_string(),
+        manifest["mediaType"].as_str().unwrap().to_string(),
+        manifest["config"]["mediaType"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        layers,
+    )
+}
+
+#[test]
+fn oci_mediatypes_false_gives_docker_media_types() {
+    let env = Env::new();
+    let ctx = env.project(
+        "mt",
+        &[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x\n")],
+    );
+    let docker = (
+        "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+        "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+        "application/vnd.docker.container.image.v1+json".to_string(),
+        vec!["application/vnd.docker.image.rootfs.diff.tar.gzip".to_string()],
+    );
+    let dir = env.path("layout");
+    env.build_ok(
+        &[
+            "-o",
+            &format!(
+                "type=oci,dest={},tar=false,oci-mediatypes=false",
+                dir.display()
+            ),
+        ],
+        &ctx,
+    );
+    let from_dir = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    assert_eq!(layout_media_types(&from_dir), docker);
+    // The docker exporter uses Docker's types by default.
+    let tarball = env.path("docker.tar");
+    env.build_ok(
+        &["-o", &format!("type=docker,dest={}", tarball.display())],
+        &ctx,
+    );
+    let from_tar = |p: &str| {
+        let mut a = tar::Archive::new(std::fs::File::open(&tarball).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(p) {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+                return v;
+            }
+        }
+        panic!("{p} not in the archive")
+    };
+    assert_eq!(layout_media_types(&from_tar), docker);
+    // OCI stays the default of the oci exporter.
+    let oci = env.path("oci-layout");
+    env.build_ok(
+        &["-o", &format!("type=oci,dest={},tar=false", oci.display())],
+        &ctx,
+    );
+    let (_, m, c, l) = layout_media_types(&|p: &str| std::fs::read(oci.join(p)).unwrap());
+    assert_eq!(m, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(c, "application/vnd.oci.image.config.v1+json");
+    assert_eq!(l, ["application/vnd.oci.image.layer.v1.tar+gzip"]);
+}

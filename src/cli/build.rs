@@ -10,7 +10,7 @@ use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile;
 use rbuild::frontend::platform::Platform;
-use rbuild::image::manifest::write_image;
+use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::source::{ImageRef, load_image, normalize_name};
 use rbuild::progress::{Mode, Progress, spawn_renderer};
 use rbuild::solver::steps::SecretSource;
@@ -316,15 +316,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         store.tag(n, image_id)?;
     }
     let mut written: Vec<rbuild::image::manifest::WrittenImage> = Vec::new();
-    let mut manifest_for =
-        |c: rbuild::layer::compress::Compression| -> Result<rbuild::image::manifest::WrittenImage> {
-            if let Some(w) = written.iter().find(|w| w.compression == c) {
-                return Ok(w.clone());
-            }
-            let w = write_image(&store, &result.state, c)?;
-            written.push(w.clone());
-            Ok(w)
-        };
+    let mut manifest_for = |c: rbuild::layer::compress::Compression,
+                            t: MediaTypes|
+     -> Result<rbuild::image::manifest::WrittenImage> {
+        if let Some(w) = written
+            .iter()
+            .find(|w| w.compression == c && w.media_types == t)
+        {
+            return Ok(w.clone());
+        }
+        let w = write_image(&store, &result.state, c, t)?;
+        written.push(w.clone());
+        Ok(w)
+    };
     for o in &outputs {
         let dest = o.dest.clone().unwrap_or_default();
         let out_names: Vec<String> = if o.names.is_empty() {
@@ -340,19 +344,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             }
             OutputType::OciDir => rbuild::export::write_oci_layout(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
             OutputType::OciArchive => rbuild::export::write_oci_archive(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
             OutputType::DockerArchive => rbuild::export::write_docker_archive(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
@@ -367,7 +371,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
-        let image = manifest_for(compression)?;
+        let types = outputs.first().map(|o| o.media_types).unwrap_or_default();
+        let image = manifest_for(compression, types)?;
         let meta = serde_json::json!({
             "containerimage.digest": image.manifest,
             "containerimage.config.digest": image.config,

@@ -323,3 +323,48 @@ fn oci_mediatypes_false_gives_docker_media_types() {
     assert_eq!(c, "application/vnd.oci.image.config.v1+json");
     assert_eq!(l, ["application/vnd.oci.image.layer.v1.tar+gzip"]);
 }
+
+/// A platform this machine cannot run.
+fn foreign_platform() -> &'static str {
+    if std::env::consts::ARCH == "x86_64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    }
+}
+
+#[test]
+fn platforms_other_than_the_hosts_are_clear_errors() {
+    let env = Env::new();
+    let other = foreign_platform();
+    let df = format!("FROM --platform={other} scratch\nENV A=1\n");
+    let err = build_fails(&env, "fromplat", &df);
+    assert!(
+        err.contains(&format!(
+            "FROM --platform={other}: building for {other} is not supported yet"
+        )),
+        "{err}"
+    );
+    // Stages not built do not matter; $BUILDPLATFORM is this machine's.
+    let ctx = env.project(
+        "fromplat-ok",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform={other} scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n"),
+        )],
+    );
+    env.build_ok(&[], &ctx);
+    let err = env.build_err(&["--platform", other], &ctx);
+    assert!(
+        err.contains(&format!(
+            "--platform {other}: building for {other} is not supported yet"
+        )),
+        "{err}"
+    );
+    let both = format!("{other},linux/amd64");
+    let err = env.build_err(&["--platform", &both], &ctx);
+    assert!(
+        err.contains("multi-platform builds are not supported yet"),
+        "{err}"
+    );
+}

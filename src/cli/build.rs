@@ -9,7 +9,6 @@ use rbuild::export::{OutputSpec, OutputType, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile;
-use rbuild::frontend::platform::Platform;
 use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::source::{ImageRef, load_image, normalize_name};
 use rbuild::progress::{Mode, Progress, spawn_renderer};
@@ -41,8 +40,8 @@ pub struct BuildArgs {
     #[arg(long = "label", value_parser = parse_build_arg)]
     pub labels: Vec<(String, String)>,
     /// Target platform (only this machine's platform is built).
-    #[arg(long, value_parser = Platform::parse)]
-    pub platform: Option<Platform>,
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Progress output: auto, tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -225,13 +224,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     if let Some(p) = &args.platform {
-        if p.os != opts.build_platform.os || p.arch != opts.build_platform.arch {
-            bail!(
-                "--platform {p}: only the build machine's platform ({}) can be built",
-                opts.build_platform
-            );
-        }
-        opts.target_platform = p.clone();
+        opts.target_platform =
+            super::platforms::cli_platform(p, &opts.build_platform).map_err(anyhow::Error::msg)?;
     }
     let plan = match lower(&df, &opts, &StoreImages(&store), &mut linter) {
         Ok(p) => p,
@@ -243,6 +237,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Err((pos, msg)) = super::platforms::check_stages(&plan, &opts.build_platform) {
+        eprint!("{}", render(&src.display, &src.text, pos, "error", &msg));
+        return Ok(ExitCode::FAILURE);
+    }
     if let Some(v) = linter.violation() {
         print_warnings(&src, &linter, mode);
         eprintln!("error: {v}");

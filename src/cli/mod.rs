@@ -4,6 +4,7 @@
 mod build;
 mod check;
 mod parse;
+mod platforms;
 mod source;
 mod store_cmds;
 

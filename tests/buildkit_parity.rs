@@ -368,3 +368,88 @@ fn platforms_other_than_the_hosts_are_clear_errors() {
         "{err}"
     );
 }
+
+/// Run `rbuild build ... -` with `stdin`; returns (success, stderr).
+fn build_stdin(env: &Env, args: &[&str], stdin: Vec<u8>) -> (bool, String) {
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .arg("-")
+        .write_stdin(stdin)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn context_from_stdin_dockerfile_or_tar_and_clear_errors_for_urls() {
+    let env = Env::new();
+    // A Dockerfile on stdin: no context.
+    let out = env.path("stdin-df");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, err) = build_stdin(&env, &["-o", &dest], b"FROM scratch\nENV A=1\n".to_vec());
+    assert!(ok, "{err}");
+    let (ok, err) = build_stdin(&env, &[], b"FROM scratch\nCOPY x /x\n".to_vec());
+    assert!(!ok && err.contains("\"x\": not found"), "{err}");
+    // A gzipped tar on stdin: the context, with its Dockerfile.
+    let mut tarball = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (name, body) in [
+        ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ("hello.txt", "from the archive\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tarball.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let bytes = tarball.into_inner().unwrap().finish().unwrap();
+    let out = env.path("stdin-tar");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, err) = build_stdin(&env, &["-o", &dest], bytes);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.txt")).unwrap(),
+        "from the archive\n"
+    );
+    // Remote contexts are refused clearly, never as a missing ./Dockerfile.
+    for (url, want) in [
+        (
+            "https://example.invalid/ctx.tar.gz",
+            "remote build contexts (URLs) are not supported yet",
+        ),
+        (
+            "https://example.invalid/repo.git",
+            "git build contexts are not supported yet",
+        ),
+        (
+            "git@example.invalid:repo",
+            "git build contexts are not supported yet",
+        ),
+    ] {
+        let err = env.build_err(&[], std::path::Path::new(url));
+        assert!(
+            err.contains(want) && !err.contains("Dockerfile"),
+            "{url}: {err}"
+        );
+    }
+}
+
+#[test]
+fn lower_case_dockerfile_is_used_when_there_is_no_dockerfile() {
+    let env = Env::new();
+    let ctx = env.project(
+        "lower",
+        &[("dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")],
+    );
+    let out = env.path("lower-out");
+    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "x");
+}

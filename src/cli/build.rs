@@ -1,6 +1,6 @@
 //! `rbuild [build] ...`: build an image from a Dockerfile and a context.
 
-use super::source::{parse_build_arg, read_dockerfile};
+use super::source::parse_build_arg;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use rbuild::cache::{LockMode, Store, default_root};
@@ -196,13 +196,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .map(|o| parse_output(o))
         .collect::<Result<_, _>>()?;
     check_secrets(&args.secrets)?;
-    let src = read_dockerfile(args.file.as_deref(), &args.context)?;
-    if !args.context.is_dir() {
-        bail!(
-            "build context {} is not a directory",
-            args.context.display()
-        );
-    }
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let src = &prepared.dockerfile;
     let (df, mut linter) = match parse_dockerfile(&src.text) {
         Ok(v) => v,
         Err(e) => {
@@ -242,17 +237,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if let Some(v) = linter.violation() {
-        print_warnings(&src, &linter, mode);
+        print_warnings(src, &linter, mode);
         eprintln!("error: {v}");
         return Ok(ExitCode::FAILURE);
     }
     let unused_args = plan.unused_build_args.clone();
-    let dockerfile_path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let dockerfile_path = prepared.dockerfile_path.clone();
     let context = Arc::new(Context::open(
-        &args.context,
+        &prepared.dir,
         &dockerfile_path,
         Some(&store.root().join("statcache")),
     )?);
@@ -286,7 +278,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let result = runtime.block_on(solve(store.clone(), req, progress));
     context.save_cache();
     let _ = renderer.join();
-    print_warnings(&src, &linter, mode);
+    print_warnings(src, &linter, mode);
     if !unused_args.is_empty() && mode != Mode::Quiet {
         eprintln!(
             "[Warning] One or more build-args [{}] were not consumed",

@@ -3,6 +3,7 @@
 
 mod build;
 mod check;
+mod context_source;
 mod parse;
 mod platforms;
 mod source;

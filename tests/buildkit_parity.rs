@@ -453,3 +453,26 @@ fn lower_case_dockerfile_is_used_when_there_is_no_dockerfile() {
     env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
     assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "x");
 }
+
+#[test]
+fn invalid_dockerignore_patterns_are_errors() {
+    let env = Env::new();
+    for (pattern, want) in [
+        ("!\n", "illegal exclusion pattern: \"!\""),
+        ("[a-]\n", "syntax error in pattern"),
+        ("dir/x\\\n", "syntax error in pattern"),
+    ] {
+        let ctx = env.project(
+            "ignore",
+            &[
+                ("Dockerfile", "FROM scratch\nCOPY . /\n"),
+                (".dockerignore", pattern),
+            ],
+        );
+        let err = env.build_err(&[], &ctx);
+        assert!(
+            err.contains(want) && err.contains(".dockerignore:1"),
+            "{pattern}: {err}"
+        );
+    }
+}

@@ -476,3 +476,29 @@ fn invalid_dockerignore_patterns_are_errors() {
         );
     }
 }
+
+#[test]
+fn stages_must_be_defined_before_they_are_used() {
+    let env = Env::new();
+    let df = "FROM scratch AS target\nCOPY --from=build /d2 /out\n\nFROM scratch AS build\nCOPY Dockerfile /d2\n\nFROM target\n";
+    let err = build_fails(&env, "late", df);
+    assert!(
+        err.contains("cannot copy from stage \"build\", it needs to be defined before current stage \"target\""),
+        "{err}"
+    );
+    let df = "FROM scratch AS first\nRUN --mount=from=later,target=/x true\nFROM scratch AS later\nFROM first\n";
+    let err = build_fails(&env, "late-mount", df);
+    assert!(
+        err.contains("cannot mount from stage \"later\" to \"/x\", stage needs to be defined before current command"),
+        "{err}"
+    );
+    // A stage that is not built may refer to anything.
+    let ctx = env.project(
+        "late-unused",
+        &[(
+            "Dockerfile",
+            "FROM scratch AS unused\nCOPY --from=build /d2 /out\nFROM scratch AS build\nCOPY Dockerfile /d2\n",
+        )],
+    );
+    env.build_ok(&[], &ctx);
+}

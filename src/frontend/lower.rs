@@ -207,6 +207,8 @@ pub fn lower(
     let mut stages: Vec<PlannedStage> = Vec::new();
     let mut stage_env: Vec<Option<Vec<(String, String)>>> = Vec::new();
     let mut consumed: Vec<String> = Vec::new();
+    // References to stages defined later: errors when their stage is built.
+    let mut late_refs: Vec<(usize, Pos, String)> = Vec::new();
     for st in &df.stages {
         let exp = lex
             .expand_word(&st.base, &VarEnv(&global))
@@ -342,6 +344,16 @@ pub fn lower(
                     if let Some(from) = &copy.from {
                         let src = resolve_from(from, &names, df.stages.len(), instr.span.start)?;
                         if let Source::Stage(i) = src {
+                            if i >= st.index {
+                                late_refs.push((
+                                    st.index,
+                                    instr.span.start,
+                                    format!(
+                                        "cannot copy from stage \"{from}\", it needs to be defined before current stage \"{}\"",
+                                        stage_label(st)
+                                    ),
+                                ));
+                            }
                             deps.push(i);
                         }
                         copy_from = Some(src);
@@ -394,6 +406,16 @@ pub fn lower(
                             Some(f) if m.kind != MountType::Cache || !f.is_empty() => {
                                 let s = resolve_from(f, &names, df.stages.len(), instr.span.start)?;
                                 if let Source::Stage(i) = s {
+                                    if i >= st.index {
+                                        late_refs.push((
+                                            st.index,
+                                            instr.span.start,
+                                            format!(
+                                                "cannot mount from stage \"{f}\" to \"{}\", stage needs to be defined before current command",
+                                                m.target.as_deref().unwrap_or("")
+                                            ),
+                                        ));
+                                    }
                                     deps.push(i);
                                 }
                                 Some(s)
@@ -429,6 +451,9 @@ pub fn lower(
     }
 
     let order = build_order(&stages, target, df)?;
+    if let Some((_, pos, msg)) = late_refs.into_iter().find(|(i, _, _)| order.contains(i)) {
+        return Err(FrontendError::new(pos, msg));
+    }
     // Build args consumed by the stages that are built, or by the global scope.
     for i in &order {
         for s in &stages[*i].steps {
@@ -543,6 +568,13 @@ fn expand_paths(ctx: &mut ExpandCtx<'_>, p: &mut SourcesAndDest) -> Result<()> {
         inline.content = e.result;
     }
     Ok(())
+}
+
+/// A stage's name in messages: its name, or `stage-N` as BuildKit's.
+fn stage_label(st: &super::ast::Stage) -> String {
+    st.name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{}", st.index))
 }
 
 fn resolve_from(from: &str, names: &[(String, usize)], count: usize, pos: Pos) -> Result<Source> {

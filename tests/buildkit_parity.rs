@@ -502,3 +502,37 @@ fn stages_must_be_defined_before_they_are_used() {
     );
     env.build_ok(&[], &ctx);
 }
+
+#[test]
+fn onbuild_copy_from_sees_the_child_builds_stages() {
+    let env = Env::new();
+    let base = env.project(
+        "ob-base",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nONBUILD COPY --from=build /out /from-build\n",
+        )],
+    );
+    env.build_ok(&["-t", "test/onbuild-base"], &base);
+    let (_, out) = build_to_dir(
+        &env,
+        "ob-child",
+        "FROM scratch AS build\nCOPY a /out\nFROM test/onbuild-base\n",
+        &[("a", "built by the child\n")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-build")).unwrap(),
+        "built by the child\n"
+    );
+    // Also when the trigger comes from a stage of the same Dockerfile.
+    let (_, out) = build_to_dir(
+        &env,
+        "ob-stage",
+        "FROM scratch AS base\nONBUILD COPY --from=build /out /x\nFROM scratch AS build\nCOPY a /out\nFROM base\n",
+        &[("a", "same file\n")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("x")).unwrap(),
+        "same file\n"
+    );
+}

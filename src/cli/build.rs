@@ -121,6 +121,11 @@ impl BaseEnv for StoreImages<'_> {
             c.env_pairs()
         })
     }
+    fn onbuild(&self, image: &str) -> Vec<String> {
+        load_image(self.0, &ImageRef::parse(image))
+            .map(|i| i.state.config.config.on_build)
+            .unwrap_or_default()
+    }
 }
 
 fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {

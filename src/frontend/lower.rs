@@ -41,6 +41,10 @@ impl Default for BuildOptions {
 pub trait BaseEnv {
     /// The `Env` of `image`'s config, or `None` when it cannot be known now.
     fn env(&self, image: &str) -> Option<Vec<(String, String)>>;
+    /// The ONBUILD triggers of `image`'s config (none when unknown).
+    fn onbuild(&self, _image: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A `BaseEnv` that knows no images.
@@ -261,6 +265,17 @@ pub fn lower(
         let mut deps: Vec<usize> = Vec::new();
         if let Source::Stage(i) = base {
             deps.push(i);
+        }
+        // Stages read by the base's ONBUILD triggers run in this build.
+        let trigger_refs = match &base {
+            Source::Image(r) => super::onbuild::trigger_refs(&images.onbuild(r)),
+            Source::Stage(i) => super::onbuild::stage_trigger_refs(&df.stages[*i].instructions),
+            Source::Scratch => Vec::new(),
+        };
+        for r in &trigger_refs {
+            if let Some(i) = super::onbuild::stage_index(r, &names, df.stages.len()) {
+                deps.push(i);
+            }
         }
         let mut had_workdir = false;
         for instr in &st.instructions {

@@ -13,6 +13,7 @@ pub mod lines;
 pub mod lint;
 pub mod lower;
 pub mod mounts;
+pub mod onbuild;
 pub mod platform;
 pub mod position;
 pub mod raw;

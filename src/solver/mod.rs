@@ -360,6 +360,7 @@ fn previous_copy(
 fn onbuild_steps(
     cfg: &ImageConfig,
     build_args: &[(String, String)],
+    plan: &crate::frontend::lower::BuildPlan,
 ) -> Result<Vec<Step>, SolveError> {
     if cfg.config.on_build.is_empty() {
         return Ok(Vec::new());
@@ -383,14 +384,36 @@ fn onbuild_steps(
         build_args: build_args.to_vec(),
         ..Default::default()
     };
-    let plan = crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter)
-        .map_err(bad)?;
-    Ok(plan
+    let trigger_plan =
+        crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter)
+            .map_err(bad)?;
+    let mut steps = trigger_plan
         .stages
         .into_iter()
         .next()
         .map(|s| s.steps)
-        .unwrap_or_default())
+        .unwrap_or_default();
+    // `--from=NAME` in a trigger names a stage of this build when one has it.
+    let names: Vec<(String, usize)> = plan
+        .stages
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| (n.to_ascii_lowercase(), s.index)))
+        .collect();
+    let to_stage = |src: &mut Option<Source>| {
+        if let Some(Source::Image(n)) = src
+            && let Some(i) = crate::frontend::onbuild::stage_index(n, &names, plan.stages.len())
+            && plan.order.contains(&i)
+        {
+            *src = Some(Source::Stage(i));
+        }
+    };
+    for step in &mut steps {
+        to_stage(&mut step.copy_from);
+        for (_, src) in &mut step.mounts {
+            to_stage(src);
+        }
+    }
+    Ok(steps)
 }
 
 /// Final touches: `--label`s and the image's creation time (its last history entry's).
@@ -440,7 +463,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     };
     let mut cur = base.map_err(fail)?;
     cur.state.config.ensure_path();
-    let triggers = onbuild_steps(&cur.state.config, &req.build_args).map_err(fail)?;
+    let triggers = onbuild_steps(&cur.state.config, &req.build_args, &req.plan).map_err(fail)?;
     cur.state.config.config.on_build.clear();
     sh.progress.send(Event::Done {
         id: from_vertex.id,

@@ -536,3 +536,84 @@ fn onbuild_copy_from_sees_the_child_builds_stages() {
         "same file\n"
     );
 }
+
+/// The config JSON of the image in an OCI layout directory.
+fn layout_config(dir: &std::path::Path) -> serde_json::Value {
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&read("index.json")).unwrap();
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&format!("blobs/sha256/{m}"))).unwrap();
+    let c = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    serde_json::from_slice(&read(&format!("blobs/sha256/{c}"))).unwrap()
+}
+
+#[test]
+fn proxy_build_args_reach_run_without_arg_and_stay_out_of_the_image() {
+    let env = with_base();
+    let ctx = env.project(
+        "proxy",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN env | grep -i _proxy= | sort > /proxies\n",
+        )],
+    );
+    let (rootfs, layout) = (env.path("proxy-fs"), env.path("proxy-oci"));
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "HTTP_PROXY=http://127.0.0.1:3128",
+            "--build-arg",
+            "no_proxy=internal.example",
+            "-o",
+            &format!("type=local,dest={}", rootfs.display()),
+            "-o",
+            &format!("type=oci,tar=false,dest={}", layout.display()),
+        ],
+        &ctx,
+    );
+    assert!(!err.contains("not consumed"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("proxies")).unwrap(),
+        "HTTP_PROXY=http://127.0.0.1:3128\nNO_PROXY=internal.example\nhttp_proxy=http://127.0.0.1:3128\nno_proxy=internal.example\n"
+    );
+    let config = layout_config(&layout).to_string().to_lowercase();
+    assert!(
+        !config.contains("3128") && !config.contains("internal.example"),
+        "{config}"
+    );
+}
+
+#[test]
+fn sandbox_hostname_build_arg_sets_hostname_and_hosts() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest\nRUN hostname > /h && cat /etc/hosts > /hosts\n";
+    let ctx = env.project("hostname", &[("Dockerfile", df)]);
+    let out = env.path("hostname-out");
+    let dest = format!("type=local,dest={}", out.display());
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "BUILDKIT_SANDBOX_HOSTNAME=myhost",
+            "-o",
+            &dest,
+        ],
+        &ctx,
+    );
+    assert!(!err.contains("not consumed"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("h")).unwrap(), "myhost\n");
+    let hosts = std::fs::read_to_string(out.join("hosts")).unwrap();
+    assert!(hosts.contains("myhost"), "{hosts}");
+    // The default stays BuildKit's, and is not served from the other's cache.
+    env.build_ok(&["-o", &dest], &ctx);
+    assert_eq!(
+        std::fs::read_to_string(out.join("h")).unwrap(),
+        "buildkitsandbox\n"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod mount_targets;
+pub mod proxy;
 pub mod steps;
 
 use crate::cache::{CacheRecord, ImageState, Store, StoreError};
@@ -471,6 +472,14 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     });
     let stage_fn = |i: usize| sh.wait_stage(i);
     let image_fn = |n: &str| sh.image(n);
+    let proxies = proxy::proxy_env(&req.build_args);
+    let hostname = req
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, v)| k == "BUILDKIT_SANDBOX_HOSTNAME" && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(steps::DEFAULT_HOSTNAME);
     let env = StepEnv {
         store: &sh.store,
         context: req.context.as_deref(),
@@ -479,6 +488,8 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         stages: &stage_fn,
         image: &image_fn,
         secrets: &req.secrets,
+        proxy_env: &proxies,
+        hostname,
     };
     let mut cmd_set = false;
     for (k, step) in triggers.iter().enumerate() {

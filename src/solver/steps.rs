@@ -35,7 +35,14 @@ pub struct StepEnv<'a> {
     pub image: &'a dyn Fn(&str) -> Result<StageResult, SolveError>,
     /// `--secret`s: id → where the value comes from.
     pub secrets: &'a [(String, SecretSource)],
+    /// Proxy variables from `--build-arg` for RUN (not in cache keys).
+    pub proxy_env: &'a [(String, String)],
+    /// RUN's hostname (`BUILDKIT_SANDBOX_HOSTNAME`, default `buildkitsandbox`).
+    pub hostname: &'a str,
 }
+
+/// BuildKit's sandbox hostname.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone)]
@@ -267,6 +274,9 @@ pub fn prepare(
             selections.extend(sels);
         }
         from_view = view;
+    }
+    if matches!(kind, InstructionKind::Run(_)) && env.hostname != DEFAULT_HOSTNAME {
+        parts.add("hostname", env.hostname.to_string());
     }
     for (k, v) in &step.args_in_scope {
         if matches!(kind, InstructionKind::Run(_)) {
@@ -712,6 +722,12 @@ fn run_layer(
     if !vars.iter().any(|(k, _)| k == "PATH") {
         vars.push(("PATH".into(), crate::image::config::DEFAULT_PATH.into()));
     }
+    for (k, v) in env.proxy_env {
+        match vars.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => vars.push((k.clone(), v.clone())),
+        }
+    }
     if !vars.iter().any(|(k, _)| k == "HOME") {
         vars.push(("HOME".into(), crate::ops::users::home_dir(&view, uid)));
     }
@@ -724,7 +740,7 @@ fn run_layer(
             source,
         })?;
     }
-    let hostname = "buildkitsandbox".to_string();
+    let hostname = env.hostname.to_string();
     std::fs::write(
         dir.join("hosts"),
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),

@@ -617,3 +617,38 @@ fn sandbox_hostname_build_arg_sets_hostname_and_hosts() {
         "buildkitsandbox\n"
     );
 }
+
+#[test]
+fn user_gets_supplementary_groups_and_buildkits_id_rules() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest
+RUN id > /id-root
+USER 4242
+RUN id > /tmp/id-num
+USER 4242:4343
+RUN id > /tmp/id-both
+USER root:wheel
+RUN id > /tmp/id-group
+";
+    let (_, out) = build_to_dir(&env, "users", df, &[]);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(
+        read("id-root"),
+        "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n"
+    );
+    assert_eq!(read("tmp/id-num"), "uid=4242 gid=0(root) groups=0(root)\n");
+    assert_eq!(read("tmp/id-both"), "uid=4242 gid=4343 groups=4343\n");
+    assert_eq!(
+        read("tmp/id-group"),
+        "uid=0(root) gid=10(wheel) groups=10(wheel)\n"
+    );
+    let err = build_fails(
+        &env,
+        "ghost",
+        "FROM test/busybox:latest\nUSER ghost\nRUN true\n",
+    );
+    assert!(
+        err.contains("unable to find user ghost: no matching entries in passwd file"),
+        "{err}"
+    );
+}

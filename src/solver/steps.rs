@@ -712,7 +712,11 @@ fn run_layer(
     }
     let cfg = &parent.config;
     let view = view_of(env.store, parent);
-    let (uid, gid) = user_ids(&view, &cfg.config.user)?;
+    let crate::ops::users::ExecUser {
+        uid,
+        gid,
+        groups: extra_groups,
+    } = crate::ops::users::exec_user(&view, &cfg.config.user)?;
     let (argv, script) = run_argv(cfg, run, &step.instruction.original);
     if argv.is_empty() {
         return Err(SolveError::Unsupported("RUN needs a command".into()));
@@ -818,7 +822,7 @@ fn run_layer(
         },
         uid,
         gid,
-        groups: Vec::new(),
+        groups: extra_groups,
         hostname,
         network,
         mounts,

@@ -652,3 +652,31 @@ RUN id > /tmp/id-group
         "{err}"
     );
 }
+
+#[test]
+fn failing_run_reads_like_buildkit() {
+    let env = with_base();
+    let err = build_fails(
+        &env,
+        "runfail",
+        "FROM test/busybox:latest\nRUN echo out-line && echo \"err line\" >&2 && exit 5\n",
+    );
+    assert!(
+        err.contains("process \"/bin/sh -c echo out-line && echo \\\"err line\\\" >&2 && exit 5\" did not complete successfully: exit code: 5"),
+        "{err}"
+    );
+    let tail = err.split("did not complete successfully").last().unwrap();
+    assert!(
+        tail.contains("out-line") && tail.contains("err line"),
+        "{err}"
+    );
+    let err = build_fails(
+        &env,
+        "execfail",
+        "FROM test/busybox:latest\nRUN [\"false\"]\n",
+    );
+    assert!(
+        err.contains("process \"false\" did not complete successfully: exit code: 1"),
+        "{err}"
+    );
+}

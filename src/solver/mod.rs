@@ -5,6 +5,7 @@
 pub mod keys;
 pub mod mount_targets;
 pub mod proxy;
+pub mod run_error;
 pub mod steps;
 
 use crate::cache::{CacheRecord, ImageState, Store, StoreError};

@@ -832,7 +832,7 @@ fn run_layer(
         .logs_dir()
         .join(format!("{}.log", std::process::id()));
     crate::exec::run_sandboxed(&spec, &log_path, log)
-        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+        .map_err(|e| super::run_error::run_failed(&argv, e))?;
     let upper = dir.join("upper");
     if let Some((path, _)) = &script {
         let _ = std::fs::remove_file(script_root.join(path.trim_start_matches('/')));

@@ -680,3 +680,32 @@ fn failing_run_reads_like_buildkit() {
         "{err}"
     );
 }
+
+#[test]
+fn add_checksum_needs_http_and_git_sources_are_refused_clearly() {
+    let env = Env::new();
+    let sum = "sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d";
+    for (df, want) in [
+        (
+            format!("FROM scratch\nADD --checksum={sum} a /a\n"),
+            "checksum requires HTTP(S) or Git sources".to_string(),
+        ),
+        (
+            format!("FROM scratch\nADD --checksum={sum} http://127.0.0.1:9/a b /d/\n"),
+            "checksum can't be specified for multiple sources".to_string(),
+        ),
+        (
+            "FROM scratch\nADD https://github.com/moby/buildkit.git#v0.10.1 /src\n".to_string(),
+            "ADD https://github.com/moby/buildkit.git#v0.10.1: git sources are not supported yet"
+                .to_string(),
+        ),
+        (
+            "FROM scratch\nADD git@github.com:moby/buildkit.git /src\n".to_string(),
+            "git sources are not supported yet".to_string(),
+        ),
+    ] {
+        let ctx = env.project("addsum", &[("Dockerfile", &df), ("a", "a"), ("b", "b")]);
+        let err = env.build_err(&[], &ctx);
+        assert!(err.contains(&want), "{df}: {err}");
+    }
+}

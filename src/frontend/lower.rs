@@ -351,6 +351,8 @@ pub fn lower(
                     expand_opt(&mut ctx, &mut add.options.chown)?;
                     expand_opt(&mut ctx, &mut add.options.chmod)?;
                     expand_opt(&mut ctx, &mut add.checksum)?;
+                    super::add_sources::check_add(add)
+                        .map_err(|e| FrontendError::new(instr.span.start, e))?;
                 }
                 InstructionKind::Copy(copy) => {
                     expand_paths(&mut ctx, &mut copy.paths)?;

@@ -1,5 +1,6 @@
 //! The Dockerfile frontend: parse, validate, expand and lower to stages.
 
+pub mod add_sources;
 pub mod ast;
 pub mod diagnostics;
 pub mod dockerignore;

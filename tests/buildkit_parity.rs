@@ -709,3 +709,35 @@ fn add_checksum_needs_http_and_git_sources_are_refused_clearly() {
         assert!(err.contains(&want), "{df}: {err}");
     }
 }
+
+#[test]
+fn cache_miss_explanations_never_print_internal_json() {
+    let env = with_base();
+    let ctx = env.project(
+        "explain",
+        &[
+            (
+                "Dockerfile",
+                "FROM test/busybox:latest\nCOPY a /a\nRUN echo one > /x\nCMD [\"one\"]\n",
+            ),
+            ("a", "a"),
+        ],
+    );
+    env.build_ok(&[], &ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest\nCOPY --chmod=600 a /a\nRUN echo two > /x\nCMD [\"two\"]\n",
+    )
+    .unwrap();
+    let err = env.build_ok(&["--explain"], &ctx);
+    let misses: Vec<&str> = err.lines().filter(|l| l.contains("cache miss")).collect();
+    assert_eq!(misses.len(), 3, "{err}");
+    for l in &misses {
+        assert!(!l.contains('{') && !l.contains("Some("), "{l}");
+    }
+    assert!(misses[0].contains("chmod: (none) -> \"600\""), "{err}");
+    assert!(
+        misses[1].contains("echo one") && misses[1].contains("echo two"),
+        "{err}"
+    );
+}

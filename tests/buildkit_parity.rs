@@ -118,6 +118,26 @@ fn check_error_directive_fails_the_build() {
         )],
     );
     env.build_ok(&[], &ok);
+    // The BUILDKIT_DOCKERFILE_CHECK build arg replaces the directive.
+    let over = env.project(
+        "lint-arg",
+        &[(
+            "Dockerfile",
+            "#check=skip=all\nFROM scratch as base\ncopy Dockerfile .\n",
+        )],
+    );
+    env.build_ok(&[], &over);
+    let err = env.build_err(
+        &[
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=ConsistentInstructionCasing;error=true",
+        ],
+        &over,
+    );
+    assert!(
+        err.contains("lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
 }
 
 /// The manifest digest of a build of `ctx` in a fresh store.

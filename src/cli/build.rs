@@ -8,7 +8,7 @@ use rbuild::context::Context;
 use rbuild::export::{OutputSpec, OutputType, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
-use rbuild::frontend::parse_dockerfile;
+use rbuild::frontend::parse_dockerfile_with_checks;
 use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::source::{ImageRef, load_image, normalize_name};
 use rbuild::progress::{Mode, Progress, spawn_renderer};
@@ -203,7 +203,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     check_secrets(&args.secrets)?;
     let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
     let src = &prepared.dockerfile;
-    let (df, mut linter) = match parse_dockerfile(&src.text) {
+    let checks = args
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
+        .map(|(_, v)| v.as_str());
+    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => {
             eprint!(

@@ -6,7 +6,7 @@ use clap::Args;
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BuildOptions, UnknownImages, lower};
 use rbuild::frontend::platform::Platform;
-use rbuild::frontend::{FrontendError, parse_dockerfile};
+use rbuild::frontend::{FrontendError, parse_dockerfile_with_checks};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,7 +40,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     };
-    let (df, mut linter) = match parse_dockerfile(&src.text) {
+    let checks = args
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
+        .map(|(_, v)| v.as_str());
+    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };

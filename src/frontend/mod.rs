@@ -21,5 +21,5 @@ pub mod raw;
 pub mod shell;
 pub mod suggest;
 
-pub use document::parse_dockerfile;
+pub use document::{parse_dockerfile, parse_dockerfile_with_checks};
 pub use error::FrontendError;

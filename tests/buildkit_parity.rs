@@ -761,3 +761,28 @@ fn cache_miss_explanations_never_print_internal_json() {
         "{err}"
     );
 }
+
+#[test]
+fn secret_mount_source_names_the_secret() {
+    let env = with_base();
+    let secret = env.path("token.txt");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let ctx = env.project(
+        "secret-src",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN --mount=type=secret,source=tok cat /run/secrets/tok > /seen\n",
+        )],
+    );
+    let out = env.path("secret-src-out");
+    env.build_ok(
+        &[
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "s3cr3t");
+}

@@ -267,8 +267,15 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
             if m.sharing.is_some() {
                 return Err("secret mount should not define sharing".into());
             }
-            if m.source.is_some() {
-                return Err("secret mount should not have a source".into());
+            if m.source.is_none() && m.target.is_none() && m.id.is_none() {
+                return Err("invalid secret mount. one of source, target required".into());
+            }
+            if m.source.is_some() && m.id.is_some() {
+                return Err("both source and id can't be set".into());
+            }
+            // As BuildKit: a secret's source is its id.
+            if let Some(src) = m.source.take() {
+                m.id = Some(src);
             }
         }
         MountType::Ssh => {
@@ -324,6 +331,20 @@ mod tests {
     fn bind_defaults_to_readonly_and_rw_overrides() {
         assert!(parse_mount("target=/src").unwrap().readonly);
         assert!(!parse_mount("type=bind,target=/src,rw").unwrap().readonly);
+    }
+
+    #[test]
+    fn secret_source_is_its_id() {
+        let m = parse_mount("type=secret,source=tok").unwrap();
+        assert_eq!((m.id.as_deref(), m.source), (Some("tok"), None));
+        assert_eq!(
+            parse_mount("type=secret").unwrap_err(),
+            "invalid secret mount. one of source, target required"
+        );
+        assert_eq!(
+            parse_mount("type=secret,id=a,source=b").unwrap_err(),
+            "both source and id can't be set"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod digest;
 pub mod exec;
 pub mod export;
 pub mod frontend;
+pub mod fsroot;
 pub mod image;
 pub mod layer;
 pub mod ops;

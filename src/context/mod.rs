@@ -3,16 +3,19 @@
 //! contents, top-level symlinks followed inside the context, nothing outside
 //! it), and content digests with a stat cache.
 
+mod entry;
 pub mod statcache;
+
+pub use entry::{Entry, Kind};
 
 use crate::digest::{Digest, KeyHasher, hash_reader};
 use crate::frontend::dockerignore::{IgnoreMatcher, Pattern, clean_path};
+use crate::fsroot::Root;
 use rayon::prelude::*;
-use statcache::{StatCache, StatKey};
+use statcache::StatCache;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// Errors about the context.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +24,15 @@ pub enum ContextError {
     #[error("{0}: path escapes the build context")]
     Escape(String),
     /// Nothing matched.
-    #[error("\"{0}\": not found in the build context (or excluded by .dockerignore)")]
+    #[error("\"/{}\": not found in the build context (or excluded by .dockerignore)", .0.trim_start_matches('/'))]
     NotFound(String),
+    /// Nothing matched in another stage or image.
+    #[error("\"/{}\": not found", .0.trim_start_matches('/'))]
+    NotInStage(String),
+    /// A path matched, but the link it is does not lead to a file inside
+    /// the context.
+    #[error("\"/{}\": not found in the build context (a link whose target is missing)", .0.trim_start_matches('/'))]
+    Unresolved(String),
     /// I/O.
     #[error("{what} {path}: {source}")]
     Io {
@@ -36,83 +46,6 @@ pub enum ContextError {
     /// Bad .dockerignore.
     #[error(transparent)]
     Ignore(#[from] crate::frontend::dockerignore::IgnoreError),
-}
-
-/// Kind of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Regular file.
-    File,
-    /// Directory.
-    Dir,
-    /// Symbolic link.
-    Symlink,
-    /// Device, fifo or socket.
-    Other,
-}
-
-/// One file of a selection.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Path relative to the selection root ("" for the root itself).
-    pub rel: String,
-    /// Absolute path on disk.
-    pub abs: PathBuf,
-    /// Kind.
-    pub kind: Kind,
-    /// Permission bits (07777).
-    pub mode: u32,
-    /// Size (files).
-    pub size: u64,
-    /// mtime in seconds and nanoseconds.
-    pub mtime: (i64, i64),
-    /// Owner (uid, gid) on disk.
-    pub owner: (u32, u32),
-    /// What the stat cache compares (files).
-    pub stat: Option<StatKey>,
-    /// Symlink target.
-    pub link: Option<String>,
-    /// Content digest (files).
-    pub digest: Option<Digest>,
-}
-
-impl Entry {
-    /// Read an entry's metadata.
-    pub fn from_path(rel: String, abs: PathBuf) -> std::io::Result<Entry> {
-        let m = fs::symlink_metadata(&abs)?;
-        let ft = m.file_type();
-        let kind = if ft.is_file() {
-            Kind::File
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else {
-            Kind::Other
-        };
-        let link = if kind == Kind::Symlink {
-            Some(fs::read_link(&abs)?.to_string_lossy().into_owned())
-        } else {
-            None
-        };
-        Ok(Entry {
-            rel,
-            abs,
-            kind,
-            mode: m.mode() & 0o7777,
-            size: if kind == Kind::File { m.len() } else { 0 },
-            mtime: (m.mtime(), m.mtime_nsec()),
-            owner: (m.uid(), m.gid()),
-            stat: (kind == Kind::File).then(|| StatKey {
-                size: m.len(),
-                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-                ino: m.ino(),
-            }),
-            link,
-            digest: None,
-        })
-    }
 }
 
 /// A source matched by one COPY/ADD argument.
@@ -131,6 +64,8 @@ pub struct Selection {
 /// An open build context.
 pub struct Context {
     root: PathBuf,
+    /// Every path of the context is resolved in here.
+    dir: Arc<Root>,
     ignore: IgnoreMatcher,
     cache: RwLock<StatCache>,
     cache_file: Option<PathBuf>,
@@ -153,7 +88,12 @@ impl Context {
             path: root.to_path_buf(),
             source,
         })?;
-        let ignore = IgnoreMatcher::load(&root, dockerfile)?;
+        let dir = Arc::new(Root::open(&root).map_err(|source| ContextError::Io {
+            what: "opening context",
+            path: root.clone(),
+            source,
+        })?);
+        let ignore = IgnoreMatcher::load(&dir, dockerfile)?;
         let cache_file =
             cache_dir.map(|d| d.join(Digest::of(root.as_os_str().as_encoded_bytes()).hex()));
         let cache = cache_file
@@ -162,6 +102,7 @@ impl Context {
             .unwrap_or_default();
         Ok(Context {
             root,
+            dir,
             ignore,
             cache: RwLock::new(cache),
             cache_file,
@@ -187,34 +128,28 @@ impl Context {
         Ok(if c == "." { String::new() } else { c })
     }
 
-    /// Follow symlinks of a context-relative path inside the context.
+    /// The entry a context-relative path names, symlinks followed inside
+    /// the context (absolute targets re-rooted at it, `..` stopping there, as
+    /// BuildKit does): the resolved path and its metadata.
     fn follow(&self, src: &str, rel: &str) -> Result<(String, Entry), ContextError> {
-        let mut rel = rel.to_string();
-        for _ in 0..40 {
-            let abs = self.root.join(&rel);
-            let e = Entry::from_path(rel.clone(), abs)
-                .map_err(|_| ContextError::NotFound(src.to_string()))?;
-            let Some(target) = &e.link else {
-                return Ok((rel, e));
-            };
-            let parent = Path::new(&rel)
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let joined = if target.starts_with('/') {
-                return Err(ContextError::Escape(format!("{src} (symlink to {target})")));
+        let not_found = || {
+            if has_wildcards(src) {
+                ContextError::Unresolved(rel.to_string())
             } else {
-                clean_path(&format!("./{parent}/{target}"))
-            };
-            if joined == ".." || joined.starts_with("../") {
-                return Err(ContextError::Escape(format!("{src} (symlink to {target})")));
+                ContextError::NotFound(src.to_string())
             }
-            rel = if joined == "." { String::new() } else { joined };
-            if self.is_excluded(&rel) {
-                return Err(ContextError::NotFound(src.to_string()));
-            }
+        };
+        let resolved = self.dir.resolve(rel, true).map_err(|_| not_found())?;
+        if self.is_excluded(&resolved) {
+            return Err(not_found());
         }
-        Err(ContextError::NotFound(src.to_string()))
+        let st = self.dir.stat(&resolved, false).map_err(|_| not_found())?;
+        let abs = self.root.join(&resolved);
+        let e = Entry::from_stat(resolved.clone(), abs, &st, None, &self.dir);
+        if e.kind == Kind::Symlink {
+            return Err(not_found()); // dangling, or a loop
+        }
+        Ok((resolved, e))
     }
 
     /// Select what a COPY/ADD source argument names.
@@ -257,22 +192,34 @@ impl Context {
         for seg in pattern.split('/') {
             let pat = Pattern::new(seg).ok().flatten();
             let mut next = Vec::new();
+            if seg == "**" {
+                // Any depth, none included (patternmatcher's `**`).
+                for base in &current {
+                    next.push(base.clone());
+                    if let Ok(below) = self.walk(base) {
+                        next.extend(
+                            below
+                                .into_iter()
+                                .filter(|e| e.kind == Kind::Dir)
+                                .map(|e| join_rel(base, &e.rel)),
+                        );
+                    }
+                }
+                current = next;
+                continue;
+            }
             for base in &current {
-                let dir = self.root.join(base);
                 if !has_wildcards(seg) {
                     let rel = join_rel(base, seg);
-                    if fs::symlink_metadata(self.root.join(&rel)).is_ok() && !self.is_excluded(&rel)
-                    {
+                    if self.dir.stat(&rel, false).is_ok() && !self.is_excluded(&rel) {
                         next.push(rel);
                     }
                     continue;
                 }
-                let Ok(rd) = fs::read_dir(&dir) else { continue };
-                let mut names: Vec<String> = rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect();
-                names.sort();
+                let Ok(dir) = self.dir.open_dir(base) else {
+                    continue;
+                };
+                let Ok(names) = list_dir(&dir) else { continue };
                 for n in names {
                     let rel = join_rel(base, &n);
                     if pat.as_ref().is_some_and(|p| p.matches(&n)) && !self.is_excluded(&rel) {
@@ -293,26 +240,37 @@ impl Context {
 
     fn walk_dir(&self, ctx_dir: &str, sel_prefix: &str) -> Result<Vec<Entry>, ContextError> {
         let abs = self.root.join(ctx_dir);
-        let rd = fs::read_dir(&abs).map_err(|source| ContextError::Io {
+        let io_err = |source: std::io::Error| ContextError::Io {
             what: "reading",
             path: abs.clone(),
             source,
-        })?;
-        let mut names: Vec<String> = rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        };
+        // Opened inside the context, so a directory swapped for a link since
+        // it was listed cannot lead out; its entries are read relative to it.
+        let dir = self.dir.open_dir(ctx_dir).map_err(io_err)?;
+        let names = list_dir(&dir).map_err(io_err)?;
         // Each child: its own entry (unless excluded) followed by its subtree.
         let parts: Vec<Result<Vec<Entry>, ContextError>> = names
             .par_iter()
             .map(|n| {
                 let ctx_rel = join_rel(ctx_dir, n);
                 let excluded = self.is_excluded(&ctx_rel);
-                let Ok(e) = Entry::from_path(join_rel(sel_prefix, n), self.root.join(&ctx_rel))
+                let Ok(st) =
+                    rustix::fs::statat(&dir, n.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                 else {
                     return Ok(Vec::new());
                 };
+                let link = (crate::fsroot::file_type(&st) == rustix::fs::FileType::Symlink)
+                    .then(|| rustix::fs::readlinkat(&dir, n.as_str(), Vec::new()).ok())
+                    .flatten()
+                    .map(|t| t.to_string_lossy().into_owned());
+                let e = Entry::from_stat(
+                    join_rel(sel_prefix, n),
+                    self.root.join(&ctx_rel),
+                    &st,
+                    link,
+                    &self.dir,
+                );
                 let is_dir = e.kind == Kind::Dir;
                 if excluded && !(is_dir && self.ignore.may_reinclude_below(&ctx_rel)) {
                     return Ok(Vec::new());
@@ -354,7 +312,7 @@ impl Context {
             .enumerate()
             .filter(|(_, e)| e.kind == Kind::File && e.digest.is_none())
             .map(|(i, e)| {
-                let f = fs::File::open(&e.abs).map_err(|source| ContextError::Io {
+                let f = e.open().map_err(|source| ContextError::Io {
                     what: "opening",
                     path: e.abs.clone(),
                     source,
@@ -388,6 +346,20 @@ impl Context {
             let _ = self.cache.read().expect("stat cache lock").save(f);
         }
     }
+}
+
+/// The names in a directory (without "." and ".."), sorted.
+fn list_dir(dir: &std::os::fd::OwnedFd) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(String::from_utf8_lossy(n).into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn join_rel(base: &str, name: &str) -> String {
@@ -473,12 +445,25 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_leading_out_are_refused() {
-        let (d, c) = ctx(&[("in.txt", "i")], "");
-        std::os::unix::fs::symlink("../../etc/passwd", d.path().join("out")).unwrap();
-        std::os::unix::fs::symlink("in.txt", d.path().join("ok")).unwrap();
-        assert!(matches!(c.select("out"), Err(ContextError::Escape(_))));
+    fn symlinks_resolve_inside_the_context() {
+        let (d, c) = ctx(&[("in.txt", "i"), ("etc/hostname", "ctx")], "");
+        let link = |t: &str, n: &str| std::os::unix::fs::symlink(t, d.path().join(n)).unwrap();
+        link("../../etc/passwd", "out");
+        link("in.txt", "ok");
+        link("/etc", "abs");
+        link("../../../etc", "rel");
+        assert!(matches!(c.select("out"), Err(ContextError::NotFound(_))));
         assert_eq!(c.select("ok").unwrap()[0].root.kind, Kind::File);
+        for src in ["abs/hostname", "rel/hostname", "a*/hostname", "r*/*"] {
+            let s = c.select(src).unwrap();
+            let mut e = s[0].root.clone();
+            c.digest(std::slice::from_mut(&mut e)).unwrap();
+            assert_eq!(e.digest, Some(Digest::of(b"ctx")), "{src}");
+        }
+        assert!(matches!(
+            c.select("abs/passwd"),
+            Err(ContextError::NotFound(_))
+        ));
     }
 
     #[test]

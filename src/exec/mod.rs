@@ -1,8 +1,13 @@
 //! RUN steps: each runs in its own namespaces on an overlay of the parent
 //! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
 
+pub mod caps;
 pub mod copydiff;
+pub mod extra;
+pub mod mounts;
+pub mod rootfs;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 
 use spec::SandboxSpec;
@@ -118,9 +123,11 @@ pub fn run_sandboxed(
 /// image did not have them, so they do not end up in the layer.
 pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
     for f in ["etc/hosts", "etc/resolv.conf"] {
-        let p = upper.join(f);
+        let Some(p) = in_upper(upper, f) else {
+            continue;
+        };
         if !existed(f)
-            && std::fs::metadata(&p)
+            && std::fs::symlink_metadata(&p)
                 .map(|m| m.is_file() && m.len() == 0)
                 .unwrap_or(false)
         {
@@ -133,6 +140,7 @@ pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
     for d in ["proc", "dev", "sys", "etc"] {
         let p = upper.join(d);
         if !existed(d)
+            && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir())
             && std::fs::read_dir(&p)
                 .map(|mut r| r.next().is_none())
                 .unwrap_or(false)
@@ -147,7 +155,12 @@ pub fn clean_mountpoints(upper: &Path, existed: &dyn Fn(&str) -> bool) {
 /// and not opaque, so the step did not change its contents. Dropping it keeps
 /// the layer free of the sandbox's traces.
 fn drop_untouched_dir(upper: &Path, rel: &str) {
-    let p = upper.join(rel);
+    let Some(p) = in_upper(upper, rel) else {
+        return;
+    };
+    if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
     let empty = std::fs::read_dir(&p)
         .map(|mut r| r.next().is_none())
         .unwrap_or(false);
@@ -169,7 +182,9 @@ pub fn clean_created_path(upper: &Path, target: &str, existed: &dyn Fn(&str) -> 
             drop_untouched_dir(upper, &rel);
             return;
         }
-        let p = upper.join(&rel);
+        let Some(p) = in_upper(upper, &rel) else {
+            return;
+        };
         let removed = match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
             Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
@@ -180,4 +195,20 @@ pub fn clean_created_path(upper: &Path, target: &str, existed: &dyn Fn(&str) -> 
         }
         parts.pop();
     }
+}
+
+/// `rel` inside the upper directory, when every directory on the way is a
+/// real directory: a step may have left a symlink there (to a host path), and
+/// nothing rbuild removes afterwards may be reached through it. The step's
+/// processes are gone by then, so nothing changes between check and use.
+fn in_upper(upper: &Path, rel: &str) -> Option<PathBuf> {
+    let parts = crate::layer::view::clean_components(rel);
+    let mut p = upper.to_path_buf();
+    for (i, c) in parts.iter().enumerate() {
+        p.push(c);
+        if i + 1 < parts.len() && !std::fs::symlink_metadata(&p).ok()?.is_dir() {
+            return None;
+        }
+    }
+    Some(p)
 }

@@ -1,331 +1,27 @@
 //! The sandbox helper: `rbuild __sandbox` reads a [`SandboxSpec`] on stdin
 //! and, single-threaded, creates mount, pid, ipc and uts namespaces (and a
 //! network namespace for `--network=none`), assembles an overlay of the
-//! parent layers with a fresh upper directory, mounts a new /proc and a
-//! minimal /dev, pivots into it, drops to Docker's default capabilities with
-//! no_new_privs, switches user and execs the command as PID 1 of its pid
-//! namespace — so every process of the step dies with it.
+//! parent layers with a fresh upper directory, mounts /proc, /dev and /sys
+//! and the step's mounts ([`super::rootfs`], [`super::extra`]), pivots into
+//! it, drops to Docker's default capabilities with no_new_privs, switches
+//! user, installs Docker's seccomp profile ([`super::seccomp`]) and execs
+//! the command as PID 1 of its pid namespace, in a session of its own, with
+//! /dev/null as stdin and no other inherited descriptor — so every process
+//! of the step dies with it, and it dies with rbuild.
 
+use super::caps;
+use super::extra;
+use super::mounts::{self, cstr, fail};
+use super::rootfs::{self, Rootfs};
+use super::seccomp;
 use super::spec::{Network, SandboxSpec};
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-
-fn cstr(s: impl AsRef<std::ffi::OsStr>) -> CString {
-    CString::new(s.as_ref().as_bytes()).unwrap_or_default()
-}
-
-fn fail(what: &str) -> ! {
-    let err = std::io::Error::last_os_error();
-    eprintln!("rbuild sandbox: {what}: {err}");
-    std::process::exit(125);
-}
-
-fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) {
-    let (s, t, f, d) = (cstr(src), cstr(target), cstr(fstype), cstr(data));
-    let data_ptr = if data.is_empty() {
-        std::ptr::null()
-    } else {
-        d.as_ptr() as *const libc::c_void
-    };
-    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
-    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, data_ptr) };
-    if r != 0 {
-        fail(&format!("mounting {fstype} on {}", target.display()));
-    }
-}
-
-/// Docker's default capability set (numbers from linux/capability.h):
-/// CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5, SETGID 6, SETUID 7,
-/// SETPCAP 8, NET_BIND_SERVICE 10, NET_RAW 13, SYS_CHROOT 18, MKNOD 27,
-/// AUDIT_WRITE 29, SETFCAP 31.
-const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
-
-fn drop_capabilities(keep_all_for_root: bool) {
-    let mut mask: u64 = 0;
-    for c in DEFAULT_CAPS {
-        mask |= 1u64 << c;
-    }
-    for cap in 0..64u32 {
-        if mask & (1u64 << cap) == 0 {
-            // SAFETY: plain prctl; EINVAL for caps the kernel does not know is fine.
-            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        }
-    }
-    let eff = if keep_all_for_root { mask } else { 0 };
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let h = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let d = [
-        Data {
-            effective: eff as u32,
-            permitted: eff as u32,
-            inheritable: 0,
-        },
-        Data {
-            effective: (eff >> 32) as u32,
-            permitted: (eff >> 32) as u32,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: capset with a v3 header and two data structs, as the kernel ABI defines.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &h as *const Header, d.as_ptr()) };
-    if r != 0 {
-        fail("setting capabilities");
-    }
-}
-
-fn mknod_dev(dev: &Path, name: &str, major: u32, minor: u32) {
-    let p = cstr(dev.join(name));
-    // SAFETY: valid path; creating a character device as root.
-    let r = unsafe {
-        libc::mknod(
-            p.as_ptr(),
-            libc::S_IFCHR | 0o666,
-            libc::makedev(major, minor),
-        )
-    };
-    if r != 0 {
-        fail(&format!("creating /dev/{name}"));
-    }
-    // SAFETY: valid path.
-    unsafe { libc::chmod(p.as_ptr(), 0o666) };
-}
-
-fn setup_dev(dev: &Path, rootless: bool) {
-    mount(
-        "tmpfs",
-        dev,
-        "tmpfs",
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
-        "mode=755,size=65536k",
-    );
-    for (n, maj, min) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        if rootless {
-            // No mknod in a user namespace: bind the host's device nodes.
-            let t = dev.join(n);
-            let _ = std::fs::write(&t, b"");
-            mount(&format!("/dev/{n}"), &t, "", libc::MS_BIND, "");
-        } else {
-            mknod_dev(dev, n, maj, min);
-        }
-    }
-    let _ = std::fs::create_dir(dev.join("pts"));
-    mount(
-        "devpts",
-        &dev.join("pts"),
-        "devpts",
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620",
-    );
-    let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
-    let _ = std::fs::create_dir(dev.join("shm"));
-    mount(
-        "shm",
-        &dev.join("shm"),
-        "tmpfs",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "mode=1777,size=65536k",
-    );
-    for (l, t) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        let _ = std::os::unix::fs::symlink(t, dev.join(l));
-    }
-}
-
-/// As Docker: kernel tunables read-only, sensitive files masked, so root in
-/// the step cannot change the host through /proc.
-fn protect_proc(proc_dir: &Path) {
-    for ro in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
-        let p = proc_dir.join(ro);
-        if p.exists() {
-            mount(
-                &p.to_string_lossy(),
-                &p,
-                "",
-                libc::MS_BIND | libc::MS_REC,
-                "",
-            );
-            remount_ro(&p, true);
-        }
-    }
-    for masked in [
-        "kcore",
-        "keys",
-        "latency_stats",
-        "timer_list",
-        "timer_stats",
-        "sched_debug",
-        "acpi",
-        "scsi",
-    ] {
-        let p = proc_dir.join(masked);
-        match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => mount("tmpfs", &p, "tmpfs", libc::MS_RDONLY, "size=0"),
-            Ok(_) => mount("/dev/null", &p, "", libc::MS_BIND, ""),
-            Err(_) => {}
-        }
-    }
-}
-
-/// Create a mount target (a directory, or a file when the source is one).
-fn ensure_target(target: &Path, is_file: bool) {
-    if target.exists() {
-        return;
-    }
-    if is_file {
-        if let Some(p) = target.parent() {
-            let _ = std::fs::create_dir_all(p);
-        }
-        let _ = std::fs::write(target, b"");
-    } else {
-        let _ = std::fs::create_dir_all(target);
-    }
-}
-
-fn inside(root: &Path, container_path: &str) -> std::path::PathBuf {
-    let parts = crate::layer::view::clean_components(container_path);
-    let mut p = root.to_path_buf();
-    for c in parts {
-        p.push(c);
-    }
-    p
-}
-
-fn extra_mount(root: &Path, m: &super::spec::ExtraMount, empty: &Path) {
-    use super::spec::ExtraMount;
-    match m {
-        ExtraMount::Bind {
-            source,
-            target,
-            readonly,
-        } => {
-            let t = inside(root, target);
-            ensure_target(&t, source.is_file());
-            mount(
-                &source.to_string_lossy(),
-                &t,
-                "",
-                libc::MS_BIND | libc::MS_REC,
-                "",
-            );
-            if *readonly {
-                remount_ro(&t, true);
-            }
-        }
-        ExtraMount::Layers {
-            lowerdirs,
-            mountpoint,
-            subpath,
-            target,
-        } => {
-            let mut lowers: Vec<String> = lowerdirs
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            lowers.push(empty.to_string_lossy().into_owned());
-            mount(
-                "overlay",
-                mountpoint,
-                "overlay",
-                libc::MS_RDONLY,
-                &format!("lowerdir={}", lowers.join(":")),
-            );
-            let src = inside(mountpoint, subpath);
-            let t = inside(root, target);
-            ensure_target(&t, src.is_file());
-            mount(
-                &src.to_string_lossy(),
-                &t,
-                "",
-                libc::MS_BIND | libc::MS_REC,
-                "",
-            );
-            remount_ro(&t, true);
-        }
-        ExtraMount::Tmpfs { target, size } => {
-            let t = inside(root, target);
-            ensure_target(&t, false);
-            let data = if *size > 0 {
-                format!("size={size}")
-            } else {
-                String::new()
-            };
-            mount(
-                "tmpfs",
-                &t,
-                "tmpfs",
-                libc::MS_NOSUID | libc::MS_NODEV,
-                &data,
-            );
-        }
-    }
-}
-
-/// Remount a bind mount read-only, keeping the flags the kernel locks in a
-/// user namespace (nosuid, nodev, noexec).
-fn remount_ro(target: &Path, recursive: bool) {
-    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-    if recursive {
-        flags |= libc::MS_REC;
-    }
-    let c = cstr(target);
-    // SAFETY: statvfs into a zeroed struct with a valid path.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) == 0 {
-            if st.f_flag & libc::ST_NOSUID != 0 {
-                flags |= libc::MS_NOSUID;
-            }
-            if st.f_flag & libc::ST_NODEV != 0 {
-                flags |= libc::MS_NODEV;
-            }
-            if st.f_flag & libc::ST_NOEXEC != 0 {
-                flags |= libc::MS_NOEXEC;
-            }
-        }
-    }
-    mount("", target, "", flags, "");
-}
-
-fn bind_file(src: &Path, target: &Path) {
-    if !target.exists() {
-        if let Some(p) = target.parent() {
-            let _ = std::fs::create_dir_all(p);
-        }
-        let _ = std::fs::write(target, b"");
-    }
-    mount(&src.to_string_lossy(), target, "", libc::MS_BIND, "");
-    remount_ro(target, false);
-}
 
 /// Entry point of `rbuild __sandbox`. Never returns.
 pub fn sandbox_main() -> ! {
+    cloexec_inherited();
     let mut input = String::new();
     if std::io::stdin().read_to_string(&mut input).is_err() {
         fail("reading the sandbox spec");
@@ -337,9 +33,16 @@ pub fn sandbox_main() -> ! {
             std::process::exit(125);
         }
     };
-    // Die with rbuild.
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // Die with rbuild (and do not start when it is already gone).
+    // SAFETY: plain getppid/prctl.
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != parent {
+            std::process::exit(125);
+        }
+    }
+    let seccomp = compile_seccomp();
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if spec.network == Network::None {
@@ -367,12 +70,23 @@ pub fn sandbox_main() -> ! {
             }
         }
     }
+    // The child's way to see that this helper is gone: the hangup of a
+    // pipe whose write end only the helper holds (close-on-exec on both).
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 into a valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        fail("pipe");
+    }
+    // SAFETY: fresh descriptors we own.
+    let (alive_r, alive_w) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: fork in a single-threaded process; the child becomes PID 1.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         fail("fork");
     }
     if pid > 0 {
+        drop(alive_r);
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -383,15 +97,93 @@ pub fn sandbox_main() -> ! {
         } else {
             125
         };
+        drop(alive_w);
         std::process::exit(code);
     }
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    run_child(&spec, rootless)
+    drop(alive_w);
+    die_with_helper(&alive_r);
+    run_child(&spec, rootless, &alive_r, &seccomp)
 }
 
-fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
-    mount("", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "");
+/// Nothing rbuild's caller left open reaches the step: every descriptor
+/// above 2 becomes close-on-exec (close_range, or one by one on kernels
+/// before 5.11).
+fn cloexec_inherited() {
+    // SAFETY: raw close_range (no glibc wrapper needed); only marks descriptors close-on-exec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        fail("listing /proc/self/fd");
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a stale one (the listing's own) fails harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Docker's default profile for this architecture and Docker's default
+/// capabilities, compiled before anything is mounted.
+fn compile_seccomp() -> Vec<seccompiler::BpfProgram> {
+    let Some((arch, go_arch)) = seccomp::native_arch() else {
+        eprintln!(
+            "rbuild sandbox: no seccomp profile for {}; RUN needs x86_64 or aarch64",
+            std::env::consts::ARCH
+        );
+        std::process::exit(125);
+    };
+    let cx = seccomp::Context {
+        arch: go_arch,
+        has_cap: &caps::in_bounding_set,
+        kernel: seccomp::kernel_version(),
+    };
+    match seccomp::compile(&cx, arch) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rbuild sandbox: {e}");
+            std::process::exit(125);
+        }
+    }
+}
+
+/// Arm PDEATHSIG (again: a credential change clears it), then make sure
+/// the helper did not die before it was armed.
+fn die_with_helper(alive: &OwnedFd) {
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let mut p = libc::pollfd {
+        fd: alive.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd, no wait.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    if r != 0 {
+        // Readable or hung up: the write end is gone, so is the helper.
+        std::process::exit(125);
+    }
+}
+
+fn run_child(
+    spec: &SandboxSpec,
+    rootless: bool,
+    alive: &OwnedFd,
+    seccomp_filter: &[seccompiler::BpfProgram],
+) -> ! {
+    mounts::mount("", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "");
     let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
         vec![spec.empty_lower.to_string_lossy().into_owned()]
     } else {
@@ -410,50 +202,27 @@ fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
         opts.push_str(",userxattr");
     }
     let root = &spec.rootfs;
+    // nodev: a device node made inside the step cannot be opened.
     if spec.copy_rootfs {
-        mount(
-            &root.to_string_lossy(),
-            root,
-            "",
-            libc::MS_BIND | libc::MS_REC,
-            "",
-        );
+        let fd = mounts::open_host(root);
+        mounts::bind(fd.as_fd(), fd.as_fd(), mounts::NODEV, &|| "/".into());
     } else {
-        mount("overlay", root, "overlay", 0, &opts);
+        mounts::mount("overlay", root, "overlay", libc::MS_NODEV, &opts);
     }
     if spec.network == Network::None {
         // Bring up loopback: 127.0.0.1 works inside, nothing else exists.
         loopback_up();
     }
-    let proc_dir = root.join("proc");
-    let _ = std::fs::create_dir_all(&proc_dir);
-    mount(
-        "proc",
-        &proc_dir,
-        "proc",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "",
-    );
-    protect_proc(&proc_dir);
-    let dev = root.join("dev");
-    let _ = std::fs::create_dir_all(&dev);
-    setup_dev(&dev, rootless);
-    let sys = root.join("sys");
-    if sys.is_dir() && !rootless {
-        mount(
-            "sysfs",
-            &sys,
-            "sysfs",
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-            "",
-        );
-    }
-    bind_file(&spec.hosts_file, &root.join("etc/hosts"));
+    let rootfs = Rootfs::new(root);
+    rootfs::setup_proc(&rootfs);
+    rootfs::setup_dev(&rootfs);
+    rootfs::setup_sys(&rootfs);
+    extra::bind_file(&rootfs, &spec.hosts_file, "etc/hosts");
     if Path::new("/etc/resolv.conf").exists() {
-        bind_file(Path::new("/etc/resolv.conf"), &root.join("etc/resolv.conf"));
+        extra::bind_file(&rootfs, Path::new("/etc/resolv.conf"), "etc/resolv.conf");
     }
     for m in &spec.mounts {
-        extra_mount(root, m, &spec.empty_lower);
+        extra::extra_mount(&rootfs, m, &spec.empty_lower);
     }
     let host = cstr(&spec.hostname);
     // SAFETY: valid buffer and length.
@@ -473,37 +242,16 @@ fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
     if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
         fail("detaching the old root");
     }
+    // From here on the process's root is the step's root: paths resolve
+    // inside it.
     let _ = std::env::set_current_dir("/");
     if std::fs::create_dir_all(&spec.cwd).is_err() || std::env::set_current_dir(&spec.cwd).is_err()
     {
         fail(&format!("entering the working directory {}", spec.cwd));
     }
-    if rootless && (spec.uid != 0 || spec.gid != 0) {
-        eprintln!(
-            "rbuild sandbox: USER {}:{} needs rbuild to run as root (a rootless build maps only root)",
-            spec.uid, spec.gid
-        );
-        std::process::exit(125);
-    }
-    // SAFETY: setgroups/setgid/setuid as root, before exec.
-    unsafe {
-        if !rootless && libc::setgroups(spec.groups.len(), spec.groups.as_ptr()) != 0 {
-            fail("setgroups");
-        }
-        if libc::setgid(spec.gid) != 0 {
-            fail("setgid");
-        }
-    }
-    if spec.uid == 0 {
-        drop_capabilities(true);
-    } else {
-        // Keep the bounding set minimal; a non-root user gets no capabilities.
-        drop_capabilities(true);
-        // SAFETY: dropping to the step's user.
-        if unsafe { libc::setuid(spec.uid) } != 0 {
-            fail("setuid");
-        }
-    }
+    become_user(spec, rootless);
+    die_with_helper(alive);
+    detach_terminal();
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     set_rlimits();
@@ -514,10 +262,61 @@ fn run_child(spec: &SandboxSpec, rootless: bool) -> ! {
             cmd.env(k, v);
         }
     }
+    // Last, right before exec.
+    if let Err(e) = seccomp::install(seccomp_filter) {
+        eprintln!("rbuild sandbox: {e}");
+        std::process::exit(125);
+    }
     use std::os::unix::process::CommandExt;
     let err = cmd.exec();
     eprintln!("rbuild sandbox: cannot run {:?}: {err}", spec.argv[0]);
     std::process::exit(127);
+}
+
+/// Groups, group, Docker's capabilities, then the user.
+fn become_user(spec: &SandboxSpec, rootless: bool) {
+    if rootless && (spec.uid != 0 || spec.gid != 0) {
+        eprintln!(
+            "rbuild sandbox: USER {}:{} needs rbuild to run as root (a rootless build maps only root)",
+            spec.uid, spec.gid
+        );
+        std::process::exit(125);
+    }
+    // SAFETY: setgroups/setgid as root, before exec.
+    unsafe {
+        if !rootless && libc::setgroups(spec.groups.len(), spec.groups.as_ptr()) != 0 {
+            fail("setgroups");
+        }
+        if libc::setgid(spec.gid) != 0 {
+            fail("setgid");
+        }
+    }
+    // A non-root user loses them all at setuid (no keep-caps).
+    if caps::drop_capabilities().is_err() {
+        fail("setting capabilities");
+    }
+    // SAFETY: dropping to the step's user.
+    if spec.uid != 0 && unsafe { libc::setuid(spec.uid) } != 0 {
+        fail("setuid");
+    }
+}
+
+/// A session of its own (no controlling terminal, so no TIOCSTI into the
+/// caller's) and /dev/null as stdin instead of the spec pipe.
+fn detach_terminal() {
+    // SAFETY: setsid in a process that is not a group leader.
+    if unsafe { libc::setsid() } < 0 {
+        fail("setsid");
+    }
+    let null = cstr("/dev/null");
+    // SAFETY: valid path; dup2 onto stdin, then close the original.
+    unsafe {
+        let fd = libc::open(null.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 || libc::dup2(fd, 0) < 0 {
+            fail("opening /dev/null as stdin");
+        }
+        libc::close(fd);
+    }
 }
 
 /// Only ever lower limits (root here cannot raise hard limits): no core

@@ -32,6 +32,9 @@ pub enum ExtraMount {
         mountpoint: PathBuf,
         /// Path inside the stage.
         subpath: String,
+        /// `rw`: a directory for the overlay's upper and work directories;
+        /// the writes land there and are discarded with the step.
+        writable: Option<PathBuf>,
         /// Container path.
         target: String,
     },

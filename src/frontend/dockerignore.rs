@@ -354,12 +354,31 @@ impl IgnoreMatcher {
 
     /// Load the ignore file for a build: `<Dockerfile>.dockerignore` beside
     /// the Dockerfile if present, else `<context>/.dockerignore`, else none.
-    pub fn load(context: &Path, dockerfile: &Path) -> Result<IgnoreMatcher, IgnoreError> {
+    /// Files inside the context are read through it (a `.dockerignore` that
+    /// is a symlink cannot name a host file); a Dockerfile named outside the
+    /// context (`-f`) is the caller's own path.
+    pub fn load(
+        context: &crate::fsroot::Root,
+        dockerfile: &Path,
+    ) -> Result<IgnoreMatcher, IgnoreError> {
         let mut beside = dockerfile.as_os_str().to_owned();
         beside.push(".dockerignore");
-        let candidates = [PathBuf::from(beside), context.join(".dockerignore")];
+        let candidates = [PathBuf::from(beside), context.path().join(".dockerignore")];
+        let read = |path: &Path| -> std::io::Result<Vec<u8>> {
+            match path.strip_prefix(context.path()) {
+                Ok(rel) => {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut context.open_file(&rel.to_string_lossy())?,
+                        &mut bytes,
+                    )?;
+                    Ok(bytes)
+                }
+                Err(_) => std::fs::read(path),
+            }
+        };
         for path in candidates {
-            match std::fs::read(&path) {
+            match read(&path) {
                 Ok(bytes) => return Self::parse(&String::from_utf8_lossy(&bytes), &path),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(source) => return Err(IgnoreError::Read { path, source }),
@@ -477,9 +496,17 @@ mod tests {
         std::fs::write(dir.path().join(".dockerignore"), "a\n").unwrap();
         std::fs::write(dir.path().join("app.Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::write(dir.path().join("app.Dockerfile.dockerignore"), "b\n").unwrap();
-        let ig = IgnoreMatcher::load(dir.path(), &dir.path().join("app.Dockerfile")).unwrap();
+        let ig = IgnoreMatcher::load(
+            &crate::fsroot::Root::open(dir.path()).unwrap(),
+            &dir.path().join("app.Dockerfile"),
+        )
+        .unwrap();
         assert!(ig.is_excluded("b") && !ig.is_excluded("a"));
-        let ig = IgnoreMatcher::load(dir.path(), &dir.path().join("Dockerfile")).unwrap();
+        let ig = IgnoreMatcher::load(
+            &crate::fsroot::Root::open(dir.path()).unwrap(),
+            &dir.path().join("Dockerfile"),
+        )
+        .unwrap();
         assert!(ig.is_excluded("a") && !ig.is_excluded("b"));
     }
 }

@@ -2,6 +2,7 @@
 //! unpacking into a diff directory, and a merged view over a layer stack.
 
 pub mod compress;
+pub mod extract;
 pub mod tarball;
 pub mod unpack;
 pub mod view;

@@ -92,11 +92,24 @@ impl MergedView {
     /// hops); returns the normalised components. `follow_last` decides
     /// whether a final symlink is followed.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Vec<String> {
+        self.resolve_in(&[], path, follow_last)
+    }
+
+    /// Resolve `path` (relative to the directory `root` of the view) as if
+    /// `root` were `/`: absolute link targets restart at it and `..` stops
+    /// there, as in a chroot. Returns the full components, `root` first.
+    pub fn resolve_in(&self, root: &[String], path: &str, follow_last: bool) -> Vec<String> {
         let mut pending: Vec<String> = clean_components(path);
         pending.reverse();
-        let mut done: Vec<String> = Vec::new();
+        let mut done: Vec<String> = root.to_vec();
         let mut hops = 0;
         while let Some(part) = pending.pop() {
+            if part == ".." {
+                if done.len() > root.len() {
+                    done.pop();
+                }
+                continue;
+            }
             done.push(part);
             let last = pending.is_empty();
             if last && !follow_last {
@@ -113,18 +126,17 @@ impl MergedView {
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 done.pop();
-                let mut next = if target.starts_with('/') {
-                    clean_components(&target)
-                } else {
-                    let mut base = done.join("/");
-                    base.push('/');
-                    base.push_str(&target);
-                    clean_components(&base)
-                };
-                done.clear();
-                // `pending` is a stack: the target's parts go on top, first part last.
-                next.reverse();
-                pending.extend(next);
+                if target.starts_with('/') {
+                    done.truncate(root.len());
+                }
+                // `pending` is a stack: the target's parts go on top, first
+                // part last; its `..` are taken against what is resolved.
+                let next: Vec<String> = target
+                    .split('/')
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .map(str::to_string)
+                    .collect();
+                pending.extend(next.into_iter().rev());
             }
         }
         done

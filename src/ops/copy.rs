@@ -5,10 +5,13 @@
 //! paths; missing parent directories are created (owned by `--chown`).
 //! Destinations resolve through the image's symlinks without leaving it.
 
+mod archive;
+
 use crate::context::{Entry, Kind, Selection};
 use crate::frontend::ast::InlineSource;
 use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
+use crate::ops::chmod::Chmod;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -33,8 +36,11 @@ pub enum CopyError {
         source: io::Error,
     },
     /// Bad --chmod.
-    #[error("invalid --chmod {0:?}: expected an octal mode such as 0755")]
+    #[error("{0}")]
     BadChmod(String),
+    /// A path inside a copied tree is not a directory in the image.
+    #[error("cannot copy to non-directory: {0}")]
+    NotADirectory(String),
     /// Bad archive.
     #[error("extracting {path}: {source:?}")]
     Archive {
@@ -77,7 +83,7 @@ pub struct CopyPlan<'a> {
     /// `None` keeps each source file's owner (COPY --from).
     pub owner: Option<(u32, u32)>,
     /// `--chmod`.
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     /// `--parents`.
     pub parents: bool,
     /// `--exclude` patterns.
@@ -86,18 +92,15 @@ pub struct CopyPlan<'a> {
     pub base: &'a MergedView,
     /// Timestamp for created directories (SOURCE_DATE_EPOCH or 0).
     pub created_time: i64,
-    /// ADD: extract local tar archives.
-    pub extract_archives: bool,
+    /// Which sources that are tar archives are extracted.
+    pub unpack: Unpack,
     /// The step's previous layer, to hard-link files that did not change.
     pub previous: Option<&'a Previous>,
 }
 
-/// Parse `--chmod` (octal).
-pub fn parse_chmod(s: &str) -> Result<u32, CopyError> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| CopyError::BadChmod(s.to_string()))
+/// Parse `--chmod` (octal or symbolic).
+pub fn parse_chmod(s: &str) -> Result<Chmod, CopyError> {
+    Chmod::parse(s).map_err(CopyError::BadChmod)
 }
 
 struct Writer<'a> {
@@ -115,7 +118,8 @@ struct Writer<'a> {
 struct FileJob {
     /// An identical file of the step's previous layer, linked instead of copied.
     link_from: Option<PathBuf>,
-    src: PathBuf,
+    /// The source, opened inside its root (the context) when it has one.
+    src: Entry,
     target: PathBuf,
     mode: u32,
     owner: (u32, u32),
@@ -132,21 +136,25 @@ impl FileJob {
         {
             return Ok(());
         }
-        let mut src = fs::File::open(&self.src).map_err(io_err("opening", &self.src))?;
         let mut dst = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&self.target)
             .map_err(io_err("creating", &self.target))?;
-        io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
-        dst.set_permissions(fs::Permissions::from_mode(self.mode))
-            .map_err(io_err("chmod", &self.target))?;
+        // An empty file (or a socket's stub) has nothing to read.
+        if self.src.size > 0 {
+            let mut src = self.src.open().map_err(io_err("opening", &self.src.abs))?;
+            io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
+        }
+        // Owner first: chown clears setuid/setgid bits, which are kept.
         let (uid, gid) = self.owner;
         if is_root() || (uid, gid) != (0, 0) {
             std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
                 .map_err(io_err("chown", &self.target))?;
         }
+        dst.set_permissions(fs::Permissions::from_mode(self.mode))
+            .map_err(io_err("chmod", &self.target))?;
         let t = filetime::FileTime::from_unix_time(self.mtime.0, self.mtime.1 as u32);
         filetime::set_file_handle_times(&dst, Some(t), Some(t))
             .map_err(io_err("setting times of", &self.target))?;
@@ -180,8 +188,12 @@ impl Writer<'_> {
             if let Some(j) = self.file_index.remove(&cur) {
                 self.files[j].target = PathBuf::new(); // a directory replaces a pending file
             }
-            if fs::symlink_metadata(&cur).is_ok() {
-                continue;
+            // The output is written by host paths, so it must hold no link on
+            // the way: an earlier source's symlink or file here is replaced.
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => fs::remove_file(&cur).map_err(io_err("replacing", &cur))?,
+                Err(_) => {}
             }
             match self.plan.base.lookup_exact(&parts[..=i]) {
                 Some((_, m)) if m.is_dir() => {
@@ -192,9 +204,18 @@ impl Writer<'_> {
                     self.dir_times
                         .push((cur.clone(), m.mtime(), m.mtime_nsec()));
                 }
-                _ => {
+                // BuildKit neither follows nor replaces a link (or file) of
+                // the image inside a copied tree.
+                Some(_) => {
+                    return Err(CopyError::NotADirectory(format!(
+                        "/{}",
+                        parts[..=i].join("/")
+                    )));
+                }
+                None => {
                     fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
+                    let mode = Chmod::parent_mode(self.plan.chmod.as_ref());
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
                         .map_err(io_err("chmod", &cur))?;
                     let (u, g) = self.plan.owner.unwrap_or((0, 0));
                     lchown(&cur, u, g)?;
@@ -207,7 +228,10 @@ impl Writer<'_> {
     }
 
     fn mode_for(&self, e: &Entry) -> u32 {
-        self.plan.chmod.unwrap_or(e.mode)
+        match &self.plan.chmod {
+            Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
+            None => e.mode,
+        }
     }
 
     /// An identical file (content, mode, owner, mtime) at the same place in
@@ -260,6 +284,15 @@ impl Writer<'_> {
             }
         }
         let (uid, gid) = self.plan.owner.unwrap_or(e.owner);
+        if e.kind == Kind::Dir
+            && self
+                .plan
+                .base
+                .lookup_exact(parts)
+                .is_some_and(|(_, m)| !m.is_dir())
+        {
+            return Err(CopyError::NotADirectory(format!("/{}", parts.join("/"))));
+        }
         match e.kind {
             Kind::Dir => {
                 fs::create_dir(&target).map_err(io_err("creating", &target))?;
@@ -278,7 +311,7 @@ impl Writer<'_> {
                 self.file_index.insert(target.clone(), self.files.len());
                 self.files.push(FileJob {
                     link_from,
-                    src: e.abs.clone(),
+                    src: e.clone(),
                     target,
                     mode: self.mode_for(e),
                     owner: (uid, gid),
@@ -306,11 +339,11 @@ fn excluded(m: &Option<IgnoreMatcher>, rel: &str) -> bool {
 }
 
 /// Magic-number sniffing for ADD's local archive extraction.
-fn archive_reader(path: &Path) -> Option<Box<dyn io::Read>> {
+fn archive_reader(entry: &Entry) -> Option<Box<dyn io::Read>> {
     let mut head = [0u8; 512];
-    let mut f = fs::File::open(path).ok()?;
+    let mut f = entry.open().ok()?;
     let n = io::Read::read(&mut f, &mut head).ok()?;
-    let f = fs::File::open(path).ok()?;
+    io::Seek::rewind(&mut f).ok()?;
     let h = &head[..n];
     if h.starts_with(&[0x1f, 0x8b]) {
         Some(Box::new(flate2::read::MultiGzDecoder::new(
@@ -332,6 +365,35 @@ fn archive_reader(path: &Path) -> Option<Box<dyn io::Read>> {
         Some(Box::new(io::BufReader::new(f)))
     } else {
         None
+    }
+}
+
+/// How many leading components of a `--parents` source are dropped: those
+/// before its first `/./` (BuildKit's pivot); none without one.
+fn pivot_depth(source: &str) -> usize {
+    source
+        .split_once("/./")
+        .map_or(0, |(fixed, _)| clean_components(fixed).len())
+}
+
+/// Which sources ADD extracts when they are tar archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpack {
+    /// None (COPY, `ADD --unpack=false`).
+    Never,
+    /// Archives from the context, not downloads (ADD's default).
+    Local,
+    /// Downloads too (`ADD --unpack=true`).
+    All,
+}
+
+impl Unpack {
+    fn applies_to(self, sel: &Selection) -> bool {
+        match self {
+            Unpack::Never => false,
+            Unpack::Local => !crate::ops::fetch::is_url(&sel.source),
+            Unpack::All => true,
+        }
     }
 }
 
@@ -378,22 +440,33 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         files: Vec::new(),
         file_index: std::collections::HashMap::new(),
     };
+    if plan.parents && dest_is_dir {
+        // BuildKit copies the fixed part's contents with include patterns:
+        // the destination exists even when nothing matches.
+        w.ensure_dir(&dest_parts)?;
+    }
     for sel in plan.sources {
         let mut base_parts = dest_parts.clone();
+        // --parents: the path below the pivot (`/./`, else the root) is kept.
+        let kept: Vec<String> = if plan.parents {
+            clean_components(&sel.path)
+                .into_iter()
+                .skip(pivot_depth(&sel.source))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if plan.parents {
-            let parent = Path::new(&sel.path)
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            base_parts.extend(clean_components(&parent));
+            base_parts.extend(kept.iter().take(kept.len().saturating_sub(1)).cloned());
         }
         match sel.root.kind {
             Kind::Dir => {
                 if plan.parents {
-                    base_parts.extend(clean_components(&sel.path));
+                    base_parts.extend(kept.last().cloned());
                 }
+                // A new destination directory is made like any parent (0755,
+                // root or --chown), as BuildKit's copy does.
                 w.ensure_dir(&base_parts)?;
-                // The destination directory takes the source directory's mode when new.
                 for e in &sel.children {
                     if excluded(&exclude, &e.rel) {
                         continue;
@@ -411,20 +484,11 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
                 if excluded(&exclude, name.as_deref().unwrap_or("")) {
                     continue;
                 }
-                if plan.extract_archives
+                if plan.unpack.applies_to(sel)
                     && sel.root.kind == Kind::File
-                    && let Some(reader) = archive_reader(&sel.root.abs)
+                    && let Some(reader) = archive_reader(&sel.root)
                 {
-                    let dir = w.ensure_dir(&base_parts)?;
-                    let mut ar = tar::Archive::new(reader);
-                    ar.set_preserve_permissions(true);
-                    ar.set_preserve_mtime(true);
-                    ar.set_preserve_ownerships(is_root());
-                    ar.set_overwrite(true);
-                    ar.unpack(&dir).map_err(|source| CopyError::Archive {
-                        path: sel.root.abs.clone(),
-                        source,
-                    })?;
+                    archive::add_archive(&mut w, sel, reader, &base_parts)?;
                     continue;
                 }
                 let mut parts = base_parts.clone();
@@ -443,10 +507,29 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         let (parent, _) = parts.split_at(parts.len() - 1);
         let dir = w.ensure_dir(parent)?;
         let target = dir.join(parts.last().expect("a file name"));
-        fs::write(&target, &inline.content).map_err(io_err("writing", &target))?;
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?
+            }
+            Ok(_) => fs::remove_file(&target).map_err(io_err("replacing", &target))?,
+            Err(_) => {}
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&target)
+                .map_err(io_err("creating", &target))?;
+            io::Write::write_all(&mut f, inline.content.as_bytes())
+                .map_err(io_err("writing", &target))?;
+        }
         fs::set_permissions(
             &target,
-            fs::Permissions::from_mode(plan.chmod.unwrap_or(0o644)),
+            fs::Permissions::from_mode(
+                plan.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false)),
+            ),
         )
         .map_err(io_err("chmod", &target))?;
         let (u, g) = plan.owner.unwrap_or((0, 0));

@@ -45,6 +45,22 @@ pub fn select_in_view(view: &MergedView, src: &str) -> Result<Vec<Selection>, Co
         for seg in &parts {
             let pat = Pattern::new(seg).ok().flatten();
             let mut next = Vec::new();
+            if seg == "**" {
+                // Any depth, none included (patternmatcher's `**`).
+                for base in &current {
+                    next.push(base.clone());
+                    let dir = view.resolve(&format!("/{}", base.join("/")), true);
+                    let mut below = Vec::new();
+                    walk_view(view, &dir, "", &mut below)?;
+                    for e in below.into_iter().filter(|e| e.kind == Kind::Dir) {
+                        let mut c = base.clone();
+                        c.extend(crate::layer::view::clean_components(&e.rel));
+                        next.push(c);
+                    }
+                }
+                current = next;
+                continue;
+            }
             for base in &current {
                 let dir = view.resolve(&format!("/{}", base.join("/")), true);
                 for (name, _, _) in view.read_dir(&dir) {
@@ -81,8 +97,7 @@ pub fn select_in_view(view: &MergedView, src: &str) -> Result<Vec<Selection>, Co
         });
     }
     if out.is_empty() {
-        return Err(ContextError::NotFound(src.to_string()));
+        return Err(ContextError::NotInStage(src.to_string()));
     }
-    let _ = Kind::File;
     Ok(out)
 }

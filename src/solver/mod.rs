@@ -2,6 +2,8 @@
 //! independent (tokio tasks; blocking file work on the blocking pool, hashing
 //! and compression on rayon), each step looked up by cache key before it runs.
 
+mod cache_mount;
+mod context_mount;
 pub mod def_diff;
 pub mod keys;
 pub mod mount_targets;

@@ -14,7 +14,7 @@ use crate::image::config::{HealthConfig, History, ImageConfig, rfc3339};
 use crate::layer::compress::Compression;
 use crate::layer::tarball::write_layer_tar;
 use crate::layer::view::{MergedView, clean_components};
-use crate::ops::copy::{CopyPlan, execute, parse_chmod};
+use crate::ops::copy::{CopyPlan, Unpack, execute, parse_chmod};
 use crate::ops::users::{chown_ids, user_ids};
 use crate::ops::view_select::select_in_view;
 use std::path::{Path, PathBuf};
@@ -126,12 +126,14 @@ pub fn canonical(kind: &InstructionKind) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         InstructionKind::Copy(c) => format!(
-            "dest={} chown={:?} chmod={:?} link={} parents={} exclude={:?} from={:?}",
+            "dest={} chown={:?} chmod={:?} link={} parents={:?} exclude={:?} from={:?}",
             c.paths.dest,
             c.options.chown,
             c.options.chmod,
             c.options.link,
-            c.parents,
+            // With --parents the sources as written (their `/./` pivots)
+            // decide where files land.
+            c.parents.then_some(&c.paths.sources),
             c.options.exclude,
             c.from
         ),
@@ -246,14 +248,26 @@ pub fn prepare(
                     "ADD {src}: git sources are not supported yet"
                 )));
             }
-            let mut sels = match &view {
-                Some(v) => select_in_view(v, src)?,
+            let found = match &view {
+                Some(v) => select_in_view(v, src),
                 None => {
                     let ctx = env
                         .context
                         .ok_or_else(|| SolveError::Internal("no build context".into()))?;
-                    ctx.select(src)?
+                    ctx.select(src)
                 }
+            };
+            let mut sels = match found {
+                // A wildcard that matches nothing copies nothing (BuildKit's
+                // AllowEmptyWildcard); a plain path must exist.
+                Err(
+                    crate::context::ContextError::NotFound(_)
+                    | crate::context::ContextError::NotInStage(_),
+                ) if crate::context::has_wildcards(src) => {
+                    parts.add(format!("source:{src}"), "empty".to_string());
+                    Vec::new()
+                }
+                r => r?,
             };
             for sel in sels.iter_mut() {
                 let mut all: Vec<crate::context::Entry> =
@@ -357,7 +371,7 @@ fn digest_plain(entries: &mut [crate::context::Entry]) -> Result<(), SolveError>
             if e.kind != crate::context::Kind::File {
                 return Ok(None);
             }
-            crate::digest::hash_reader(std::fs::File::open(&e.abs)?).map(|(d, _)| Some(d))
+            crate::digest::hash_reader(e.open()?).map(|(d, _)| Some(d))
         })
         .collect();
     for (e, r) in entries.iter_mut().zip(res) {
@@ -633,14 +647,27 @@ pub fn run_step(
             history(&mut state.config, epoch, format!("WORKDIR {wd}"), has_layer);
         }
         InstructionKind::Copy(c) => {
-            let layer = copy_layer(env, parent, &c.paths, &c.options, c.parents, false, prep)?;
+            let layer = copy_layer(
+                env,
+                parent,
+                &c.paths,
+                &c.options,
+                c.parents,
+                Unpack::Never,
+                prep,
+            )?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("COPY", flag_text(&c.options, c.from.as_deref()), &c.paths);
             history(&mut state.config, epoch, text, has);
         }
         InstructionKind::Add(a) => {
-            let layer = copy_layer(env, parent, &a.paths, &a.options, false, true, prep)?;
+            let unpack = match a.unpack {
+                Some(false) => Unpack::Never,
+                Some(true) => Unpack::All,
+                None => Unpack::Local,
+            };
+            let layer = copy_layer(env, parent, &a.paths, &a.options, false, unpack, prep)?;
             let has = layer.is_some();
             state.layers.extend(layer);
             let text = copy_history("ADD", flag_text(&a.options, None), &a.paths);
@@ -777,15 +804,35 @@ fn run_layer(
     } else {
         dir.join("upper")
     };
-    if let Some((path, content)) = &script {
-        let p = script_root.join(path.trim_start_matches('/'));
-        std::fs::write(&p, content).map_err(|source| SolveError::Io {
+    // Written inside the root: with the copy snapshotter the root holds the
+    // parent's files, and a link planted at the script's path must not lead
+    // the write out (nor into the image's files: whatever is there goes).
+    let script_root = match &script {
+        Some(_) => {
+            Some(
+                crate::fsroot::Root::open(&script_root).map_err(|source| SolveError::Io {
+                    what: "opening",
+                    path: script_root.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    if let (Some((path, content)), Some(root)) = (&script, &script_root) {
+        let _ = root.remove_file(path);
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = root.create_file(path, 0o755)?;
+            f.write_all(content.as_bytes())?;
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o755))
+        };
+        write().map_err(|source| SolveError::Io {
             what: "writing",
-            path: p.clone(),
+            path: root.path().join(path.trim_start_matches('/')),
             source,
         })?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
     }
     let mut guards = MountGuards::default();
     let step = &Step {
@@ -834,8 +881,8 @@ fn run_layer(
     crate::exec::run_sandboxed(&spec, &log_path, log)
         .map_err(|e| super::run_error::run_failed(&argv, e))?;
     let upper = dir.join("upper");
-    if let Some((path, _)) = &script {
-        let _ = std::fs::remove_file(script_root.join(path.trim_start_matches('/')));
+    if let (Some((path, _)), Some(root)) = (&script, &script_root) {
+        let _ = root.remove_file(path);
     }
     if copy_mode.is_some() {
         crate::exec::copydiff::diff_to_upper(&view, &dir.join("rootfs"), &upper).map_err(
@@ -909,19 +956,24 @@ fn step_mounts(
         let target = m.target.clone().unwrap_or_default();
         match m.kind {
             MountType::Cache => {
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let from = match src {
+                    Some(Source::Stage(i)) => {
+                        Some((env.stages)(*i).ok_or(SolveError::DependencyFailed)?)
+                    }
+                    Some(Source::Image(name)) => Some((env.image)(name)?),
+                    _ => None,
+                };
+                let name = super::cache_mount::cache_name(m, &target, from.as_ref());
                 let base = env.store.root().join("cachemounts");
-                let path = base.join(Digest::of(id.as_bytes()).hex());
-                if !path.exists() {
-                    std::fs::create_dir_all(&path).map_err(|source| SolveError::Io {
-                        what: "creating",
-                        path: path.clone(),
-                        source,
-                    })?;
-                    apply_mount_owner(&path, m, 0o755);
-                }
-                let lock_path = base.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
-                let mut source = path;
+                let path = super::cache_mount::cache_dir(&base, &name, m, from.as_ref())
+                    .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+                let lock_path = base.join(format!("{name}.lock"));
+                let mut source = match (&from, &m.source) {
+                    // Without from=, source= names a directory of the cache.
+                    (None, Some(sub)) => super::cache_mount::subdir(&path, sub)
+                        .map_err(|e| SolveError::Unsupported(e.to_string()))?,
+                    _ => path,
+                };
                 let open_lock = || {
                     std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
                         what: "locking",
@@ -974,13 +1026,16 @@ fn step_mounts(
                             .ok_or_else(|| SolveError::Internal("no build context".into()))?;
                         let sel = ctx.select(&sub)?;
                         let Some(first) = sel.first() else { continue };
-                        let mut host = first.root.abs.clone();
-                        if !m.readonly {
-                            // Writes to a rw bind are discarded: give the step a copy.
-                            let copy = dir.join(format!("bind-{n}"));
-                            copy_tree(&host, &copy)?;
-                            host = copy;
-                        }
+                        // What the context sends (ignore rules applied), laid
+                        // out for the step; a rw mount gets copies, whose
+                        // writes are discarded with the step.
+                        let at = dir.join(format!("bind-{n}"));
+                        let host = super::context_mount::materialize(first, &at, !m.readonly)
+                            .map_err(|source| SolveError::Io {
+                                what: "laying out the context for",
+                                path: at.clone(),
+                                source,
+                            })?;
                         out.push(ExtraMount::Bind {
                             source: host,
                             target: target.clone(),
@@ -1006,6 +1061,8 @@ fn step_mounts(
                             mountpoint: mp,
                             subpath: sub,
                             target: target.clone(),
+                            // Writes to a rw bind are discarded with the step.
+                            writable: (!m.readonly).then(|| dir.join(format!("layers-{n}-rw"))),
                         });
                     }
                 }
@@ -1054,7 +1111,7 @@ fn step_mounts(
                     path: file.clone(),
                     source,
                 })?;
-                apply_mount_owner(&file, m, 0o400);
+                super::cache_mount::apply_owner(&file, m, 0o400);
                 let t = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
@@ -1089,42 +1146,6 @@ fn pairs_text(pairs: &[crate::frontend::ast::KeyValue]) -> String {
 }
 
 /// A mount's `mode=`, `uid=`, `gid=` (root and `default_mode` when absent).
-fn apply_mount_owner(path: &Path, m: &crate::frontend::ast::Mount, default_mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(
-        path,
-        std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
-    );
-    let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {
-    let io = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SolveError::Io {
-            what,
-            path: p,
-            source,
-        }
-    };
-    let m = std::fs::symlink_metadata(from).map_err(io("stat", from))?;
-    if m.is_dir() {
-        std::fs::create_dir_all(to).map_err(io("creating", to))?;
-        for e in std::fs::read_dir(from)
-            .map_err(io("reading", from))?
-            .flatten()
-        {
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
-        }
-    } else if m.file_type().is_symlink() {
-        let t = std::fs::read_link(from).map_err(io("reading link", from))?;
-        std::os::unix::fs::symlink(t, to).map_err(io("creating", to))?;
-    } else {
-        std::fs::copy(from, to).map_err(io("copying", to))?;
-    }
-    Ok(())
-}
-
 /// `COPY [--flags] src... dest # buildkit`, as BuildKit records it.
 fn copy_history(cmd: &str, flags: String, paths: &crate::frontend::ast::SourcesAndDest) -> String {
     let mut words = vec![cmd.to_string()];
@@ -1206,7 +1227,7 @@ fn copy_layer(
     paths: &crate::frontend::ast::SourcesAndDest,
     opts: &crate::frontend::ast::CopyOptions,
     parents: bool,
-    is_add: bool,
+    unpack: Unpack,
     prep: &Prepared,
 ) -> Result<Option<LayerRef>, SolveError> {
     let full_view = view_of(env.store, parent);
@@ -1254,7 +1275,11 @@ fn copy_layer(
         exclude: &opts.exclude,
         base,
         created_time: env.epoch.map(|e| e as i64).unwrap_or(0),
-        extract_archives: is_add && prep.from_view.is_none(),
+        unpack: if prep.from_view.is_none() {
+            unpack
+        } else {
+            Unpack::Never
+        },
         // Reuse shares inodes with the previous layer: never when mtimes
         // will be clamped afterwards (that would touch the previous layer).
         previous: prep.previous.as_ref().filter(|_| env.epoch.is_none()),

@@ -249,6 +249,12 @@ fn missing_secret_file_fails_before_the_build() {
         "{err}"
     );
     assert!(!err.contains("RUN true"), "the build must not start: {err}");
+    // `id=X` alone: the variable X if set, else the file X (as buildx).
+    let err = env.build_err(&["--secret", "id=RBUILD_TEST_NO_SUCH_SECRET"], &ctx);
+    assert!(
+        err.contains("failed to stat RBUILD_TEST_NO_SUCH_SECRET"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -90,7 +90,9 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
         (Some(p), _, Some("env")) => SecretSource::Env(p),
         (Some(p), _, _) => SecretSource::File(PathBuf::from(p)),
         (None, Some(v), _) => SecretSource::Env(v),
-        (None, None, _) => SecretSource::Env(id.clone()),
+        // As buildx: the variable named by the id if set, else the file.
+        (None, None, _) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None, _) => SecretSource::File(PathBuf::from(&id)),
     };
     Ok((id, source))
 }

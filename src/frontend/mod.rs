@@ -19,6 +19,7 @@ pub mod platform;
 pub mod position;
 pub mod raw;
 pub mod shell;
+mod stage_refs;
 pub mod suggest;
 
 pub use document::{parse_dockerfile, parse_dockerfile_with_checks};

@@ -73,7 +73,10 @@ fn a_failing_step_reports_its_exit_code_and_last_lines() {
     );
     let err = env.build_err(&[], &ctx);
     assert!(err.contains("RUN echo first line"), "{err}");
-    assert!(err.contains("exit code 3"), "{err}");
+    assert!(
+        err.contains("did not complete successfully: exit code: 3"),
+        "{err}"
+    );
     assert!(err.contains("went wrong"), "{err}");
 }
 

@@ -3,7 +3,9 @@
 
 mod build;
 mod check;
+mod context_source;
 mod parse;
+mod platforms;
 mod source;
 mod store_cmds;
 

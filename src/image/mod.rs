@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod manifest;
+pub mod reference;
 pub mod source;

@@ -35,7 +35,14 @@ pub struct StepEnv<'a> {
     pub image: &'a dyn Fn(&str) -> Result<StageResult, SolveError>,
     /// `--secret`s: id → where the value comes from.
     pub secrets: &'a [(String, SecretSource)],
+    /// Proxy variables from `--build-arg` for RUN (not in cache keys).
+    pub proxy_env: &'a [(String, String)],
+    /// RUN's hostname (`BUILDKIT_SANDBOX_HOSTNAME`, default `buildkitsandbox`).
+    pub hostname: &'a str,
 }
+
+/// BuildKit's sandbox hostname.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone)]
@@ -281,6 +288,9 @@ pub fn prepare(
             selections.extend(sels);
         }
         from_view = view;
+    }
+    if matches!(kind, InstructionKind::Run(_)) && env.hostname != DEFAULT_HOSTNAME {
+        parts.add("hostname", env.hostname.to_string());
     }
     for (k, v) in &step.args_in_scope {
         if matches!(kind, InstructionKind::Run(_)) {
@@ -729,7 +739,11 @@ fn run_layer(
     }
     let cfg = &parent.config;
     let view = view_of(env.store, parent);
-    let (uid, gid) = user_ids(&view, &cfg.config.user)?;
+    let crate::ops::users::ExecUser {
+        uid,
+        gid,
+        groups: extra_groups,
+    } = crate::ops::users::exec_user(&view, &cfg.config.user)?;
     let (argv, script) = run_argv(cfg, run, &step.instruction.original);
     if argv.is_empty() {
         return Err(SolveError::Unsupported("RUN needs a command".into()));
@@ -738,6 +752,12 @@ fn run_layer(
     let mut vars: Vec<(String, String)> = step.env.clone();
     if !vars.iter().any(|(k, _)| k == "PATH") {
         vars.push(("PATH".into(), crate::image::config::DEFAULT_PATH.into()));
+    }
+    for (k, v) in env.proxy_env {
+        match vars.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => vars.push((k.clone(), v.clone())),
+        }
     }
     if !vars.iter().any(|(k, _)| k == "HOME") {
         vars.push(("HOME".into(), crate::ops::users::home_dir(&view, uid)));
@@ -751,7 +771,7 @@ fn run_layer(
             source,
         })?;
     }
-    let hostname = "buildkitsandbox".to_string();
+    let hostname = env.hostname.to_string();
     std::fs::write(
         dir.join("hosts"),
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
@@ -815,6 +835,10 @@ fn run_layer(
         })?;
     }
     let mut guards = MountGuards::default();
+    let step = &Step {
+        mounts: super::mount_targets::resolve(&step.mounts, &cfg.config.working_dir)?,
+        ..step.clone()
+    };
     let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
     let network = match run.network {
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,
@@ -849,7 +873,7 @@ fn run_layer(
         },
         uid,
         gid,
-        groups: Vec::new(),
+        groups: extra_groups,
         hostname,
         network,
         mounts,
@@ -859,7 +883,7 @@ fn run_layer(
         .logs_dir()
         .join(format!("{}.log", std::process::id()));
     crate::exec::run_sandboxed(&spec, &log_path, log)
-        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+        .map_err(|e| super::run_error::run_failed(&argv, e))?;
     let upper = dir.join("upper");
     if let (Some((path, _)), Some(root)) = (&script, &script_root) {
         let _ = root.remove_file(path);

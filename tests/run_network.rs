@@ -23,7 +23,15 @@ fn with_base() -> Env {
 fn build_to_dir(env: &Env, name: &str, df: &str) -> std::path::PathBuf {
     let ctx = env.project(name, &[("Dockerfile", df)]);
     let out = env.path(&format!("{name}-out"));
-    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    env.build_ok(
+        &[
+            "--allow",
+            "network.host",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
     out
 }
 
@@ -167,7 +175,7 @@ fn the_default_network_reaches_outside_through_slirp4netns_and_leaves_no_process
     );
     let out = env.path("fetch-out");
     let script = format!(
-        "{NETNS_SETUP}\n\"$RBUILD\" build --progress plain -o type=local,dest={} {} || exit 10\necho slirp4netns-left=$(slirps)\n",
+        "{NETNS_SETUP}\n\"$RBUILD\" build --progress plain --allow network.host -o type=local,dest={} {} || exit 10\necho slirp4netns-left=$(slirps)\n",
         out.display(),
         ctx.display()
     );

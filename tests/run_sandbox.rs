@@ -138,7 +138,20 @@ fn network_none_and_default_are_isolated_and_host_reaches_the_host() {
     let df = format!(
         "FROM test/busybox:latest\nRUN --network=none (nc -w 2 127.0.0.1 {port} </dev/null && echo reached || echo isolated) > /none.txt\nRUN (nc -w 2 127.0.0.1 {port} </dev/null | grep -q pong && echo reached || echo isolated) > /default.txt\nRUN --network=host (nc -w 2 127.0.0.1 {port} </dev/null | grep -q pong && echo reached || echo isolated) > /host.txt\n"
     );
-    let (_, out) = build_to_dir(&env, "net", &df);
+    let ctx = env.project("net", &[("Dockerfile", &df)]);
+    // The host's network is an entitlement the caller grants, as in buildx.
+    let err = env.build_err(&[], &ctx);
+    assert!(err.contains("network.host is not allowed"), "{err}");
+    let out = env.path("net-out");
+    env.build_ok(
+        &[
+            "--allow",
+            "network.host",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(read("none.txt"), "isolated\n");
     // The default network is a namespace of its own (outbound through

@@ -283,7 +283,16 @@ fn rootless_sys_is_the_hosts_read_only_all_the_way_down_and_masked() {
             .arg(root),
     );
     rootless_build(root, &["-t", "rl/busybox:latest", "base"]);
-    rootless_build(root, &["-o", "type=local,dest=out", "app"]);
+    rootless_build(
+        root,
+        &[
+            "--allow",
+            "network.host",
+            "-o",
+            "type=local,dest=out",
+            "app",
+        ],
+    );
     let out = root.join("out");
     let mounts = read(&out, "sys-mounts");
     assert!(

@@ -63,9 +63,27 @@ pub struct BuildArgs {
     /// Print, for every step, why it was or was not taken from the cache.
     #[arg(long)]
     pub explain: bool,
+    /// Grant an entitlement, as buildx: `network.host` lets `RUN
+    /// --network=host` share the host's network.
+    #[arg(long = "allow", value_parser = parse_entitlement)]
+    pub allow: Vec<String>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
+}
+
+/// Parse `--allow ENTITLEMENT` (buildx's names).
+fn parse_entitlement(s: &str) -> Result<String, String> {
+    match s {
+        "network.host" => Ok(s.to_string()),
+        "security.insecure" => Err(
+            "security.insecure is not supported by rbuild (RUN --security=insecure is refused)"
+                .into(),
+        ),
+        _ => Err(format!(
+            "invalid entitlement {s:?} (known: network.host, security.insecure)"
+        )),
+    }
 }
 
 /// Parse `--secret id=ID,src=FILE|env=VAR` (docker's syntax; `source=` and
@@ -277,6 +295,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         labels: args.labels.clone(),
         build_args: args.build_args.clone(),
         secrets: args.secrets.clone(),
+        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };
     let (progress, rx) = Progress::channel();
     let renderer = spawn_renderer(

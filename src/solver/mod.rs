@@ -113,6 +113,8 @@ pub struct BuildRequest {
     pub build_args: Vec<(String, String)>,
     /// `--secret`s.
     pub secrets: Vec<(String, steps::SecretSource)>,
+    /// `--allow network.host`: RUN may use the host's network.
+    pub allow_host_network: bool,
 }
 
 /// The outcome.
@@ -493,6 +495,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         stages: &stage_fn,
         image: &image_fn,
         secrets: &req.secrets,
+        allow_host_network: req.allow_host_network,
         proxy_env: &proxies,
         hostname,
     };

@@ -39,6 +39,8 @@ pub struct StepEnv<'a> {
     pub proxy_env: &'a [(String, String)],
     /// RUN's hostname (`BUILDKIT_SANDBOX_HOSTNAME`, default `buildkitsandbox`).
     pub hostname: &'a str,
+    /// `--allow network.host` was given.
+    pub allow_host_network: bool,
 }
 
 /// BuildKit's sandbox hostname.
@@ -735,6 +737,13 @@ fn run_layer(
     if run.security == Some(crate::frontend::ast::SecurityMode::Insecure) {
         return Err(SolveError::Unsupported(
             "RUN --security=insecure needs an entitlement rbuild does not grant".into(),
+        ));
+    }
+    if run.network == Some(crate::frontend::ast::NetworkMode::Host) && !env.allow_host_network {
+        // BuildKit's entitlement check: the host's network is granted by
+        // whoever runs the build, never by the Dockerfile alone.
+        return Err(SolveError::Unsupported(
+            "network.host is not allowed (grant it with --allow network.host)".into(),
         ));
     }
     let cfg = &parent.config;

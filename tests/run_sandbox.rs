@@ -301,7 +301,7 @@ RUN --mount=type=secret,id=token,env=TOKEN test "$(printf %s "$TOKEN" | sha256su
     )
     .unwrap();
     let err = env.build_err(&[], &ctx);
-    assert!(err.contains("secret nope is required"), "{err}");
+    assert!(err.contains("secret nope: not found"), "{err}");
 }
 
 fn layer_count(layout: &std::path::Path) -> usize {

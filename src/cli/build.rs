@@ -190,20 +190,8 @@ fn print_warnings(
     linter: &rbuild::frontend::lint::Linter,
     mode: Mode,
 ) {
-    if mode == Mode::Quiet {
-        return;
-    }
-    for w in &linter.warnings {
-        eprint!(
-            "{}",
-            render(
-                &src.display,
-                &src.text,
-                w.pos,
-                "warning",
-                &format!("{}: {}", w.rule, w.message)
-            )
-        );
+    if mode != Mode::Quiet {
+        super::source::print_lint_warnings(src, linter);
     }
 }
 

@@ -62,18 +62,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    for w in &linter.warnings {
-        eprint!(
-            "{}",
-            render(
-                &src.display,
-                &src.text,
-                w.pos,
-                "warning",
-                &format!("{}: {}", w.rule, w.message)
-            )
-        );
-    }
+    super::source::print_lint_warnings(&src, &linter);
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "[Warning] One or more build-args [{}] were not consumed",

@@ -1109,7 +1109,7 @@ fn step_mounts(
                 let Some(value) = value else {
                     if m.required {
                         return Err(SolveError::Unsupported(format!(
-                            "secret {id} is required but was not provided (use --secret id={id},src=FILE)"
+                            "secret {id}: not found (provide it with --secret id={id},src=FILE)"
                         )));
                     }
                     continue;

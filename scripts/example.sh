@@ -6,7 +6,7 @@
 #     a real engine if Docker is installed (it becomes `rbuild run` later).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static skopeo
+./scripts/ensure-packages.sh busybox-static skopeo slirp4netns
 cargo build --release --locked --quiet
 RBUILD=$PWD/target/release/rbuild
 export RBUILD_ROOT=${RBUILD_ROOT:-$PWD/target/example-store}

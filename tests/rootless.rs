@@ -41,14 +41,14 @@ fn an_unprivileged_user_builds_with_run_in_a_user_namespace() {
     std::fs::create_dir_all(root.join("app")).unwrap();
     std::fs::write(
         root.join("app/Dockerfile"),
-        "FROM rl/busybox:latest\nRUN echo \"uid $(id -u) on $(hostname)\" > /r.txt && mkdir /d && echo x > /d/x\nRUN rm /d/x && echo kept > /d/y\n",
+        "FROM rl/busybox:latest\nRUN --network=none echo \"uid $(id -u) on $(hostname)\" > /r.txt && mkdir /d && echo x > /d/x\nRUN --network=none rm /d/x && echo kept > /d/y\n",
     )
     .unwrap();
     let bin = root.join("rbuild");
     std::fs::copy(assert_cmd::cargo::cargo_bin("rbuild"), &bin).unwrap();
     chown_tree(root);
-    let run = |args: &[&str]| {
-        let out = Proc::new(&setpriv)
+    let try_run = |args: &[&str]| {
+        Proc::new(&setpriv)
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&bin)
             .args(args)
@@ -56,7 +56,10 @@ fn an_unprivileged_user_builds_with_run_in_a_user_namespace() {
             .env("RBUILD_ROOT", root.join("store"))
             .current_dir(root)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let run = |args: &[&str]| {
+        let out = try_run(args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.success(),
@@ -89,4 +92,40 @@ fn an_unprivileged_user_builds_with_run_in_a_user_namespace() {
         "deletions in a rootless RUN are whiteouts too"
     );
     assert_eq!(std::fs::read_to_string(out.join("d/y")).unwrap(), "kept\n");
+    // The default network (slirp4netns) needs /dev/net/tun, which some hosts
+    // keep root-only: then the step fails and says what to do instead.
+    std::fs::create_dir_all(root.join("net")).unwrap();
+    std::fs::write(
+        root.join("net/Dockerfile"),
+        "FROM rl/busybox:latest\nRUN grep -c tap0 /proc/net/dev > /tap.txt\n",
+    )
+    .unwrap();
+    chown_tree(&root.join("net"));
+    let tun_open = Proc::new(&setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["sh", "-c", "exec 3<>/dev/net/tun"])
+        .status()
+        .unwrap()
+        .success();
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=local,dest=netout",
+        "net",
+    ];
+    if tun_open {
+        run(&args);
+        let tap = std::fs::read_to_string(root.join("netout/tap.txt")).unwrap();
+        assert_eq!(tap, "1\n");
+    } else {
+        let out = try_run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("/dev/net/tun") && err.contains("--network=none"),
+            "{err}"
+        );
+    }
 }

@@ -273,7 +273,7 @@ fn rootless_sys_is_the_hosts_read_only_all_the_way_down_and_masked() {
     std::fs::create_dir_all(root.join("app")).unwrap();
     std::fs::write(
         root.join("app/Dockerfile"),
-        "FROM rl/busybox:latest\nRUN awk '$5 ~ \"^/sys\" {print $5, substr($6, 1, 2)}' /proc/self/mountinfo > /sys-mounts; ls -A /sys/firmware | wc -l > /firmware\n",
+        "FROM rl/busybox:latest\nRUN --network=host awk '$5 ~ \"^/sys\" {print $5, substr($6, 1, 2)}' /proc/self/mountinfo > /sys-mounts; ls -A /sys/firmware | wc -l > /firmware\n",
     )
     .unwrap();
     std::fs::copy(assert_cmd::cargo::cargo_bin("rbuild"), root.join("rbuild")).unwrap();
@@ -283,7 +283,16 @@ fn rootless_sys_is_the_hosts_read_only_all_the_way_down_and_masked() {
             .arg(root),
     );
     rootless_build(root, &["-t", "rl/busybox:latest", "base"]);
-    rootless_build(root, &["-o", "type=local,dest=out", "app"]);
+    rootless_build(
+        root,
+        &[
+            "--allow",
+            "network.host",
+            "-o",
+            "type=local,dest=out",
+            "app",
+        ],
+    );
     let out = root.join("out");
     let mounts = read(&out, "sys-mounts");
     assert!(

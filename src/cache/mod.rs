@@ -90,8 +90,11 @@ pub fn default_root() -> PathBuf {
 }
 
 impl Store {
-    /// Open (creating if needed) the store at `root`, taking the lock.
+    /// Open (creating if needed) the store at `root`, taking the lock. The
+    /// root is private to its owner (0700, as Docker's /var/lib/docker): a
+    /// setuid file in a snapshot or cache is then out of other users' reach.
     pub fn open(root: &Path, mode: LockMode) -> Result<Store> {
+        make_private_root(root)?;
         for sub in [
             "blobs/sha256",
             "snapshots",
@@ -201,6 +204,34 @@ impl Store {
     /// Directory for full build logs.
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+}
+
+/// Create `root` (and missing parents) mode 0700, or bring an existing root
+/// we own to 0700.
+fn make_private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match fs::metadata(root) {
+        Ok(m) => {
+            let ours = m.uid() == rustix::process::geteuid().as_raw();
+            if ours && m.mode() & 0o7777 != 0o700 {
+                fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                    .map_err(io_err("making private", root))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(root) {
+                Ok(()) => Ok(()),
+                // Created concurrently by another build: fix its mode.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => make_private_root(root),
+                Err(e) => Err(io_err("creating", root)(e)),
+            }
+        }
+        Err(e) => Err(io_err("opening", root)(e)),
     }
 }
 

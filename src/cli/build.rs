@@ -1,6 +1,6 @@
 //! `rbuild [build] ...`: build an image from a Dockerfile and a context.
 
-use super::source::{parse_build_arg, read_dockerfile};
+use super::source::parse_build_arg;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use rbuild::cache::{LockMode, Store, default_root};
@@ -8,9 +8,8 @@ use rbuild::context::Context;
 use rbuild::export::{OutputSpec, OutputType, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
-use rbuild::frontend::parse_dockerfile;
-use rbuild::frontend::platform::Platform;
-use rbuild::image::manifest::write_image;
+use rbuild::frontend::parse_dockerfile_with_checks;
+use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::resolver::Resolver;
 use rbuild::image::source::normalize_name;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
@@ -43,8 +42,8 @@ pub struct BuildArgs {
     #[arg(long = "label", value_parser = parse_build_arg)]
     pub labels: Vec<(String, String)>,
     /// Target platform (only this machine's platform is built).
-    #[arg(long, value_parser = Platform::parse)]
-    pub platform: Option<Platform>,
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Progress output: auto, tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -72,9 +71,27 @@ pub struct BuildArgs {
     /// Allow plain HTTP (and unverified HTTPS) for this registry (`HOST[:PORT]`); repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Grant an entitlement, as buildx: `network.host` lets `RUN
+    /// --network=host` share the host's network.
+    #[arg(long = "allow", value_parser = parse_entitlement)]
+    pub allow: Vec<String>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
+}
+
+/// Parse `--allow ENTITLEMENT` (buildx's names).
+fn parse_entitlement(s: &str) -> Result<String, String> {
+    match s {
+        "network.host" => Ok(s.to_string()),
+        "security.insecure" => Err(
+            "security.insecure is not supported by rbuild (RUN --security=insecure is refused)"
+                .into(),
+        ),
+        _ => Err(format!(
+            "invalid entitlement {s:?} (known: network.host, security.insecure)"
+        )),
+    }
 }
 
 /// Parse `--secret id=ID,src=FILE|env=VAR` (docker's syntax; `source=` and
@@ -99,9 +116,26 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
         (Some(p), _, Some("env")) => SecretSource::Env(p),
         (Some(p), _, _) => SecretSource::File(PathBuf::from(p)),
         (None, Some(v), _) => SecretSource::Env(v),
-        (None, None, _) => SecretSource::Env(id.clone()),
+        // As buildx: the variable named by the id if set, else the file.
+        (None, None, _) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None, _) => SecretSource::File(PathBuf::from(&id)),
     };
     Ok((id, source))
+}
+
+/// Secret files must exist before the build starts (as buildx's secret
+/// store checks them), and be at most 500 KB.
+fn check_secrets(secrets: &[(String, SecretSource)]) -> Result<()> {
+    for (id, src) in secrets {
+        if let SecretSource::File(p) = src {
+            let meta = std::fs::metadata(p)
+                .with_context(|| format!("--secret id={id}: failed to stat {}", p.display()))?;
+            if meta.len() > 500 * 1024 {
+                bail!("--secret id={id}: secret {id} too big. max size 500KB");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Base image environments, from the store, OCI layouts and registries.
@@ -114,6 +148,12 @@ impl BaseEnv for StoreImages<'_> {
             c.ensure_path();
             c.env_pairs()
         })
+    }
+    fn onbuild(&self, image: &str) -> Vec<String> {
+        self.0
+            .load(image)
+            .map(|i| i.state.config.config.on_build)
+            .unwrap_or_default()
     }
 }
 
@@ -131,6 +171,39 @@ fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
     })
 }
 
+/// SOURCE_DATE_EPOCH from `--build-arg` (as BuildKit's frontend takes it),
+/// else from the environment (as buildx passes it on).
+fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
+    let (v, from) = match build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+    {
+        Some((_, v)) => (v.clone(), "--build-arg SOURCE_DATE_EPOCH"),
+        None => (
+            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_default(),
+            "SOURCE_DATE_EPOCH",
+        ),
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<u64>()
+        .map(Some)
+        .with_context(|| format!("{from}={v}: must be a number of seconds"))
+}
+
+/// Print the build checks' findings (not in quiet mode).
+fn print_warnings(
+    src: &super::source::DockerfileSource,
+    linter: &rbuild::frontend::lint::Linter,
+    mode: Mode,
+) {
+    if mode != Mode::Quiet {
+        super::source::print_lint_warnings(src, linter);
+    }
+}
+
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mode = progress_mode(&args.progress, args.quiet)?;
@@ -146,14 +219,16 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<_, _>>()?;
-    let src = read_dockerfile(args.file.as_deref(), &args.context)?;
-    if !args.context.is_dir() {
-        bail!(
-            "build context {} is not a directory",
-            args.context.display()
-        );
-    }
-    let (df, mut linter) = match parse_dockerfile(&src.text) {
+    check_secrets(&args.secrets)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let src = &prepared.dockerfile;
+    let checks = args
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
+        .map(|(_, v)| v.as_str());
+    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => {
             eprint!(
@@ -168,19 +243,16 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Store::open(&root, LockMode::Shared)
             .with_context(|| format!("opening store {}", root.display()))?,
     );
+    // Secrets a killed build left in memory.
+    rbuild::solver::secrets::clean_stale();
     let mut opts = BuildOptions {
         build_args: args.build_args.clone(),
         target: args.target.clone(),
         ..Default::default()
     };
     if let Some(p) = &args.platform {
-        if p.os != opts.build_platform.os || p.arch != opts.build_platform.arch {
-            bail!(
-                "--platform {p}: only the build machine's platform ({}) can be built",
-                opts.build_platform
-            );
-        }
-        opts.target_platform = p.clone();
+        opts.target_platform =
+            super::platforms::cli_platform(p, &opts.build_platform).map_err(anyhow::Error::msg)?;
     }
     let images = Arc::new(Resolver::new(
         store.clone(),
@@ -198,22 +270,23 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let dockerfile_path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    if let Err((pos, msg)) = super::platforms::check_stages(&plan, &opts.build_platform) {
+        eprint!("{}", render(&src.display, &src.text, pos, "error", &msg));
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(v) = linter.violation() {
+        print_warnings(src, &linter, mode);
+        eprintln!("error: {v}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let unused_args = plan.unused_build_args.clone();
+    let dockerfile_path = prepared.dockerfile_path.clone();
     let context = Arc::new(Context::open(
-        &args.context,
+        &prepared.dir,
         &dockerfile_path,
         Some(&store.root().join("statcache")),
     )?);
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(
-            v.parse::<u64>()
-                .context("SOURCE_DATE_EPOCH must be a number of seconds")?,
-        ),
-        _ => None,
-    };
+    let epoch = source_date_epoch(&args.build_args)?;
     let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
     let req = BuildRequest {
@@ -228,6 +301,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         build_args: args.build_args.clone(),
         secrets: args.secrets.clone(),
         images,
+        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };
     let (progress, rx) = Progress::channel();
     let renderer = spawn_renderer(
@@ -244,19 +318,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let result = runtime.block_on(solve(store.clone(), req, progress));
     context.save_cache();
     let _ = renderer.join();
-    for w in &linter.warnings {
-        if mode != Mode::Quiet {
-            eprint!(
-                "{}",
-                render(
-                    &src.display,
-                    &src.text,
-                    w.pos,
-                    "warning",
-                    &format!("{}: {}", w.rule, w.message)
-                )
-            );
-        }
+    print_warnings(src, &linter, mode);
+    if !unused_args.is_empty() && mode != Mode::Quiet {
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused_args.join(" ")
+        );
     }
     let result = match result {
         Ok(r) => r,
@@ -279,15 +346,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         store.tag(n, image_id)?;
     }
     let mut written: Vec<rbuild::image::manifest::WrittenImage> = Vec::new();
-    let mut manifest_for =
-        |c: rbuild::layer::compress::Compression| -> Result<rbuild::image::manifest::WrittenImage> {
-            if let Some(w) = written.iter().find(|w| w.compression == c) {
-                return Ok(w.clone());
-            }
-            let w = write_image(&store, &result.state, c)?;
-            written.push(w.clone());
-            Ok(w)
-        };
+    let mut manifest_for = |c: rbuild::layer::compress::Compression,
+                            t: MediaTypes|
+     -> Result<rbuild::image::manifest::WrittenImage> {
+        if let Some(w) = written
+            .iter()
+            .find(|w| w.compression == c && w.media_types == t)
+        {
+            return Ok(w.clone());
+        }
+        let w = write_image(&store, &result.state, c, t)?;
+        written.push(w.clone());
+        Ok(w)
+    };
     for o in &outputs {
         let dest = o.dest.clone().unwrap_or_default();
         let out_names: Vec<String> = if o.names.is_empty() {
@@ -303,19 +374,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             }
             OutputType::OciDir => rbuild::export::write_oci_layout(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
             OutputType::OciArchive => rbuild::export::write_oci_archive(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
             OutputType::DockerArchive => rbuild::export::write_docker_archive(
                 &store,
-                &manifest_for(o.compression)?,
+                &manifest_for(o.compression, o.media_types)?,
                 &out_names,
                 &dest,
             )?,
@@ -330,7 +401,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
-        let image = manifest_for(compression)?;
+        let types = outputs.first().map(|o| o.media_types).unwrap_or_default();
+        let image = manifest_for(compression, types)?;
         let meta = serde_json::json!({
             "containerimage.digest": image.manifest,
             "containerimage.config.digest": image.config,

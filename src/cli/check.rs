@@ -6,7 +6,7 @@ use clap::Args;
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BuildOptions, UnknownImages, lower};
 use rbuild::frontend::platform::Platform;
-use rbuild::frontend::{FrontendError, parse_dockerfile};
+use rbuild::frontend::{FrontendError, parse_dockerfile_with_checks};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,7 +40,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     };
-    let (df, mut linter) = match parse_dockerfile(&src.text) {
+    let checks = args
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
+        .map(|(_, v)| v.as_str());
+    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -56,22 +62,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    for w in &linter.warnings {
-        eprint!(
-            "{}",
-            render(
-                &src.display,
-                &src.text,
-                w.pos,
-                "warning",
-                &format!("{}: {}", w.rule, w.message)
-            )
-        );
-    }
+    super::source::print_lint_warnings(&src, &linter);
     if !plan.unused_build_args.is_empty() {
         eprintln!(
-            "warning: one or more build-args {:?} were not consumed",
-            plan.unused_build_args
+            "[Warning] One or more build-args [{}] were not consumed",
+            plan.unused_build_args.join(" ")
         );
     }
     let stages = plan.order.len();
@@ -83,8 +78,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         linter.warnings.len(),
         if linter.warnings.len() == 1 { "" } else { "s" }
     );
-    if linter.config.error && !linter.warnings.is_empty() {
-        eprintln!("error: build checks failed (check=error=true)");
+    if let Some(v) = linter.violation() {
+        eprintln!("error: {v}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

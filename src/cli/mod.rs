@@ -3,7 +3,9 @@
 
 mod build;
 mod check;
+mod context_source;
 mod parse;
+mod platforms;
 mod pull;
 mod source;
 mod store_cmds;
@@ -62,6 +64,8 @@ pub fn main() -> ExitCode {
         Command::Prune(a) => store_cmds::prune(a),
         Command::Pull(a) => pull::run(a),
     };
+    // No slirp4netns of a RUN step outlives rbuild.
+    rbuild::exec::network::reap_all();
     match result {
         Ok(code) => code,
         Err(e) => {

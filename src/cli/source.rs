@@ -8,6 +8,8 @@ use std::path::Path;
 pub struct DockerfileSource {
     /// As shown in messages.
     pub display: String,
+    /// The file read (None for standard input).
+    pub path: Option<std::path::PathBuf>,
     /// The contents (invalid UTF-8 replaced).
     pub text: String,
 }
@@ -22,21 +24,43 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<Dockerfile
             .context("reading the Dockerfile from standard input")?;
         return Ok(DockerfileSource {
             display: "<stdin>".into(),
+            path: None,
             text: String::from_utf8_lossy(&buf).into_owned(),
         });
     }
-    let path = match file {
+    let mut path = match file {
         Some(f) => f.to_path_buf(),
         None => context.join("Dockerfile"),
     };
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("reading Dockerfile {}", path.display()))?;
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        // As BuildKit: a missing `Dockerfile` falls back to `dockerfile`.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let lower = path.with_file_name("dockerfile");
+            match std::fs::read(&lower) {
+                Ok(b) if path.file_name() == Some("Dockerfile".as_ref()) => {
+                    path = lower;
+                    b
+                }
+                _ => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading Dockerfile {}", path.display())));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("reading Dockerfile {}", path.display()))
+            );
+        }
+    };
     Ok(DockerfileSource {
         display: path
             .strip_prefix(".")
             .unwrap_or(&path)
             .display()
             .to_string(),
+        path: Some(path),
         text: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
@@ -50,5 +74,21 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
             Ok(v) => Ok((s.to_string(), v)),
             Err(_) => Ok((s.to_string(), String::new())),
         },
+    }
+}
+
+/// Print the build checks' findings with the line and a caret.
+pub fn print_lint_warnings(src: &DockerfileSource, linter: &rbuild::frontend::lint::Linter) {
+    for w in &linter.warnings {
+        eprint!(
+            "{}",
+            rbuild::frontend::diagnostics::render(
+                &src.display,
+                &src.text,
+                w.pos,
+                "warning",
+                &format!("{}: {}", w.rule, w.message)
+            )
+        );
     }
 }

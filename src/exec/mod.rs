@@ -5,13 +5,15 @@ pub mod caps;
 pub mod copydiff;
 pub mod extra;
 pub mod mounts;
+pub mod network;
 pub mod rootfs;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 
-use spec::SandboxSpec;
+use spec::{Network, SandboxSpec};
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -29,6 +31,9 @@ pub enum ExecError {
     /// The sandbox could not be set up or run.
     #[error("sandbox: {0}")]
     Sandbox(String),
+    /// The step's network could not be set up.
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
 }
 
 /// Directories of one run inside the store's temp space.
@@ -53,16 +58,40 @@ pub fn run_sandboxed(
 ) -> Result<(), ExecError> {
     let exe =
         std::env::current_exe().map_err(|e| ExecError::Sandbox(format!("locating rbuild: {e}")))?;
-    let mut child = Command::new(exe)
-        .arg("__sandbox")
+    let rootless = !rustix::process::geteuid().is_root();
+    let slirp_bin = match spec.network {
+        Network::Slirp => {
+            network::check_tun(rootless)?;
+            Some(network::slirp4netns_path()?)
+        }
+        Network::None | Network::Host => None,
+    };
+    let sync = slirp_bin
+        .as_ref()
+        .map(|_| network::Pipe::new())
+        .transpose()?;
+    let mut spec = spec.clone();
+    let mut cmd = Command::new(exe);
+    cmd.arg("__sandbox")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(p) = &sync {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&p.write);
+        spec.sync_fd = Some(fd);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure only calls fcntl (async-signal-safe).
+        unsafe { cmd.pre_exec(move || network::keep_across_exec(fd)) };
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| ExecError::Sandbox(format!("starting the sandbox: {e}")))?;
-    let input = serde_json::to_vec(spec).expect("serialise sandbox spec");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(&input);
+    let sync = sync.map(|p| p.read); // our copy of the write end closes here
+    let mut input = serde_json::to_vec(&spec).expect("serialise sandbox spec");
+    input.push(b'\n');
+    let mut stdin = child.stdin.take();
+    if let Some(s) = stdin.as_mut() {
+        let _ = s.write_all(&input);
     }
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
@@ -87,6 +116,11 @@ pub fn run_sandboxed(
         }));
     }
     drop(tx);
+    let (slirp, net_err) = match (&slirp_bin, &sync) {
+        (Some(bin), Some(sync)) => attach_network(bin, sync, child.id(), rootless, stdin.as_mut()),
+        _ => (None, None),
+    };
+    drop(stdin);
     let mut log = std::fs::File::create(log_path).ok();
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     for line in rx {
@@ -105,6 +139,10 @@ pub fn run_sandboxed(
     let status = child
         .wait()
         .map_err(|e| ExecError::Sandbox(format!("waiting: {e}")))?;
+    drop(slirp);
+    if let Some(e) = net_err {
+        return Err(e.into());
+    }
     let code = status
         .code()
         .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
@@ -115,6 +153,31 @@ pub fn run_sandboxed(
             code,
             tail: tail.into_iter().collect(),
         })
+    }
+}
+
+/// Once the helper (`pid`) says on `sync` that its network namespace exists,
+/// start slirp4netns on it and, when it is ready, let the step run (GO on
+/// its stdin). End of file on `sync`: the helper failed first and says why
+/// on stderr.
+fn attach_network(
+    bin: &Path,
+    sync: &std::os::fd::OwnedFd,
+    pid: u32,
+    rootless: bool,
+    stdin: Option<&mut std::process::ChildStdin>,
+) -> (Option<network::Slirp>, Option<network::NetworkError>) {
+    if network::read_byte(sync.as_raw_fd(), -1).is_none() {
+        return (None, None);
+    }
+    match network::Slirp::start(bin, pid, rootless) {
+        Ok(s) => {
+            if let Some(stdin) = stdin {
+                let _ = stdin.write_all(&[network::GO]);
+            }
+            (Some(s), None)
+        }
+        Err(e) => (None, Some(e)),
     }
 }
 

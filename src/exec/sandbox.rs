@@ -1,6 +1,6 @@
 //! The sandbox helper: `rbuild __sandbox` reads a [`SandboxSpec`] on stdin
 //! and, single-threaded, creates mount, pid, ipc and uts namespaces (and a
-//! network namespace for `--network=none`), assembles an overlay of the
+//! network namespace unless `--network=host`), assembles an overlay of the
 //! parent layers with a fresh upper directory, mounts /proc, /dev and /sys
 //! and the step's mounts ([`super::rootfs`], [`super::extra`]), pivots into
 //! it, drops to Docker's default capabilities with no_new_privs, switches
@@ -15,18 +15,17 @@ use super::mounts::{self, cstr, fail};
 use super::rootfs::{self, Rootfs};
 use super::seccomp;
 use super::spec::{Network, SandboxSpec};
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// Entry point of `rbuild __sandbox`. Never returns.
 pub fn sandbox_main() -> ! {
     cloexec_inherited();
-    let mut input = String::new();
-    if std::io::stdin().read_to_string(&mut input).is_err() {
+    // One line: stdin stays open to say when the step's network is ready.
+    let Ok(input) = super::network::read_spec_line() else {
         fail("reading the sandbox spec");
-    }
-    let spec: SandboxSpec = match serde_json::from_str(&input) {
+    };
+    let spec: SandboxSpec = match serde_json::from_slice(&input) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rbuild sandbox: bad spec: {e}");
@@ -45,7 +44,7 @@ pub fn sandbox_main() -> ! {
     let seccomp = compile_seccomp();
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: plain getters.
@@ -69,6 +68,10 @@ pub fn sandbox_main() -> ! {
                 fail(&format!("writing {f}"));
             }
         }
+    }
+    if let Some(fd) = spec.sync_fd {
+        // rbuild now attaches slirp4netns to our network namespace.
+        super::network::notify(fd);
     }
     // The child's way to see that this helper is gone: the hangup of a
     // pipe whose write end only the helper holds (close-on-exec on both).
@@ -218,8 +221,8 @@ fn run_child(
     rootfs::setup_dev(&rootfs);
     rootfs::setup_sys(&rootfs);
     extra::bind_file(&rootfs, &spec.hosts_file, "etc/hosts");
-    if Path::new("/etc/resolv.conf").exists() {
-        extra::bind_file(&rootfs, Path::new("/etc/resolv.conf"), "etc/resolv.conf");
+    if let Some(resolv) = &spec.resolv_conf {
+        extra::bind_file(&rootfs, resolv, "etc/resolv.conf");
     }
     for m in &spec.mounts {
         extra::extra_mount(&rootfs, m, &spec.empty_lower);
@@ -251,6 +254,11 @@ fn run_child(
     }
     become_user(spec, rootless);
     die_with_helper(alive);
+    // The go-ahead comes on stdin, before it becomes /dev/null.
+    if spec.network == Network::Slirp && !super::network::wait_for_go() {
+        eprintln!("rbuild sandbox: the step's network could not be set up");
+        std::process::exit(125);
+    }
     detach_terminal();
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };

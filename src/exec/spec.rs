@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// Network of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
+    /// The default: a new network namespace with outbound access through
+    /// slirp4netns (see [`super::network`]).
+    Slirp,
     /// A new, empty network namespace (loopback only).
     None,
     /// The host's network namespace.
@@ -62,6 +65,11 @@ pub struct SandboxSpec {
     pub rootfs: PathBuf,
     /// Content of /etc/hosts, written to `hosts_file`.
     pub hosts_file: PathBuf,
+    /// File bound read-only at /etc/resolv.conf (none: leave the image's).
+    pub resolv_conf: Option<PathBuf>,
+    /// [`Network::Slirp`]: the descriptor on which the helper says its
+    /// network namespace exists (set by [`super::run_sandboxed`]).
+    pub sync_fd: Option<i32>,
     /// The command.
     pub argv: Vec<String>,
     /// `K=V` environment.

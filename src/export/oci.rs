@@ -3,7 +3,7 @@
 use super::{ExportError, io_err};
 use crate::cache::Store;
 use crate::digest::Digest;
-use crate::image::manifest::{MANIFEST_MEDIA_TYPE, WrittenImage};
+use crate::image::manifest::WrittenImage;
 use std::fs;
 use std::path::Path;
 
@@ -19,7 +19,7 @@ pub(crate) fn image_blobs(img: &WrittenImage) -> Vec<Digest> {
 pub(crate) fn index_json(img: &WrittenImage, names: &[String]) -> Vec<u8> {
     let descriptor = |name: Option<&String>| {
         let mut d = serde_json::json!({
-            "mediaType": MANIFEST_MEDIA_TYPE,
+            "mediaType": img.manifest_media_type(),
             "digest": img.manifest,
             "size": img.manifest_size,
         });

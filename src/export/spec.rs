@@ -1,6 +1,7 @@
 //! `--output type=...,dest=...` parsing (buildx's syntax).
 
 use super::ExportError;
+use crate::image::manifest::MediaTypes;
 use crate::layer::compress::{Compression, DEFAULT_GZIP_LEVEL};
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ pub struct OutputSpec {
     pub names: Vec<String>,
     /// `compression=` and `compression-level=`.
     pub compression: Compression,
+    /// `oci-mediatypes=` (default: true, false for the docker exporter, as BuildKit).
+    pub media_types: MediaTypes,
 }
 
 /// Parse one `--output` value. A bare path means `type=local,dest=PATH`, as buildx.
@@ -44,6 +47,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
             dest: Some(PathBuf::from(s)),
             names: Vec::new(),
             compression: Compression::default(),
+            media_types: MediaTypes::Oci,
         });
     }
     let mut kind = None;
@@ -52,6 +56,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
     let mut comp_name = "gzip".to_string();
     let mut level: Option<i32> = None;
     let mut tar = true;
+    let mut oci_types: Option<bool> = None;
     for field in s.split(',') {
         let (k, v) = field
             .split_once('=')
@@ -82,7 +87,14 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
                 )
             }
             "tar" => tar = v != "false",
-            "oci-mediatypes" | "force-compression" => {}
+            "oci-mediatypes" => {
+                oci_types = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("oci-mediatypes must be true or false")),
+                })
+            }
+            "force-compression" => {}
             other => return Err(bad(&format!("unknown field {other:?}"))),
         }
     }
@@ -109,11 +121,25 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
     if kind != OutputType::Image && dest.is_none() {
         return Err(bad("missing dest="));
     }
+    if kind == OutputType::Local && dest.as_deref() == Some(std::path::Path::new("-")) {
+        return Err(bad(
+            "the local exporter writes a directory, not standard output (dest=-); \
+             give a directory, or an archive type (oci, docker) with dest=-",
+        ));
+    }
+    let oci_types = oci_types.unwrap_or(kind != OutputType::DockerArchive);
+    // Docker has no zstd layer type: zstd keeps OCI media types.
+    let media_types = if oci_types || matches!(compression, Compression::Zstd { .. }) {
+        MediaTypes::Oci
+    } else {
+        MediaTypes::Docker
+    };
     Ok(OutputSpec {
         kind,
         dest,
         names,
         compression,
+        media_types,
     })
 }
 
@@ -133,6 +159,24 @@ mod tests {
         );
         assert!(parse_output("type=bogus,dest=x").is_err());
         assert!(parse_output("type=oci").is_err());
+        assert!(
+            parse_output("type=local,dest=-")
+                .unwrap_err()
+                .to_string()
+                .contains("not standard output")
+        );
+        assert!(parse_output("type=oci,dest=-").is_ok());
+        let types = |s: &str| parse_output(s).unwrap().media_types;
+        assert_eq!(types("type=oci,dest=x"), MediaTypes::Oci);
+        assert_eq!(
+            types("type=oci,dest=x,oci-mediatypes=false"),
+            MediaTypes::Docker
+        );
+        assert_eq!(types("type=docker,dest=x"), MediaTypes::Docker);
+        assert_eq!(
+            types("type=docker,dest=x,oci-mediatypes=true"),
+            MediaTypes::Oci
+        );
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
     }
 }

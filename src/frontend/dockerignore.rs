@@ -82,6 +82,63 @@ pub fn clean_path(p: &str) -> String {
     }
 }
 
+/// The syntax check moby/patternmatcher makes with Go's `filepath.Match`:
+/// a trailing `\`, an unterminated class, and a class item that is empty,
+/// `-` or `]` are errors (`syntax error in pattern`).
+fn go_pattern_syntax(p: &str) -> Result<(), String> {
+    const BAD: &str = "syntax error in pattern";
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    // One class item or range bound (Go's getEsc).
+    let esc = |i: &mut usize| -> Result<(), String> {
+        match chars.get(*i) {
+            None | Some('-') | Some(']') => Err(BAD.into()),
+            Some('\\') => {
+                *i += 2;
+                if *i > chars.len() {
+                    return Err(BAD.into());
+                }
+                Ok(())
+            }
+            Some(_) => {
+                *i += 1;
+                Ok(())
+            }
+        }
+    };
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => {
+                if i + 1 >= chars.len() {
+                    return Err(BAD.into());
+                }
+                i += 2;
+            }
+            '[' => {
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    i += 1;
+                }
+                let mut ranges = 0;
+                loop {
+                    if chars.get(i) == Some(&']') && ranges > 0 {
+                        i += 1;
+                        break;
+                    }
+                    esc(&mut i)?;
+                    if chars.get(i) == Some(&'-') {
+                        i += 1;
+                        esc(&mut i)?;
+                    }
+                    ranges += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
 fn compile(p: &str) -> Result<Vec<Tok>, String> {
     let chars: Vec<char> = p.chars().collect();
     let mut toks = Vec::new();
@@ -233,12 +290,16 @@ impl Pattern {
             p = p[1..].trim();
         }
         if p.is_empty() {
+            if exception {
+                return Err("illegal exclusion pattern: \"!\"".into());
+            }
             return Ok(None);
         }
         let mut text = clean_path(p);
         if text.len() > 1 && text.starts_with('/') {
             text = text[1..].to_string();
         }
+        go_pattern_syntax(&text)?;
         let toks = compile(&text)?;
         Ok(Some(Pattern {
             text,
@@ -413,6 +474,20 @@ mod tests {
     #[test]
     fn invalid_class_is_an_error() {
         assert!(IgnoreMatcher::parse("[a-", Path::new("x")).is_err());
+        for bad in ["!", "! ", "x\\", "[a-]", "[]a]", "[-a]", "["] {
+            assert!(
+                IgnoreMatcher::parse(bad, Path::new("x")).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        for good in [
+            "[a-c]", "[\\]]", "[^a]x", "**/*.go", "!keep", "a\\*b", "\\\\",
+        ] {
+            assert!(
+                IgnoreMatcher::parse(good, Path::new("x")).is_ok(),
+                "{good:?} should be accepted"
+            );
+        }
     }
 
     #[test]

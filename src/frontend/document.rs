@@ -9,9 +9,25 @@ use super::position::Pos;
 
 /// Parse a Dockerfile. Returns the AST and a linter holding the syntactic findings.
 pub fn parse_dockerfile(source: &str) -> Result<(Dockerfile, Linter)> {
+    parse_dockerfile_with_checks(source, None)
+}
+
+/// Parse a Dockerfile; `checks` (the `BUILDKIT_DOCKERFILE_CHECK` build arg)
+/// replaces the `# check=` directive, as in BuildKit.
+pub fn parse_dockerfile_with_checks(
+    source: &str,
+    checks: Option<&str>,
+) -> Result<(Dockerfile, Linter)> {
     let lines = scan(source)?;
     let mut linter = Linter::default();
-    if let Some(d) = lines.directives.iter().find(|d| d.name == "check") {
+    if let Some(v) = checks {
+        linter.config = CheckConfig::parse(v).map_err(|e| {
+            FrontendError::new(
+                Pos { line: 1, col: 1 },
+                format!("failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: {e}"),
+            )
+        })?;
+    } else if let Some(d) = lines.directives.iter().find(|d| d.name == "check") {
         linter.config = CheckConfig::parse(&d.value).map_err(|e| {
             FrontendError::new(
                 Pos {
@@ -89,7 +105,7 @@ pub fn parse_dockerfile(source: &str) -> Result<(Dockerfile, Linter)> {
     if stages.is_empty() {
         return Err(FrontendError::new(
             Pos { line: 1, col: 1 },
-            "the Dockerfile has no FROM instruction: no build stage",
+            "dockerfile contains no stages to build",
         ));
     }
     for stage in &stages {

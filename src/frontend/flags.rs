@@ -45,7 +45,7 @@ impl Flags {
                 let names: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
                 return Err(FrontendError::new(
                     arg.pos,
-                    with_suggestion(format!("unknown flag: --{name}"), name, &names, "--"),
+                    with_suggestion(format!("unknown flag: --{name}"), name, &names),
                 ));
             };
             let seen = flags.values.iter().any(|(n, _)| *n == key);

@@ -7,7 +7,7 @@ use super::flags::{FlagKind, Flags};
 use super::lines::parse_heredoc_word;
 use super::mounts::parse_mount;
 use super::raw::{Heredoc, RawNode};
-use super::suggest::with_suggestion;
+use super::suggest::{search, with_suggestion};
 
 /// A typed instruction or the start of a stage.
 pub enum Parsed {
@@ -210,12 +210,10 @@ pub fn parse_instruction(node: &RawNode) -> Result<Parsed> {
         _ => {
             return Err(err(
                 node,
-                with_suggestion(
-                    format!("unknown instruction: {}", node.keyword),
-                    &node.keyword,
-                    &INSTRUCTION_NAMES,
-                    "",
-                ),
+                match search(&node.keyword, &INSTRUCTION_NAMES, false) {
+                    Some(c) => format!("unknown instruction: {} (did you mean {c}?)", node.keyword),
+                    None => format!("unknown instruction: {}", node.keyword),
+                },
             ));
         }
     };
@@ -334,7 +332,6 @@ fn parse_run(node: &RawNode) -> Result<InstructionKind> {
                         format!("unsupported network mode \"{v}\""),
                         &v,
                         &["default", "none", "host"],
-                        "",
                     ),
                 ));
             }

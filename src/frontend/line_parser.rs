@@ -62,9 +62,19 @@ pub fn parse_lines(joined: &str, lines: Vec<LineInfo>, escape: char) -> Result<V
                 .find(|l| l.range.end >= offset)
                 .or(lines.last());
             let pos = info.map(|l| l.span.start).unwrap_or_default();
+            // Never the grammar's rule names: BuildKit's words for a line
+            // that starts with no known instruction.
+            let word = info
+                .map(|l| {
+                    joined[l.range.clone()]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                })
+                .unwrap_or("");
             return Err(FrontendError::new(
                 pos,
-                format!("cannot parse instruction: {}", e.variant.message()),
+                format!("unknown instruction: {word}"),
             ));
         }
     };

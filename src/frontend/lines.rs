@@ -270,7 +270,9 @@ pub fn scan(source: &str) -> Result<Lines> {
             heredocs,
         });
     }
-    out.nodes = parse_lines(&joined, infos, out.escape)?;
+    if !infos.is_empty() {
+        out.nodes = parse_lines(&joined, infos, out.escape)?;
+    }
     if out.nodes.is_empty() {
         return Err(FrontendError::new(
             Pos {

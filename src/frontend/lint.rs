@@ -66,6 +66,24 @@ pub struct Linter {
 }
 
 impl Linter {
+    /// BuildKit's error when `check=error=true` and a check warned:
+    /// `lint violation found for rules: A, B` (rules in order of first finding).
+    pub fn violation(&self) -> Option<String> {
+        if !self.config.error || self.warnings.is_empty() {
+            return None;
+        }
+        let mut rules: Vec<&str> = Vec::new();
+        for w in &self.warnings {
+            if !rules.contains(&w.rule) {
+                rules.push(w.rule);
+            }
+        }
+        Some(format!(
+            "lint violation found for rules: {}",
+            rules.join(", ")
+        ))
+    }
+
     /// Record a finding.
     pub fn report(&mut self, rule: &'static str, pos: Pos, message: impl Into<String>) {
         if !self.config.enabled(rule) {

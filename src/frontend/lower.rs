@@ -9,8 +9,8 @@ use super::mounts::{csv_fields, parse_mount_fields};
 use super::platform::{PROXY_ARGS, Platform, default_args};
 use super::position::{Pos, Span};
 use super::shell::{Env, Lexer};
+use super::stage_refs::{build_order, resolve_from, stage_label};
 use super::suggest::closest;
-use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
 /// Options of a build that affect the frontend.
@@ -41,6 +41,10 @@ impl Default for BuildOptions {
 pub trait BaseEnv {
     /// The `Env` of `image`'s config, or `None` when it cannot be known now.
     fn env(&self, image: &str) -> Option<Vec<(String, String)>>;
+    /// The ONBUILD triggers of `image`'s config (none when unknown).
+    fn onbuild(&self, _image: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A `BaseEnv` that knows no images.
@@ -207,6 +211,8 @@ pub fn lower(
     let mut stages: Vec<PlannedStage> = Vec::new();
     let mut stage_env: Vec<Option<Vec<(String, String)>>> = Vec::new();
     let mut consumed: Vec<String> = Vec::new();
+    // References to stages defined later: errors when their stage is built.
+    let mut late_refs: Vec<(usize, Pos, String)> = Vec::new();
     for st in &df.stages {
         let exp = lex
             .expand_word(&st.base, &VarEnv(&global))
@@ -259,6 +265,17 @@ pub fn lower(
         let mut deps: Vec<usize> = Vec::new();
         if let Source::Stage(i) = base {
             deps.push(i);
+        }
+        // Stages read by the base's ONBUILD triggers run in this build.
+        let trigger_refs = match &base {
+            Source::Image(r) => super::onbuild::trigger_refs(&images.onbuild(r)),
+            Source::Stage(i) => super::onbuild::stage_trigger_refs(&df.stages[*i].instructions),
+            Source::Scratch => Vec::new(),
+        };
+        for r in &trigger_refs {
+            if let Some(i) = super::onbuild::stage_index(r, &names, df.stages.len()) {
+                deps.push(i);
+            }
         }
         let mut had_workdir = false;
         for instr in &st.instructions {
@@ -334,6 +351,8 @@ pub fn lower(
                     expand_opt(&mut ctx, &mut add.options.chown)?;
                     expand_opt(&mut ctx, &mut add.options.chmod)?;
                     expand_opt(&mut ctx, &mut add.checksum)?;
+                    super::add_sources::check_add(add)
+                        .map_err(|e| FrontendError::new(instr.span.start, e))?;
                 }
                 InstructionKind::Copy(copy) => {
                     expand_paths(&mut ctx, &mut copy.paths)?;
@@ -342,6 +361,16 @@ pub fn lower(
                     if let Some(from) = &copy.from {
                         let src = resolve_from(from, &names, df.stages.len(), instr.span.start)?;
                         if let Source::Stage(i) = src {
+                            if i >= st.index {
+                                late_refs.push((
+                                    st.index,
+                                    instr.span.start,
+                                    format!(
+                                        "cannot copy from stage \"{from}\", it needs to be defined before current stage \"{}\"",
+                                        stage_label(st)
+                                    ),
+                                ));
+                            }
                             deps.push(i);
                         }
                         copy_from = Some(src);
@@ -394,6 +423,16 @@ pub fn lower(
                             Some(f) if m.kind != MountType::Cache || !f.is_empty() => {
                                 let s = resolve_from(f, &names, df.stages.len(), instr.span.start)?;
                                 if let Source::Stage(i) = s {
+                                    if i >= st.index {
+                                        late_refs.push((
+                                            st.index,
+                                            instr.span.start,
+                                            format!(
+                                                "cannot mount from stage \"{f}\" to \"{}\", stage needs to be defined before current command",
+                                                m.target.as_deref().unwrap_or("")
+                                            ),
+                                        ));
+                                    }
                                     deps.push(i);
                                 }
                                 Some(s)
@@ -429,6 +468,9 @@ pub fn lower(
     }
 
     let order = build_order(&stages, target, df)?;
+    if let Some((_, pos, msg)) = late_refs.into_iter().find(|(i, _, _)| order.contains(i)) {
+        return Err(FrontendError::new(pos, msg));
+    }
     // Build args consumed by the stages that are built, or by the global scope.
     for i in &order {
         for s in &stages[*i].steps {
@@ -447,6 +489,8 @@ pub fn lower(
                 && !declared_global.contains(k)
                 && !PROXY_ARGS.contains(&k.as_str())
                 && !predefined.iter().any(|(p, _)| p == k)
+                && !k.starts_with("BUILDKIT_")
+                && k != "SOURCE_DATE_EPOCH"
         })
         .collect();
     Ok(BuildPlan {
@@ -541,65 +585,4 @@ fn expand_paths(ctx: &mut ExpandCtx<'_>, p: &mut SourcesAndDest) -> Result<()> {
         inline.content = e.result;
     }
     Ok(())
-}
-
-fn resolve_from(from: &str, names: &[(String, usize)], count: usize, pos: Pos) -> Result<Source> {
-    if from.contains('$') {
-        return Err(FrontendError::new(
-            pos,
-            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
-        ));
-    }
-    if let Ok(i) = from.parse::<usize>() {
-        if i >= count {
-            return Err(FrontendError::new(pos, format!("invalid stage index {i}")));
-        }
-        return Ok(Source::Stage(i));
-    }
-    let lower = from.to_ascii_lowercase();
-    if let Some((_, i)) = names.iter().find(|(n, _)| *n == lower) {
-        return Ok(Source::Stage(*i));
-    }
-    if lower == "scratch" {
-        return Ok(Source::Scratch);
-    }
-    Ok(Source::Image(from.to_string()))
-}
-
-/// Stages needed for `target`, dependencies first; cycles are errors.
-fn build_order(stages: &[PlannedStage], target: usize, df: &Dockerfile) -> Result<Vec<usize>> {
-    let mut g: DiGraph<usize, ()> = DiGraph::new();
-    let nodes: Vec<NodeIndex> = stages.iter().map(|s| g.add_node(s.index)).collect();
-    for s in stages {
-        for d in &s.deps {
-            g.add_edge(nodes[*d], nodes[s.index], ());
-        }
-    }
-    if let Err(cycle) = petgraph::algo::toposort(&g, None) {
-        let i = g[cycle.node_id()];
-        let st = &df.stages[i];
-        return Err(FrontendError::new(
-            st.span.start,
-            format!(
-                "circular dependency detected on stage: {}",
-                st.name.clone().unwrap_or_else(|| i.to_string())
-            ),
-        ));
-    }
-    // Reverse reachability from the target, then keep topological order.
-    let mut needed = vec![false; stages.len()];
-    let mut stack = vec![target];
-    while let Some(i) = stack.pop() {
-        if needed[i] {
-            continue;
-        }
-        needed[i] = true;
-        stack.extend(stages[i].deps.iter().copied());
-    }
-    let topo = petgraph::algo::toposort(&g, None).unwrap_or_default();
-    Ok(topo
-        .into_iter()
-        .map(|n| g[n])
-        .filter(|i| needed[*i])
-        .collect())
 }

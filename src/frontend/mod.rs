@@ -1,5 +1,6 @@
 //! The Dockerfile frontend: parse, validate, expand and lower to stages.
 
+pub mod add_sources;
 pub mod ast;
 pub mod diagnostics;
 pub mod dockerignore;
@@ -13,11 +14,13 @@ pub mod lines;
 pub mod lint;
 pub mod lower;
 pub mod mounts;
+pub mod onbuild;
 pub mod platform;
 pub mod position;
 pub mod raw;
 pub mod shell;
+mod stage_refs;
 pub mod suggest;
 
-pub use document::parse_dockerfile;
+pub use document::{parse_dockerfile, parse_dockerfile_with_checks};
 pub use error::FrontendError;

@@ -159,7 +159,6 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
                             format!("unsupported mount type \"{value}\""),
                             &value,
                             &["bind", "cache", "tmpfs", "secret", "ssh"],
-                            "",
                         ));
                     }
                 }
@@ -205,7 +204,6 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
                             format!("unsupported sharing value \"{value}\""),
                             &value,
                             &["shared", "private", "locked"],
-                            "",
                         ));
                     }
                 })
@@ -236,7 +234,6 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
                     format!("unexpected key '{key}' in '{field}'"),
                     &key,
                     &MOUNT_KEYS,
-                    "",
                 ));
             }
         }
@@ -270,8 +267,15 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
             if m.sharing.is_some() {
                 return Err("secret mount should not define sharing".into());
             }
-            if m.source.is_some() {
-                return Err("secret mount should not have a source".into());
+            if m.source.is_none() && m.target.is_none() && m.id.is_none() {
+                return Err("invalid secret mount. one of source, target required".into());
+            }
+            if m.source.is_some() && m.id.is_some() {
+                return Err("both source and id can't be set".into());
+            }
+            // As BuildKit: a secret's source is its id.
+            if let Some(src) = m.source.take() {
+                m.id = Some(src);
             }
         }
         MountType::Ssh => {
@@ -285,16 +289,13 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
                 return Err("ssh mount should not have a source".into());
             }
         }
-        MountType::Cache if m.target.is_none() => {
-            return Err("cache mount must define a target".into());
-        }
         _ => {}
     }
-    if m.target.is_none() && !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-        return Err("mount target is required".into());
-    }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err("sharing option is not supported for non-cache mounts".into());
+        return Err(format!(
+            "invalid cache sharing set for {} mount",
+            kind_name(m.kind)
+        ));
     }
     Ok(m)
 }
@@ -333,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn secret_source_is_its_id() {
+        let m = parse_mount("type=secret,source=tok").unwrap();
+        assert_eq!((m.id.as_deref(), m.source), (Some("tok"), None));
+        assert_eq!(
+            parse_mount("type=secret").unwrap_err(),
+            "invalid secret mount. one of source, target required"
+        );
+        assert_eq!(
+            parse_mount("type=secret,id=a,source=b").unwrap_err(),
+            "both source and id can't be set"
+        );
+    }
+
+    #[test]
     fn secret_and_errors() {
         let m = parse_mount("type=secret,id=tok,env=TOKEN,required").unwrap();
         assert_eq!(m.env.as_deref(), Some("TOKEN"));
@@ -343,7 +358,11 @@ mod tests {
                 .contains("did you mean cache")
         );
         assert!(parse_mount("type=bind,target=/x,mode=0700").is_err());
-        assert!(parse_mount("type=tmpfs").is_err());
+        assert!(parse_mount("type=tmpfs").is_ok());
+        assert_eq!(
+            parse_mount("type=tmpfs,target=/t,sharing=locked").unwrap_err(),
+            "invalid cache sharing set for tmpfs mount"
+        );
         assert!(parse_mount("type=bind,target=/x,bogus=1").is_err());
         assert_eq!(
             parse_mount("type=tmpfs,target=/t,size=64m").unwrap().size,

@@ -1,45 +1,74 @@
-//! "Did you mean ...?" suggestions for misspelled names.
+//! "Did you mean ...?" suggestions for misspelled names, as BuildKit's
+//! `util/suggest`: the closest option at Levenshtein distance under 3.
 
-/// Edit distance with adjacent transpositions (optimal string alignment), case-insensitive.
+/// Levenshtein edit distance (insertions, deletions, substitutions).
 fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.to_lowercase().chars().collect();
-    let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
     for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Give `val` the case of `orig` when `orig` is all lower or all upper case.
+fn match_case(val: &str, orig: &str) -> String {
+    if orig == orig.to_lowercase() {
+        val.to_lowercase()
+    } else if orig == orig.to_uppercase() {
+        val.to_uppercase()
+    } else {
+        val.to_string()
+    }
+}
+
+/// The closest option to `word` (distance under 3), or `None` when `word`
+/// is itself an option or nothing is close.
+pub fn search(word: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
+    let val = if case_sensitive {
+        word.to_string()
+    } else {
+        word.to_lowercase()
+    };
+    let mut best: Option<String> = None;
+    let mut min = 3;
+    for opt in options {
+        let o = if case_sensitive {
+            opt.to_string()
+        } else {
+            opt.to_lowercase()
+        };
+        if o == val {
+            return None;
+        }
+        let d = distance(&val, &o);
+        if d < min {
+            min = d;
+            best = Some(if case_sensitive {
+                o
+            } else {
+                match_case(&o, word)
+            });
         }
     }
-    d[a.len()][b.len()]
+    best
 }
 
-/// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1) + usize::from(word.len() > 4);
-    candidates
-        .iter()
-        .map(|c| (distance(word, c), *c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+/// The closest candidate to `word` (case-sensitive), if it is a likely typo.
+pub fn closest(word: &str, candidates: &[&str]) -> Option<String> {
+    search(word, candidates, true)
 }
 
-/// Append " (did you mean X?)" when a close candidate exists.
-pub fn with_suggestion(message: String, word: &str, candidates: &[&str], prefix: &str) -> String {
+/// Append " (did you mean X?)" when a close candidate exists (case-sensitive).
+pub fn with_suggestion(message: String, word: &str, candidates: &[&str]) -> String {
     match closest(word, candidates) {
-        Some(c) => format!("{message} (did you mean {prefix}{c}?)"),
+        Some(c) => format!("{message} (did you mean {c}?)"),
         None => message,
     }
 }
@@ -51,9 +80,21 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let kws = ["FROM", "RUN", "COPY", "WORKDIR"];
-        assert_eq!(closest("FORM", &kws), Some("FROM"));
-        assert_eq!(closest("COPPY", &kws), Some("COPY"));
-        assert_eq!(closest("WORKDIRR", &kws), Some("WORKDIR"));
-        assert_eq!(closest("XYZZY", &kws), None);
+        assert_eq!(search("FORM", &kws, false).as_deref(), Some("FROM"));
+        assert_eq!(search("form", &kws, false).as_deref(), Some("from"));
+        assert_eq!(search("COPPY", &kws, false).as_deref(), Some("COPY"));
+        assert_eq!(search("XYZZY", &kws, false), None);
+        assert_eq!(search("RUN", &kws, false), None);
+    }
+
+    #[test]
+    fn buildkit_examples() {
+        let types = ["bind", "cache", "tmpfs", "secret", "ssh"];
+        assert_eq!(closest("tmp", &types).as_deref(), Some("tmpfs"));
+        assert_eq!(
+            closest("mont", &["mount", "network"]).as_deref(),
+            Some("mount")
+        );
+        assert_eq!(closest("bulid", &["build"]).as_deref(), Some("build"));
     }
 }

@@ -12,6 +12,9 @@ use std::os::fd::OwnedFd;
 /// Symlinks followed in one lookup before giving up (as Linux's ELOOP).
 const MAX_HOPS: usize = 40;
 
+/// Directories one walk may create (far beyond any real path's depth).
+const MAX_CREATED: usize = 4096;
+
 /// Where a walk ended.
 pub(super) struct Walk {
     /// The directories resolved so far, from the root.
@@ -74,6 +77,7 @@ impl Walk {
         let mut dirs: Vec<String> = Vec::new();
         let mut fds: Vec<OwnedFd> = vec![dup(&root.fd)?];
         let mut hops = 0;
+        let mut created = 0;
         while let Some(part) = pending.pop() {
             if part == ".." {
                 if !dirs.is_empty() {
@@ -87,6 +91,11 @@ impl Walk {
             let st = match rustix::fs::statat(cur, part.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(Errno::NOENT) if create.is_some() => {
+                    // Bounded: a racing remover cannot spin us forever.
+                    created += 1;
+                    if created > MAX_CREATED {
+                        return Err(Errno::LOOP.into());
+                    }
                     let mode = create.unwrap_or(Mode::empty());
                     match rustix::fs::mkdirat(cur, part.as_str(), mode) {
                         Ok(()) | Err(Errno::EXIST) => {}

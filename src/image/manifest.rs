@@ -13,6 +13,42 @@ use std::io::{self, Read};
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI config media type.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker (schema 2) manifest media type.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker config media type.
+pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
+
+/// Which family of media types a manifest uses (`oci-mediatypes=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaTypes {
+    /// OCI image spec types.
+    #[default]
+    Oci,
+    /// Docker image manifest v2 schema 2 types (zstd layers stay OCI, as
+    /// Docker has no zstd type).
+    Docker,
+}
+
+impl MediaTypes {
+    fn manifest(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => MANIFEST_MEDIA_TYPE,
+            MediaTypes::Docker => DOCKER_MANIFEST_MEDIA_TYPE,
+        }
+    }
+    fn config(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => CONFIG_MEDIA_TYPE,
+            MediaTypes::Docker => DOCKER_CONFIG_MEDIA_TYPE,
+        }
+    }
+    fn layer(self, comp: Compression) -> &'static str {
+        match self {
+            MediaTypes::Oci => comp.media_type(),
+            MediaTypes::Docker => comp.docker_media_type(),
+        }
+    }
+}
 
 /// A layer blob as it appears in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +80,15 @@ pub struct WrittenImage {
     pub image_config: ImageConfig,
     /// How the layers are compressed.
     pub compression: Compression,
+    /// The media types used.
+    pub media_types: MediaTypes,
+}
+
+impl WrittenImage {
+    /// The manifest's media type.
+    pub fn manifest_media_type(&self) -> &'static str {
+        self.media_types.manifest()
+    }
 }
 
 /// Tar options for this process (a non-root builder's files appear as root's).
@@ -122,6 +167,7 @@ pub fn write_image(
     store: &Store,
     state: &ImageState,
     comp: Compression,
+    types: MediaTypes,
 ) -> Result<WrittenImage, LayerError> {
     let mut config: ImageConfig = state.config.clone();
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id).collect();
@@ -129,7 +175,7 @@ pub fn write_image(
     for l in &state.layers {
         let (digest, size) = ensure_layer_blob(store, &l.diff_id, comp)?;
         layers.push(LayerBlob {
-            media_type: comp.media_type().to_string(),
+            media_type: types.layer(comp).to_string(),
             digest,
             size,
             diff_id: l.diff_id,
@@ -139,8 +185,8 @@ pub fn write_image(
     let (config_digest, config_size) = store.put_blob(&config_bytes)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config_size},
+        "mediaType": types.manifest(),
+        "config": {"mediaType": types.config(), "digest": config_digest, "size": config_size},
         "layers": layers.iter().map(|l| serde_json::json!({
             "mediaType": l.media_type, "digest": l.digest, "size": l.size
         })).collect::<Vec<_>>(),
@@ -162,5 +208,6 @@ pub fn write_image(
         layers,
         image_config: config,
         compression: comp,
+        media_types: types,
     })
 }

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod manifest;
+pub mod reference;
 pub mod resolver;
 pub mod source;

@@ -183,110 +183,118 @@ impl Writer<'_> {
             })
             .unwrap_or_default();
         let h = e.header().clone();
-        let mtime = h.mtime().unwrap_or(0);
-        let kind = h.entry_type();
         use tar::EntryType as T;
-        match kind {
+        let done = match h.entry_type() {
             T::Directory => {
-                if !clear(&parent, name, true).map_err(err("replacing"))? {
-                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
-                        .map_err(|e| err("creating")(e.into()))?;
-                }
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("opening")(e.into()))?;
-                self.finish(&fd, &h, &xattrs)
-                    .map_err(err("setting metadata of"))?;
-                self.dirs.push((rel.clone(), mtime));
+                self.dirs.push((rel.clone(), h.mtime().unwrap_or(0)));
+                self.directory(&parent, name, &h, &xattrs)
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                clear(&parent, name, false).map_err(err("replacing"))?;
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| err("creating")(e.into()))?;
-                let mut f = std::fs::File::from(fd);
-                io::copy(&mut e, &mut f).map_err(err("writing"))?;
-                let fd = OwnedFd::from(f);
-                self.finish(&fd, &h, &xattrs)
-                    .map_err(err("setting metadata of"))?;
-                rustix::fs::futimens(&fd, &times(mtime))
-                    .map_err(|e| err("setting times of")(e.into()))?;
+                self.regular(&mut e, &parent, name, &h, &xattrs)
             }
-            T::Symlink => {
+            T::Symlink | T::Link => {
                 let target = e
                     .link_name()
                     .map_err(err("reading link of"))?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                clear(&parent, name, false).map_err(err("replacing"))?;
-                rustix::fs::symlinkat(target.as_str(), &parent, name)
-                    .map_err(|e| err("creating symlink")(e.into()))?;
-                self.parents.changed();
-                self.link_metadata(&parent, name, &h, mtime)
-                    .map_err(err("setting metadata of"))?;
-            }
-            T::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(err("reading link of"))?
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let trel = entry_rel(Path::new(&target))?;
-                let (tdir, tname) = split(&trel);
-                let tparent = self
-                    .parents
-                    .parent_dir(tdir)
-                    .map_err(err("finding link target of"))?;
-                clear(&parent, name, false).map_err(err("replacing"))?;
-                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty())
-                    .map_err(|e| err("linking")(e.into()))?;
-            }
-            T::Char | T::Block | T::Fifo => {
-                if kind != T::Fifo && !self.opts.mknod {
-                    return Ok(()); // devices need root, as with tar
+                if h.entry_type() == T::Symlink {
+                    self.symlink(&parent, name, &target, &h)
+                } else {
+                    let trel = entry_rel(Path::new(&target))?;
+                    self.hard_link(&parent, name, &trel)
                 }
-                let ft = match kind {
-                    T::Char => FileType::CharacterDevice,
-                    T::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                let dev = rustix::fs::makedev(
-                    h.device_major().ok().flatten().unwrap_or(0),
-                    h.device_minor().ok().flatten().unwrap_or(0),
-                );
-                clear(&parent, name, false).map_err(err("replacing"))?;
-                rustix::fs::mknodat(&parent, name, ft, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|e| err("creating node")(e.into()))?;
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("opening")(e.into()))?;
-                // fchmod/fchown do not work on O_PATH: go through the parent.
-                let mode = h.mode().unwrap_or(0o600) & 0o7777;
-                rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
-                    .map_err(|e| err("chmod")(e.into()))?;
-                drop(fd);
-                self.link_metadata(&parent, name, &h, mtime)
-                    .map_err(err("setting metadata of"))?;
             }
-            _ => {} // pax/GNU headers are consumed by the reader
+            T::Char | T::Block | T::Fifo => self.node(&parent, name, &h),
+            _ => Ok(()), // pax/GNU headers are consumed by the reader
+        };
+        done.map_err(err("writing"))
+    }
+
+    fn directory(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        h: &tar::Header,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        if !clear(parent, name, true)? {
+            rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))?;
         }
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        self.finish(&fd, h, xattrs)
+    }
+
+    fn regular(
+        &mut self,
+        data: &mut impl Read,
+        parent: &OwnedFd,
+        name: &str,
+        h: &tar::Header,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        clear(parent, name, false)?;
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let mut f = std::fs::File::from(fd);
+        io::copy(data, &mut f)?;
+        let fd = OwnedFd::from(f);
+        self.finish(&fd, h, xattrs)?;
+        rustix::fs::futimens(&fd, &times(h.mtime().unwrap_or(0)))?;
         Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        target: &str,
+        h: &tar::Header,
+    ) -> io::Result<()> {
+        clear(parent, name, false)?;
+        rustix::fs::symlinkat(target, parent, name)?;
+        self.parents.changed();
+        self.link_metadata(parent, name, h, h.mtime().unwrap_or(0))
+    }
+
+    /// A hard link to `target` (a path of the archive, resolved like one).
+    fn hard_link(&mut self, parent: &OwnedFd, name: &str, target: &str) -> io::Result<()> {
+        let (tdir, tname) = split(target);
+        let tparent = self.parents.parent_dir(tdir)?;
+        clear(parent, name, false)?;
+        rustix::fs::linkat(&tparent, tname, parent, name, AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// A device (root only, as with tar) or a fifo.
+    fn node(&mut self, parent: &OwnedFd, name: &str, h: &tar::Header) -> io::Result<()> {
+        use tar::EntryType as T;
+        let ft = match h.entry_type() {
+            T::Char if self.opts.mknod => FileType::CharacterDevice,
+            T::Block if self.opts.mknod => FileType::BlockDevice,
+            T::Fifo => FileType::Fifo,
+            _ => return Ok(()),
+        };
+        let dev = rustix::fs::makedev(
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        );
+        clear(parent, name, false)?;
+        rustix::fs::mknodat(parent, name, ft, Mode::from_raw_mode(0o600), dev)?;
+        // A node cannot be opened to fchmod it: chmod through the parent,
+        // with the final component never followed (it was just made).
+        let mode = h.mode().unwrap_or(0o600) & 0o7777;
+        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        self.link_metadata(parent, name, h, h.mtime().unwrap_or(0))
     }
 
     /// Owner and mtime of an entry that cannot be opened (a symlink, a node).

@@ -69,6 +69,11 @@ pub fn explain(
                     d
                 } else if name.starts_with("source:") {
                     "source content changed".to_string()
+                } else if let Some(d) = (name == "def")
+                    .then(|| super::def_diff::describe(old, value))
+                    .flatten()
+                {
+                    d
                 } else {
                     format!("{old:?} -> {value:?}")
                 };

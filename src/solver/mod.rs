@@ -4,7 +4,12 @@
 
 mod cache_mount;
 mod context_mount;
+pub mod def_diff;
 pub mod keys;
+pub mod mount_targets;
+pub mod proxy;
+pub mod run_error;
+pub mod secrets;
 pub mod steps;
 
 use crate::cache::{CacheRecord, ImageState, Store, StoreError};
@@ -110,6 +115,8 @@ pub struct BuildRequest {
     pub secrets: Vec<(String, steps::SecretSource)>,
     /// Where base images come from (the store, registries).
     pub images: Arc<crate::image::resolver::Resolver>,
+    /// `--allow network.host`: RUN may use the host's network.
+    pub allow_host_network: bool,
 }
 
 /// The outcome.
@@ -363,6 +370,7 @@ fn previous_copy(
 fn onbuild_steps(
     cfg: &ImageConfig,
     build_args: &[(String, String)],
+    plan: &crate::frontend::lower::BuildPlan,
 ) -> Result<Vec<Step>, SolveError> {
     if cfg.config.on_build.is_empty() {
         return Ok(Vec::new());
@@ -386,14 +394,36 @@ fn onbuild_steps(
         build_args: build_args.to_vec(),
         ..Default::default()
     };
-    let plan = crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter)
-        .map_err(bad)?;
-    Ok(plan
+    let trigger_plan =
+        crate::frontend::lower::lower(&df, &opts, &Env(cfg.env_pairs()), &mut linter)
+            .map_err(bad)?;
+    let mut steps = trigger_plan
         .stages
         .into_iter()
         .next()
         .map(|s| s.steps)
-        .unwrap_or_default())
+        .unwrap_or_default();
+    // `--from=NAME` in a trigger names a stage of this build when one has it.
+    let names: Vec<(String, usize)> = plan
+        .stages
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| (n.to_ascii_lowercase(), s.index)))
+        .collect();
+    let to_stage = |src: &mut Option<Source>| {
+        if let Some(Source::Image(n)) = src
+            && let Some(i) = crate::frontend::onbuild::stage_index(n, &names, plan.stages.len())
+            && plan.order.contains(&i)
+        {
+            *src = Some(Source::Stage(i));
+        }
+    };
+    for step in &mut steps {
+        to_stage(&mut step.copy_from);
+        for (_, src) in &mut step.mounts {
+            to_stage(src);
+        }
+    }
+    Ok(steps)
 }
 
 /// Final touches: `--label`s and the image's creation time (its last history entry's).
@@ -443,7 +473,7 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     };
     let mut cur = base.map_err(fail)?;
     cur.state.config.ensure_path();
-    let triggers = onbuild_steps(&cur.state.config, &req.build_args).map_err(fail)?;
+    let triggers = onbuild_steps(&cur.state.config, &req.build_args, &req.plan).map_err(fail)?;
     cur.state.config.config.on_build.clear();
     sh.progress.send(Event::Done {
         id: from_vertex.id,
@@ -451,6 +481,14 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     });
     let stage_fn = |i: usize| sh.wait_stage(i);
     let image_fn = |n: &str| sh.image(n);
+    let proxies = proxy::proxy_env(&req.build_args);
+    let hostname = req
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, v)| k == "BUILDKIT_SANDBOX_HOSTNAME" && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(steps::DEFAULT_HOSTNAME);
     let env = StepEnv {
         store: &sh.store,
         context: req.context.as_deref(),
@@ -459,6 +497,9 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         stages: &stage_fn,
         image: &image_fn,
         secrets: &req.secrets,
+        allow_host_network: req.allow_host_network,
+        proxy_env: &proxies,
+        hostname,
     };
     let mut cmd_set = false;
     for (k, step) in triggers.iter().enumerate() {

@@ -35,7 +35,16 @@ pub struct StepEnv<'a> {
     pub image: &'a dyn Fn(&str) -> Result<StageResult, SolveError>,
     /// `--secret`s: id → where the value comes from.
     pub secrets: &'a [(String, SecretSource)],
+    /// Proxy variables from `--build-arg` for RUN (not in cache keys).
+    pub proxy_env: &'a [(String, String)],
+    /// RUN's hostname (`BUILDKIT_SANDBOX_HOSTNAME`, default `buildkitsandbox`).
+    pub hostname: &'a str,
+    /// `--allow network.host` was given.
+    pub allow_host_network: bool,
 }
+
+/// BuildKit's sandbox hostname.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone)]
@@ -281,6 +290,9 @@ pub fn prepare(
             selections.extend(sels);
         }
         from_view = view;
+    }
+    if matches!(kind, InstructionKind::Run(_)) && env.hostname != DEFAULT_HOSTNAME {
+        parts.add("hostname", env.hostname.to_string());
     }
     for (k, v) in &step.args_in_scope {
         if matches!(kind, InstructionKind::Run(_)) {
@@ -727,9 +739,20 @@ fn run_layer(
             "RUN --security=insecure needs an entitlement rbuild does not grant".into(),
         ));
     }
+    if run.network == Some(crate::frontend::ast::NetworkMode::Host) && !env.allow_host_network {
+        // BuildKit's entitlement check: the host's network is granted by
+        // whoever runs the build, never by the Dockerfile alone.
+        return Err(SolveError::Unsupported(
+            "network.host is not allowed (grant it with --allow network.host)".into(),
+        ));
+    }
     let cfg = &parent.config;
     let view = view_of(env.store, parent);
-    let (uid, gid) = user_ids(&view, &cfg.config.user)?;
+    let crate::ops::users::ExecUser {
+        uid,
+        gid,
+        groups: extra_groups,
+    } = crate::ops::users::exec_user(&view, &cfg.config.user)?;
     let (argv, script) = run_argv(cfg, run, &step.instruction.original);
     if argv.is_empty() {
         return Err(SolveError::Unsupported("RUN needs a command".into()));
@@ -738,6 +761,12 @@ fn run_layer(
     let mut vars: Vec<(String, String)> = step.env.clone();
     if !vars.iter().any(|(k, _)| k == "PATH") {
         vars.push(("PATH".into(), crate::image::config::DEFAULT_PATH.into()));
+    }
+    for (k, v) in env.proxy_env {
+        match vars.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => vars.push((k.clone(), v.clone())),
+        }
     }
     if !vars.iter().any(|(k, _)| k == "HOME") {
         vars.push(("HOME".into(), crate::ops::users::home_dir(&view, uid)));
@@ -751,7 +780,7 @@ fn run_layer(
             source,
         })?;
     }
-    let hostname = "buildkitsandbox".to_string();
+    let hostname = env.hostname.to_string();
     std::fs::write(
         dir.join("hosts"),
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
@@ -815,11 +844,17 @@ fn run_layer(
         })?;
     }
     let mut guards = MountGuards::default();
+    let step = &Step {
+        mounts: super::mount_targets::resolve(&step.mounts, &cfg.config.working_dir)?,
+        ..step.clone()
+    };
     let mounts = step_mounts(env, step, dir, &mut vars, &mut guards)?;
     let network = match run.network {
         Some(crate::frontend::ast::NetworkMode::None) => Network::None,
-        _ => Network::Host,
+        Some(crate::frontend::ast::NetworkMode::Host) => Network::Host,
+        Some(crate::frontend::ast::NetworkMode::Default) | None => Network::Slirp,
     };
+    let resolv_conf = step_resolv_conf(network, dir)?;
     // A layer that occurs twice is fully covered by its upper occurrence, and
     // overlayfs refuses the same directory twice: keep the topmost.
     let mut lowerdirs: Vec<PathBuf> = Vec::new();
@@ -836,6 +871,8 @@ fn run_layer(
         work: dir.join("work"),
         rootfs: dir.join("rootfs"),
         hosts_file: dir.join("hosts"),
+        resolv_conf,
+        sync_fd: None,
         argv: argv.clone(),
         env: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd: if cfg.config.working_dir.is_empty() {
@@ -845,7 +882,7 @@ fn run_layer(
         },
         uid,
         gid,
-        groups: Vec::new(),
+        groups: extra_groups,
         hostname,
         network,
         mounts,
@@ -855,7 +892,7 @@ fn run_layer(
         .logs_dir()
         .join(format!("{}.log", std::process::id()));
     crate::exec::run_sandboxed(&spec, &log_path, log)
-        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+        .map_err(|e| super::run_error::run_failed(&argv, e))?;
     let upper = dir.join("upper");
     if let (Some((path, _)), Some(root)) = (&script, &script_root) {
         let _ = root.remove_file(path);
@@ -899,21 +936,35 @@ fn run_layer(
     Ok((layer, created_by))
 }
 
+/// The file a step sees as /etc/resolv.conf: the host's with the host's
+/// network (and none), else one naming slirp4netns's DNS forwarder.
+fn step_resolv_conf(
+    network: crate::exec::spec::Network,
+    dir: &Path,
+) -> Result<Option<PathBuf>, SolveError> {
+    let host = Path::new("/etc/resolv.conf");
+    if network != crate::exec::spec::Network::Slirp {
+        return Ok(host.exists().then(|| host.to_path_buf()));
+    }
+    let content =
+        crate::exec::network::resolv_conf(&std::fs::read_to_string(host).unwrap_or_default());
+    let p = dir.join("resolv.conf");
+    std::fs::write(&p, content).map_err(|source| SolveError::Io {
+        what: "writing",
+        path: p.clone(),
+        source,
+    })?;
+    Ok(Some(p))
+}
+
 /// What must live until a RUN step ends: cache locks, secret files.
 #[derive(Default)]
 struct MountGuards {
     locks: Vec<std::fs::File>,
-    secret_dirs: Vec<PathBuf>,
+    /// The step's secret files (removed when dropped).
+    secrets: Option<super::secrets::SecretDir>,
     /// Mount targets (created in the rootfs if missing; removed from the layer).
     targets: Vec<String>,
-}
-
-impl Drop for MountGuards {
-    fn drop(&mut self) {
-        for d in &self.secret_dirs {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
 }
 
 /// Translate `RUN --mount`s into sandbox mounts.
@@ -1058,7 +1109,7 @@ fn step_mounts(
                 let Some(value) = value else {
                     if m.required {
                         return Err(SolveError::Unsupported(format!(
-                            "secret {id} is required but was not provided (use --secret id={id},src=FILE)"
+                            "secret {id}: not found (provide it with --secret id={id},src=FILE)"
                         )));
                     }
                     continue;
@@ -1069,25 +1120,7 @@ fn step_mounts(
                         continue;
                     }
                 }
-                // Secrets live in memory (tmpfs), never in the store.
-                let sdir = PathBuf::from(format!(
-                    "/dev/shm/rbuild-secret-{}-{n}-{}",
-                    std::process::id(),
-                    Digest::of(id.as_bytes()).hex()
-                ));
-                std::fs::create_dir_all(&sdir).map_err(|source| SolveError::Io {
-                    what: "creating",
-                    path: sdir.clone(),
-                    source,
-                })?;
-                guards.secret_dirs.push(sdir.clone());
-                let file = sdir.join("secret");
-                std::fs::write(&file, &value).map_err(|source| SolveError::Io {
-                    what: "writing secret",
-                    path: file.clone(),
-                    source,
-                })?;
-                super::cache_mount::apply_owner(&file, m, 0o400);
+                let file = write_secret(env, guards, m, &value)?;
                 let t = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
@@ -1110,6 +1143,35 @@ fn step_mounts(
         guards.targets.push(target);
     }
     Ok(out)
+}
+
+/// Write a secret's value into the step's private secret directory (made
+/// on first use) with the mount's owner and mode (root, 0400 by default).
+fn write_secret(
+    env: &StepEnv<'_>,
+    guards: &mut MountGuards,
+    m: &crate::frontend::ast::Mount,
+    value: &[u8],
+) -> Result<PathBuf, SolveError> {
+    let store_tmp = env.store.root().join("tmp");
+    if guards.secrets.is_none() {
+        let d = super::secrets::SecretDir::create(&store_tmp).map_err(|source| SolveError::Io {
+            what: "creating a secret directory for",
+            path: store_tmp.clone(),
+            source,
+        })?;
+        guards.secrets = Some(d);
+    }
+    let Some(dir) = guards.secrets.as_mut() else {
+        return Err(SolveError::Internal("no secret directory".into()));
+    };
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    dir.write(value, uid, gid, m.mode.unwrap_or(0o400))
+        .map_err(|source| SolveError::Io {
+            what: "writing a secret in",
+            path: dir.path().to_path_buf(),
+            source,
+        })
 }
 
 /// `k=v k2=v2`, as history records ENV and LABEL.

@@ -1,0 +1,68 @@
+//! A failed RUN, in BuildKit's words: `process "/bin/sh -c X" did not
+//! complete successfully: exit code: N`, followed by the last lines of its
+//! output.
+
+use super::SolveError;
+use crate::exec::ExecError;
+
+/// Go's `%q` of a string (enough for command lines: quotes, backslashes and
+/// control characters escaped).
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The error of a RUN whose process `argv` failed with `e`.
+pub fn run_failed(argv: &[String], e: ExecError) -> SolveError {
+    match e {
+        ExecError::Failed { code, tail } => {
+            let mut msg = format!(
+                "process {} did not complete successfully: exit code: {code}",
+                go_quote(&argv.join(" "))
+            );
+            if !tail.is_empty() {
+                msg.push_str("\nlast lines of output:\n");
+                msg.push_str(&tail.join("\n"));
+            }
+            SolveError::Unsupported(msg)
+        }
+        other => SolveError::Unsupported(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_like_buildkit() {
+        let argv = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            "echo \"a\" && exit 3".into(),
+        ];
+        let e = run_failed(
+            &argv,
+            ExecError::Failed {
+                code: 3,
+                tail: vec!["a".into()],
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "process \"/bin/sh -c echo \\\"a\\\" && exit 3\" did not complete successfully: exit code: 3\nlast lines of output:\na"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Secret files for `RUN --mount=type=secret`. Each step's secrets live in
+//! a private directory with a random name (`rbuild-secrets-<pid>-XXXXXX`,
+//! mode 0700) on a tmpfs, so they never reach a disk: `/dev/shm` when it is
+//! a tmpfs, else `$XDG_RUNTIME_DIR`, else (last resort) the store's
+//! temporary directory, which only its owner can enter. Files are created
+//! with `O_EXCL|O_NOFOLLOW`, so nothing planted in advance can redirect the
+//! write, and their owner and mode are set through the descriptor. The
+//! directory is removed when the step ends; what a killed build left is
+//! removed by the next build ([`clean_stale`]).
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Name prefix of the secret directories (followed by `<pid>-`).
+pub const PREFIX: &str = "rbuild-secrets-";
+
+/// Filesystem magic of tmpfs (`statfs.f_type`).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// A step's private secret directory; removed when dropped.
+pub struct SecretDir {
+    dir: tempfile::TempDir,
+    count: usize,
+}
+
+/// The memory-backed directories secrets may live in, in order of choice.
+fn memory_bases() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let shm = Path::new("/dev/shm");
+    if is_tmpfs(shm) {
+        out.push(shm.to_path_buf());
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let p = PathBuf::from(x);
+        let ours = std::fs::metadata(&p)
+            .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw());
+        if p.is_absolute() && ours {
+            out.push(p);
+        }
+    }
+    out
+}
+
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn is_tmpfs(p: &Path) -> bool {
+    rustix::fs::statfs(p).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
+}
+
+impl SecretDir {
+    /// A new private directory, in memory when possible, else in
+    /// `store_tmp` (the store's temporary directory).
+    pub fn create(store_tmp: &Path) -> std::io::Result<SecretDir> {
+        let pid = std::process::id();
+        let mut builder = tempfile::Builder::new();
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = match memory_bases().first() {
+            Some(base) => builder
+                .prefix(&format!("{PREFIX}{pid}-"))
+                .tempdir_in(base)?,
+            // The store's own temp naming (`<pid>-…`): its cleanup removes
+            // what a killed build left there.
+            None => builder
+                .prefix(&format!("{pid}-secrets-"))
+                .tempdir_in(store_tmp)?,
+        };
+        Ok(SecretDir { dir, count: 0 })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write one secret as a new file owned by `uid:gid` with `mode`;
+    /// returns its path.
+    pub fn write(
+        &mut self,
+        value: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> std::io::Result<PathBuf> {
+        self.count += 1;
+        let path = self.dir.path().join(format!("secret-{}", self.count));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)?;
+        f.write_all(value)?;
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::fchown(
+                &f,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+        }
+        rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+        Ok(path)
+    }
+}
+
+/// Remove secret directories that builds killed before their cleanup left
+/// behind: ours (same owner) whose process is gone.
+pub fn clean_stale() {
+    let me = rustix::process::geteuid().as_raw();
+    for base in memory_bases() {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = stale_pid(&name) else {
+                continue;
+            };
+            let p = e.path();
+            let ours = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir() && m.uid() == me);
+            if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
+/// The PID in a secret directory's name (`rbuild-secrets-<pid>-XXXXXX`).
+fn stale_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (pid, random) = rest.split_once('-')?;
+    if random.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_give_their_pid() {
+        assert_eq!(stale_pid("rbuild-secrets-123-AbC9zx"), Some(123));
+        assert_eq!(stale_pid("rbuild-secrets-123-"), None);
+        assert_eq!(stale_pid("rbuild-secrets-x-abc"), None);
+        assert_eq!(stale_pid("rbuild-secret-1-0-abc"), None);
+    }
+
+    #[test]
+    fn secret_files_are_private_and_never_replace_a_file() {
+        let store = tempfile::tempdir().unwrap();
+        let mut d = SecretDir::create(store.path()).unwrap();
+        let m = std::fs::metadata(d.path()).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
+        let me = rustix::process::geteuid().as_raw();
+        let f = d.write(b"v", me, me, 0o440).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o440);
+        assert_eq!(std::fs::read(&f).unwrap(), b"v");
+        // A link planted at the next name is not followed.
+        let target = store.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("secret-2")).unwrap();
+        assert!(d.write(b"x", me, me, 0o400).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let path = d.path().to_path_buf();
+        drop(d);
+        assert!(!path.exists());
+    }
+}

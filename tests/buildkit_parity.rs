@@ -1,0 +1,797 @@
+//! Behaviour and messages matched to BuildKit's (its integration tests and
+//! dockerfile2llb), one test per difference that was closed.
+
+mod common;
+use common::Env;
+
+fn with_base() -> Env {
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    env
+}
+
+/// Build `df` (plus `files`) to a local directory; returns stderr and the dir.
+fn build_to_dir(
+    env: &Env,
+    name: &str,
+    df: &str,
+    files: &[(&str, &str)],
+) -> (String, std::path::PathBuf) {
+    let mut all = vec![("Dockerfile", df)];
+    all.extend_from_slice(files);
+    let ctx = env.project(name, &all);
+    let out = env.path(&format!("{name}-out"));
+    let err = env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    (err, out)
+}
+
+/// The stderr of a build of `df` that must fail.
+fn build_fails(env: &Env, name: &str, df: &str) -> String {
+    let ctx = env.project(name, &[("Dockerfile", df)]);
+    env.build_err(&[], &ctx)
+}
+
+#[test]
+fn mount_without_target_uses_the_workdir() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest
+WORKDIR /src
+RUN --mount=type=bind,source=dir cat /src/hello > /hello.txt
+WORKDIR /w
+RUN --mount=type=tmpfs,target=t touch /w/t/x && ls /w > /ls.txt
+";
+    let (_, out) = build_to_dir(&env, "notarget", df, &[("dir/hello", "hi\n")]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("ls.txt")).unwrap(), "t\n");
+    let err = build_fails(
+        &env,
+        "roottarget",
+        "FROM test/busybox:latest\nRUN --mount=type=cache true\n",
+    );
+    assert!(err.contains("invalid mount target \"/\""), "{err}");
+}
+
+#[test]
+fn misspelled_flags_and_mount_types_get_suggestions() {
+    let env = Env::new();
+    for (df, want) in [
+        (
+            "FROM scratch\nRUN --mont=target=/mytmp,type=tmpfs /bin/true\n",
+            "unknown flag: --mont (did you mean mount?)",
+        ),
+        (
+            "FROM scratch\nRUN --mount=typ=tmpfs /bin/true\n",
+            "unexpected key 'typ' in 'typ=tmpfs' (did you mean type?)",
+        ),
+        (
+            "FROM scratch\nRUN --mount=type=tmp /bin/true\n",
+            "unsupported mount type \"tmp\" (did you mean tmpfs?)",
+        ),
+    ] {
+        let err = build_fails(&env, "typo", df);
+        assert!(err.contains(want), "{df}: {err}");
+    }
+}
+
+#[test]
+fn files_without_instructions_or_stages_get_buildkits_messages() {
+    let env = Env::new();
+    for (df, want) in [
+        ("", "file with no instructions"),
+        ("# just a comment\n\n", "file with no instructions"),
+        (
+            "# syntax=docker/dockerfile:1\n",
+            "file with no instructions",
+        ),
+        ("ARG A=1\n", "dockerfile contains no stages to build"),
+        ("FROM scratch\n\\\n", "unknown instruction"),
+    ] {
+        let err = build_fails(&env, "empty", df);
+        assert!(err.contains(want), "{df:?}: {err}");
+        assert!(!err.contains("kw_"), "grammar rule names leak: {err}");
+    }
+}
+
+#[test]
+fn check_error_directive_fails_the_build() {
+    let env = Env::new();
+    let ctx = env.project(
+        "lint",
+        &[(
+            "Dockerfile",
+            "#check=skip=ConsistentInstructionCasing;error=true\nFROM scratch as base\ncopy Dockerfile .\n",
+        )],
+    );
+    let err = env.build_err(&[], &ctx);
+    assert!(
+        err.contains("lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
+    let ok = env.project(
+        "lint-off",
+        &[(
+            "Dockerfile",
+            "#check=error=false\nFROM scratch as base\nCOPY Dockerfile .\n",
+        )],
+    );
+    env.build_ok(&[], &ok);
+    // The BUILDKIT_DOCKERFILE_CHECK build arg replaces the directive.
+    let over = env.project(
+        "lint-arg",
+        &[(
+            "Dockerfile",
+            "#check=skip=all\nFROM scratch as base\ncopy Dockerfile .\n",
+        )],
+    );
+    env.build_ok(&[], &over);
+    let err = env.build_err(
+        &[
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=ConsistentInstructionCasing;error=true",
+        ],
+        &over,
+    );
+    assert!(
+        err.contains("lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
+}
+
+/// The manifest digest of a build of `ctx` in a fresh store.
+fn manifest_digest(ctx: &std::path::Path, args: &[&str], epoch_env: Option<&str>) -> String {
+    let env = Env::new();
+    let meta = env.path("meta.json");
+    let mut cmd = env.rbuild();
+    if let Some(e) = epoch_env {
+        cmd.env("SOURCE_DATE_EPOCH", e);
+    }
+    let out = cmd
+        .args(["build", "--progress", "plain", "--metadata-file"])
+        .arg(&meta)
+        .args(args)
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    v["containerimage.digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn source_date_epoch_build_arg_works_like_the_environment_variable() {
+    let env = Env::new();
+    let ctx = env.project(
+        "sde",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a /a\nENV X=1\n"),
+            ("a", "content\n"),
+        ],
+    );
+    let by_env = manifest_digest(&ctx, &[], Some("1700000000"));
+    let by_arg = manifest_digest(&ctx, &["--build-arg", "SOURCE_DATE_EPOCH=1700000000"], None);
+    assert_eq!(by_env, by_arg);
+    let other = manifest_digest(&ctx, &["--build-arg", "SOURCE_DATE_EPOCH=1600000000"], None);
+    assert_ne!(by_env, other);
+    let err = env.build_err(&["--build-arg", "SOURCE_DATE_EPOCH=soon"], &ctx);
+    assert!(err.contains("SOURCE_DATE_EPOCH=soon"), "{err}");
+}
+
+#[test]
+fn unused_build_args_get_a_warning() {
+    let env = Env::new();
+    let ctx = env.project(
+        "unused",
+        &[("Dockerfile", "FROM scratch\nARG USED\nENV X=$USED\n")],
+    );
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "USED=1",
+            "--build-arg",
+            "FOO=2",
+            "--build-arg",
+            "HTTP_PROXY=x",
+        ],
+        &ctx,
+    );
+    assert!(
+        err.contains("[Warning] One or more build-args [FOO] were not consumed"),
+        "{err}"
+    );
+    let err = env.build_ok(&["--build-arg", "USED=1"], &ctx);
+    assert!(!err.contains("not consumed"), "{err}");
+}
+
+#[test]
+fn tags_are_checked_with_dockers_reference_grammar() {
+    let env = Env::new();
+    let ctx = env.project("tags", &[("Dockerfile", "FROM scratch\nENV A=1\n")]);
+    let long = "a".repeat(256);
+    for (tag, want) in [
+        (
+            "Foo",
+            "invalid reference format: repository name (library/Foo) must be lowercase",
+        ),
+        ("a b", "invalid reference format"),
+        ("a::b", "invalid reference format"),
+        ("a:", "invalid reference format"),
+        (
+            long.as_str(),
+            "repository name must not be more than 255 characters",
+        ),
+    ] {
+        let err = env.build_err(&["-t", tag], &ctx);
+        assert!(
+            err.contains(&format!(
+                "invalid argument {tag:?} for \"-t, --tag\" flag: {want}"
+            )),
+            "{tag}: {err}"
+        );
+    }
+    env.build_ok(&["-t", "localhost:5000/ok/name:v1.2_3"], &ctx);
+}
+
+#[test]
+fn missing_secret_file_fails_before_the_build() {
+    let env = Env::new();
+    // The RUN would fail if the build started: there is no shell in scratch.
+    let ctx = env.project("secret", &[("Dockerfile", "FROM scratch\nRUN true\n")]);
+    let err = env.build_err(&["--secret", "id=X,src=/nonexistent/secret-file"], &ctx);
+    assert!(
+        err.contains("failed to stat /nonexistent/secret-file"),
+        "{err}"
+    );
+    assert!(!err.contains("RUN true"), "the build must not start: {err}");
+    // `id=X` alone: the variable X if set, else the file X (as buildx).
+    let err = env.build_err(&["--secret", "id=RBUILD_TEST_NO_SUCH_SECRET"], &ctx);
+    assert!(
+        err.contains("failed to stat RBUILD_TEST_NO_SUCH_SECRET"),
+        "{err}"
+    );
+}
+
+#[test]
+fn local_output_to_stdout_is_rejected() {
+    let env = Env::new();
+    let ctx = env.project("stdout", &[("Dockerfile", "FROM scratch\nENV A=1\n")]);
+    let err = env.build_err(&["-o", "type=local,dest=-"], &ctx);
+    assert!(err.contains("not standard output (dest=-)"), "{err}");
+}
+
+/// The manifest and config media types and the layer types of an OCI
+/// layout's (single) image, read from `index.json` and its blobs.
+fn layout_media_types(read: &dyn Fn(&str) -> Vec<u8>) -> (String, String, String, Vec<String>) {
+    let index: serde_json::Value = serde_json::from_slice(&read("index.json")).unwrap();
+    let desc = &index["manifests"][0];
+    let digest = desc["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&format!("blobs/sha256/{digest}"))).unwrap();
+    let layers = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect();
+    (
+        desc["mediaType"].as_str().unwrap().to_string(),
+        manifest["mediaType"].as_str().unwrap().to_string(),
+        manifest["config"]["mediaType"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        layers,
+    )
+}
+
+#[test]
+fn oci_mediatypes_false_gives_docker_media_types() {
+    let env = Env::new();
+    let ctx = env.project(
+        "mt",
+        &[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x\n")],
+    );
+    let docker = (
+        "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+        "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+        "application/vnd.docker.container.image.v1+json".to_string(),
+        vec!["application/vnd.docker.image.rootfs.diff.tar.gzip".to_string()],
+    );
+    let dir = env.path("layout");
+    env.build_ok(
+        &[
+            "-o",
+            &format!(
+                "type=oci,dest={},tar=false,oci-mediatypes=false",
+                dir.display()
+            ),
+        ],
+        &ctx,
+    );
+    let from_dir = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    assert_eq!(layout_media_types(&from_dir), docker);
+    // The docker exporter uses Docker's types by default.
+    let tarball = env.path("docker.tar");
+    env.build_ok(
+        &["-o", &format!("type=docker,dest={}", tarball.display())],
+        &ctx,
+    );
+    let from_tar = |p: &str| {
+        let mut a = tar::Archive::new(std::fs::File::open(&tarball).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(p) {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+                return v;
+            }
+        }
+        panic!("{p} not in the archive")
+    };
+    assert_eq!(layout_media_types(&from_tar), docker);
+    // OCI stays the default of the oci exporter.
+    let oci = env.path("oci-layout");
+    env.build_ok(
+        &["-o", &format!("type=oci,dest={},tar=false", oci.display())],
+        &ctx,
+    );
+    let (_, m, c, l) = layout_media_types(&|p: &str| std::fs::read(oci.join(p)).unwrap());
+    assert_eq!(m, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(c, "application/vnd.oci.image.config.v1+json");
+    assert_eq!(l, ["application/vnd.oci.image.layer.v1.tar+gzip"]);
+}
+
+/// A platform this machine cannot run.
+fn foreign_platform() -> &'static str {
+    if std::env::consts::ARCH == "x86_64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    }
+}
+
+#[test]
+fn platforms_other_than_the_hosts_are_clear_errors() {
+    let env = Env::new();
+    let other = foreign_platform();
+    let df = format!("FROM --platform={other} scratch\nENV A=1\n");
+    let err = build_fails(&env, "fromplat", &df);
+    assert!(
+        err.contains(&format!(
+            "FROM --platform={other}: building for {other} is not supported yet"
+        )),
+        "{err}"
+    );
+    // Stages not built do not matter; $BUILDPLATFORM is this machine's.
+    let ctx = env.project(
+        "fromplat-ok",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform={other} scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n"),
+        )],
+    );
+    env.build_ok(&[], &ctx);
+    let err = env.build_err(&["--platform", other], &ctx);
+    assert!(
+        err.contains(&format!(
+            "--platform {other}: building for {other} is not supported yet"
+        )),
+        "{err}"
+    );
+    let both = format!("{other},linux/amd64");
+    let err = env.build_err(&["--platform", &both], &ctx);
+    assert!(
+        err.contains("multi-platform builds are not supported yet"),
+        "{err}"
+    );
+}
+
+/// Run `rbuild build ... -` with `stdin`; returns (success, stderr).
+fn build_stdin(env: &Env, args: &[&str], stdin: Vec<u8>) -> (bool, String) {
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .arg("-")
+        .write_stdin(stdin)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn context_from_stdin_dockerfile_or_tar_and_clear_errors_for_urls() {
+    let env = Env::new();
+    // A Dockerfile on stdin: no context.
+    let out = env.path("stdin-df");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, err) = build_stdin(&env, &["-o", &dest], b"FROM scratch\nENV A=1\n".to_vec());
+    assert!(ok, "{err}");
+    let (ok, err) = build_stdin(&env, &[], b"FROM scratch\nCOPY x /x\n".to_vec());
+    assert!(
+        !ok && err.contains("not found in the build context"),
+        "{err}"
+    );
+    // A gzipped tar on stdin: the context, with its Dockerfile.
+    let mut tarball = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (name, body) in [
+        ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ("hello.txt", "from the archive\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tarball.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let bytes = tarball.into_inner().unwrap().finish().unwrap();
+    let out = env.path("stdin-tar");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, err) = build_stdin(&env, &["-o", &dest], bytes);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.txt")).unwrap(),
+        "from the archive\n"
+    );
+    // Remote contexts are refused clearly, never as a missing ./Dockerfile.
+    for (url, want) in [
+        (
+            "https://example.invalid/ctx.tar.gz",
+            "remote build contexts (URLs) are not supported yet",
+        ),
+        (
+            "https://example.invalid/repo.git",
+            "git build contexts are not supported yet",
+        ),
+        (
+            "git@example.invalid:repo",
+            "git build contexts are not supported yet",
+        ),
+    ] {
+        let err = env.build_err(&[], std::path::Path::new(url));
+        assert!(
+            err.contains(want) && !err.contains("Dockerfile"),
+            "{url}: {err}"
+        );
+    }
+}
+
+#[test]
+fn lower_case_dockerfile_is_used_when_there_is_no_dockerfile() {
+    let env = Env::new();
+    let ctx = env.project(
+        "lower",
+        &[("dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")],
+    );
+    let out = env.path("lower-out");
+    env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+    assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "x");
+}
+
+#[test]
+fn invalid_dockerignore_patterns_are_errors() {
+    let env = Env::new();
+    for (pattern, want) in [
+        ("!\n", "illegal exclusion pattern: \"!\""),
+        ("[a-]\n", "syntax error in pattern"),
+        ("dir/x\\\n", "syntax error in pattern"),
+    ] {
+        let ctx = env.project(
+            "ignore",
+            &[
+                ("Dockerfile", "FROM scratch\nCOPY . /\n"),
+                (".dockerignore", pattern),
+            ],
+        );
+        let err = env.build_err(&[], &ctx);
+        assert!(
+            err.contains(want) && err.contains(".dockerignore:1"),
+            "{pattern}: {err}"
+        );
+    }
+}
+
+#[test]
+fn stages_must_be_defined_before_they_are_used() {
+    let env = Env::new();
+    let df = "FROM scratch AS target\nCOPY --from=build /d2 /out\n\nFROM scratch AS build\nCOPY Dockerfile /d2\n\nFROM target\n";
+    let err = build_fails(&env, "late", df);
+    assert!(
+        err.contains("cannot copy from stage \"build\", it needs to be defined before current stage \"target\""),
+        "{err}"
+    );
+    let df = "FROM scratch AS first\nRUN --mount=from=later,target=/x true\nFROM scratch AS later\nFROM first\n";
+    let err = build_fails(&env, "late-mount", df);
+    assert!(
+        err.contains("cannot mount from stage \"later\" to \"/x\", stage needs to be defined before current command"),
+        "{err}"
+    );
+    // A stage that is not built may refer to anything.
+    let ctx = env.project(
+        "late-unused",
+        &[(
+            "Dockerfile",
+            "FROM scratch AS unused\nCOPY --from=build /d2 /out\nFROM scratch AS build\nCOPY Dockerfile /d2\n",
+        )],
+    );
+    env.build_ok(&[], &ctx);
+}
+
+#[test]
+fn onbuild_copy_from_sees_the_child_builds_stages() {
+    let env = Env::new();
+    let base = env.project(
+        "ob-base",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nONBUILD COPY --from=build /out /from-build\n",
+        )],
+    );
+    env.build_ok(&["-t", "test/onbuild-base"], &base);
+    let (_, out) = build_to_dir(
+        &env,
+        "ob-child",
+        "FROM scratch AS build\nCOPY a /out\nFROM test/onbuild-base\n",
+        &[("a", "built by the child\n")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-build")).unwrap(),
+        "built by the child\n"
+    );
+    // Also when the trigger comes from a stage of the same Dockerfile.
+    let (_, out) = build_to_dir(
+        &env,
+        "ob-stage",
+        "FROM scratch AS base\nONBUILD COPY --from=build /out /x\nFROM scratch AS build\nCOPY a /out\nFROM base\n",
+        &[("a", "same file\n")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("x")).unwrap(),
+        "same file\n"
+    );
+}
+
+/// The config JSON of the image in an OCI layout directory.
+fn layout_config(dir: &std::path::Path) -> serde_json::Value {
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&read("index.json")).unwrap();
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&format!("blobs/sha256/{m}"))).unwrap();
+    let c = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    serde_json::from_slice(&read(&format!("blobs/sha256/{c}"))).unwrap()
+}
+
+#[test]
+fn proxy_build_args_reach_run_without_arg_and_stay_out_of_the_image() {
+    let env = with_base();
+    let ctx = env.project(
+        "proxy",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN env | grep -i _proxy= | sort > /proxies\n",
+        )],
+    );
+    let (rootfs, layout) = (env.path("proxy-fs"), env.path("proxy-oci"));
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "HTTP_PROXY=http://127.0.0.1:3128",
+            "--build-arg",
+            "no_proxy=internal.example",
+            "-o",
+            &format!("type=local,dest={}", rootfs.display()),
+            "-o",
+            &format!("type=oci,tar=false,dest={}", layout.display()),
+        ],
+        &ctx,
+    );
+    assert!(!err.contains("not consumed"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("proxies")).unwrap(),
+        "HTTP_PROXY=http://127.0.0.1:3128\nNO_PROXY=internal.example\nhttp_proxy=http://127.0.0.1:3128\nno_proxy=internal.example\n"
+    );
+    let config = layout_config(&layout).to_string().to_lowercase();
+    assert!(
+        !config.contains("3128") && !config.contains("internal.example"),
+        "{config}"
+    );
+}
+
+#[test]
+fn sandbox_hostname_build_arg_sets_hostname_and_hosts() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest\nRUN hostname > /h && cat /etc/hosts > /hosts\n";
+    let ctx = env.project("hostname", &[("Dockerfile", df)]);
+    let out = env.path("hostname-out");
+    let dest = format!("type=local,dest={}", out.display());
+    let err = env.build_ok(
+        &[
+            "--build-arg",
+            "BUILDKIT_SANDBOX_HOSTNAME=myhost",
+            "-o",
+            &dest,
+        ],
+        &ctx,
+    );
+    assert!(!err.contains("not consumed"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("h")).unwrap(), "myhost\n");
+    let hosts = std::fs::read_to_string(out.join("hosts")).unwrap();
+    assert!(hosts.contains("myhost"), "{hosts}");
+    // The default stays BuildKit's, and is not served from the other's cache.
+    env.build_ok(&["-o", &dest], &ctx);
+    assert_eq!(
+        std::fs::read_to_string(out.join("h")).unwrap(),
+        "buildkitsandbox\n"
+    );
+}
+
+#[test]
+fn user_gets_supplementary_groups_and_buildkits_id_rules() {
+    let env = with_base();
+    let df = "FROM test/busybox:latest
+RUN id > /id-root
+USER 4242
+RUN id > /tmp/id-num
+USER 4242:4343
+RUN id > /tmp/id-both
+USER root:wheel
+RUN id > /tmp/id-group
+";
+    let (_, out) = build_to_dir(&env, "users", df, &[]);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(
+        read("id-root"),
+        "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n"
+    );
+    assert_eq!(read("tmp/id-num"), "uid=4242 gid=0(root) groups=0(root)\n");
+    assert_eq!(read("tmp/id-both"), "uid=4242 gid=4343 groups=4343\n");
+    assert_eq!(
+        read("tmp/id-group"),
+        "uid=0(root) gid=10(wheel) groups=10(wheel)\n"
+    );
+    let err = build_fails(
+        &env,
+        "ghost",
+        "FROM test/busybox:latest\nUSER ghost\nRUN true\n",
+    );
+    assert!(
+        err.contains("unable to find user ghost: no matching entries in passwd file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn failing_run_reads_like_buildkit() {
+    let env = with_base();
+    let err = build_fails(
+        &env,
+        "runfail",
+        "FROM test/busybox:latest\nRUN echo out-line && echo \"err line\" >&2 && exit 5\n",
+    );
+    assert!(
+        err.contains("process \"/bin/sh -c echo out-line && echo \\\"err line\\\" >&2 && exit 5\" did not complete successfully: exit code: 5"),
+        "{err}"
+    );
+    let tail = err.split("did not complete successfully").last().unwrap();
+    assert!(
+        tail.contains("out-line") && tail.contains("err line"),
+        "{err}"
+    );
+    let err = build_fails(
+        &env,
+        "execfail",
+        "FROM test/busybox:latest\nRUN [\"false\"]\n",
+    );
+    assert!(
+        err.contains("process \"false\" did not complete successfully: exit code: 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn add_checksum_needs_http_and_git_sources_are_refused_clearly() {
+    let env = Env::new();
+    let sum = "sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d";
+    for (df, want) in [
+        (
+            format!("FROM scratch\nADD --checksum={sum} a /a\n"),
+            "checksum requires HTTP(S) or Git sources".to_string(),
+        ),
+        (
+            format!("FROM scratch\nADD --checksum={sum} http://127.0.0.1:9/a b /d/\n"),
+            "checksum can't be specified for multiple sources".to_string(),
+        ),
+        (
+            "FROM scratch\nADD https://github.com/moby/buildkit.git#v0.10.1 /src\n".to_string(),
+            "ADD https://github.com/moby/buildkit.git#v0.10.1: git sources are not supported yet"
+                .to_string(),
+        ),
+        (
+            "FROM scratch\nADD git@github.com:moby/buildkit.git /src\n".to_string(),
+            "git sources are not supported yet".to_string(),
+        ),
+    ] {
+        let ctx = env.project("addsum", &[("Dockerfile", &df), ("a", "a"), ("b", "b")]);
+        let err = env.build_err(&[], &ctx);
+        assert!(err.contains(&want), "{df}: {err}");
+    }
+}
+
+#[test]
+fn cache_miss_explanations_never_print_internal_json() {
+    let env = with_base();
+    let ctx = env.project(
+        "explain",
+        &[
+            (
+                "Dockerfile",
+                "FROM test/busybox:latest\nCOPY a /a\nRUN echo one > /x\nCMD [\"one\"]\n",
+            ),
+            ("a", "a"),
+        ],
+    );
+    env.build_ok(&[], &ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest\nCOPY --chmod=600 a /a\nRUN echo two > /x\nCMD [\"two\"]\n",
+    )
+    .unwrap();
+    let err = env.build_ok(&["--explain"], &ctx);
+    let misses: Vec<&str> = err.lines().filter(|l| l.contains("cache miss")).collect();
+    assert_eq!(misses.len(), 3, "{err}");
+    for l in &misses {
+        assert!(!l.contains('{') && !l.contains("Some("), "{l}");
+    }
+    assert!(misses[0].contains("chmod: (none) -> \"600\""), "{err}");
+    assert!(
+        misses[1].contains("echo one") && misses[1].contains("echo two"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secret_mount_source_names_the_secret() {
+    let env = with_base();
+    let secret = env.path("token.txt");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let ctx = env.project(
+        "secret-src",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN --mount=type=secret,source=tok cat /run/secrets/tok > /seen\n",
+        )],
+    );
+    let out = env.path("secret-src-out");
+    env.build_ok(
+        &[
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "s3cr3t");
+}

@@ -613,3 +613,40 @@ fn zstd_uncompressed_and_docker_schema2_images_and_digest_references() {
         "{err}"
     );
 }
+
+#[test]
+fn docker_hub_spellings_of_a_name_are_one_stored_image_found_offline() {
+    let env = Env::new();
+    let base = env.project(
+        "base",
+        &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "base\n")],
+    );
+    env.build_ok(&["-t", "mybase"], &base);
+    for from in [
+        "mybase",
+        "mybase:latest",
+        "docker.io/mybase",
+        "docker.io/library/mybase:latest",
+        "index.docker.io/library/mybase",
+    ] {
+        let ctx = env.project(
+            "child",
+            &[(
+                "Dockerfile",
+                &format!("FROM {from} AS b\nFROM scratch\nCOPY --from=b /f /g\n"),
+            )],
+        );
+        let out = env.path(&format!("out-{}", from.replace(['/', ':'], "_")));
+        env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+        assert_eq!(read(out.join("g")), "base\n", "{from}");
+    }
+    // A different repository is a different image: not in the store, and
+    // RBUILD_OFFLINE (set for every test) forbids asking a registry.
+    let ctx = env.project("other", &[("Dockerfile", "FROM docker.io/other/mybase\n")]);
+    let err = env.build_err(&[], &ctx);
+    assert!(
+        err.contains("image docker.io/other/mybase:latest not found in the store")
+            && err.contains("RBUILD_OFFLINE"),
+        "{err}"
+    );
+}

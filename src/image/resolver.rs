@@ -64,8 +64,8 @@ impl Resolver {
         if !self.pull_always || self.registry.offline {
             match load_image(&self.store, &r) {
                 Err(ImageError::NotFound(n)) if self.registry.offline => {
-                    return Err(ImageError::NotFound(format!(
-                        "{n} (RBUILD_OFFLINE is set: nothing is pulled)"
+                    return Err(ImageError::Failed(format!(
+                        "image {n} not found in the store (RBUILD_OFFLINE is set: nothing is pulled)"
                     )));
                 }
                 Err(ImageError::NotFound(_)) => {}

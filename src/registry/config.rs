@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_CONFIG: &str = "/etc/rbuild/registries.toml";
 
 /// Settings of one registry host (BuildKit's `[registry."HOST"]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// Hosts tried, in order, before this registry when pulling.
@@ -38,6 +38,13 @@ pub struct HostConfig {
     /// Extra CA certificates (PEM files) for this host.
     #[serde(default)]
     pub ca: Vec<PathBuf>,
+    /// BuildKit's client certificates: accepted so that a `buildkitd.toml`
+    /// can be used as is, not used yet.
+    #[serde(default, rename = "keypair")]
+    _keypair: Option<toml::Value>,
+    /// BuildKit's certificate directory: accepted, not used yet.
+    #[serde(default, rename = "tlsconfigdir")]
+    _tlsconfigdir: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +205,10 @@ mod tests {
             insecure = true
             [registry."10.0.0.1:5000"]
             http = true
+            tlsconfigdir = ["/etc/certs"]
+            [[registry."10.0.0.1:5000".keypair]]
+            key = "/k.pem"
+            cert = "/c.pem"
             "#,
         )
         .unwrap();

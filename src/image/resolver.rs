@@ -44,11 +44,16 @@ impl Resolver {
     /// `oci-layout://DIR:TAG`). Concurrent callers for one name wait for a
     /// single resolution.
     pub fn load(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        // `busybox` and `docker.io/library/busybox:latest` resolve once.
+        let key = match ImageRef::parse(name) {
+            Ok(ImageRef::Named(r)) => r.to_string(),
+            _ => name.to_string(),
+        };
         let slot = self
             .memo
             .lock()
             .expect("resolver memo")
-            .entry(name.to_string())
+            .entry(key)
             .or_default()
             .clone();
         slot.get_or_init(|| self.resolve(name).map_err(|e| e.to_string()))

@@ -188,15 +188,25 @@ fn descriptor_digest(remote: &Remote, v: &Value) -> Result<Digest, RegistryError
         .ok_or_else(|| remote.error(format!("descriptor without a sha256 digest: {v}")))
 }
 
-/// Layer media types rbuild can unpack.
+/// Layer media types rbuild can unpack: Docker's and OCI's (the deprecated
+/// non-distributable ones included), tar, gzip or zstd.
 fn supported_layer(media: &str) -> bool {
+    let kind = media
+        .strip_prefix("application/vnd.docker.image.rootfs.")
+        .or_else(|| media.strip_prefix("application/vnd.oci.image.layer."));
     matches!(
-        media,
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.v1.tar+zstd"
+        kind,
+        Some(
+            "diff.tar"
+                | "diff.tar.gzip"
+                | "diff.tar.zstd"
+                | "v1.tar"
+                | "v1.tar+gzip"
+                | "v1.tar+zstd"
+                | "nondistributable.v1.tar"
+                | "nondistributable.v1.tar+gzip"
+                | "nondistributable.v1.tar+zstd"
+        )
     )
 }
 
@@ -368,4 +378,57 @@ fn import(
         return Err(format!("content does not match its digest (got {got})"));
     }
     unpacked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_media_types() {
+        for ok in [
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.docker.image.rootfs.diff.tar",
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        ] {
+            assert!(supported_layer(ok), "{ok}");
+        }
+        for bad in [
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.oci.image.layer.v1.tar+lz4",
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        ] {
+            assert!(!supported_layer(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn index_entry_for_the_platform() {
+        let idx: Value = serde_json::from_str(&format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:{a}","platform":{{"os":"unknown","architecture":"unknown"}}}},
+              {{"digest":"sha256:{b}","platform":{{"os":"linux","architecture":"arm","variant":"v6"}}}},
+              {{"digest":"sha256:{c}","platform":{{"os":"linux","architecture":"arm","variant":"v7"}}}},
+              {{"digest":"sha256:{d}","platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+            c = "c".repeat(64),
+            d = "d".repeat(64)
+        ))
+        .unwrap();
+        let p = |arch: &str, variant: &str| Platform {
+            os: "linux".into(),
+            arch: arch.into(),
+            variant: variant.into(),
+        };
+        let hex = |d: Option<Digest>| d.map(|d| d.hex()[..1].to_string());
+        assert_eq!(hex(choose(&idx, &p("amd64", ""))), Some("d".into()));
+        assert_eq!(hex(choose(&idx, &p("arm", "v7"))), Some("c".into()));
+        assert_eq!(hex(choose(&idx, &p("arm", "v5"))), Some("b".into()));
+        assert_eq!(choose(&idx, &p("s390x", "")), None);
+        assert!(is_index(&idx));
+    }
 }

@@ -76,6 +76,28 @@ impl Registry {
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Where the registry keeps a blob's bytes (its filesystem driver).
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+/// The manifest `skopeo inspect --raw` gets for `image`.
+fn remote_manifest(image: &str) -> serde_json::Value {
+    let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    serde_json::from_str(&raw).expect("manifest")
 }
 
 /// Build the busybox base into an OCI layout at `layout` (tag `latest`).
@@ -387,6 +409,45 @@ fn htpasswd_registry_uses_docker_config_credentials_and_refuses_without() {
     config("tester:s3cret");
     build_local(&env, &df, &env.path("out"), &[]);
     assert_eq!(read(env.path("out/in")), "in\n");
+
+    // A credential helper named by credHelpers (`docker-credential-NAME get`).
+    let bin = env.path("helper-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let helper = bin.join("docker-credential-rbtest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"tester\",\"Secret\":\"s3cret\"}' \"$server\"\n",
+    )
+    .expect("helper");
+    let mut perm = std::fs::metadata(&helper).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&helper, perm).expect("chmod");
+    std::fs::write(
+        env.path("docker-config/config.json"),
+        format!("{{\"credHelpers\":{{\"{host}\":\"rbtest\"}}}}"),
+    )
+    .expect("config.json");
+    let ctx = env.project("helper-ctx", &[("Dockerfile", &df)]);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .env("PATH", path)
+        .args(["build", "--progress", "plain", "--pull"])
+        .arg(&ctx)
+        .output()
+        .expect("rbuild");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -647,6 +708,93 @@ fn docker_hub_spellings_of_a_name_are_one_stored_image_found_offline() {
     assert!(
         err.contains("image docker.io/other/mybase:latest not found in the store")
             && err.contains("RBUILD_OFFLINE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let m = remote_manifest(&format!("{host}/library/busybox:latest"));
+    let layer = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .max_by_key(|l| l["size"].as_u64())
+        .expect("a layer");
+    let digest = layer["digest"].as_str().expect("digest").to_string();
+    let file = reg.blob_file(&digest);
+    let good = std::fs::read(&file).expect("registry blob");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&file, &bad).expect("corrupt");
+
+    let env = isolated();
+    let df = format!("FROM {host}/library/busybox\nRUN echo ok > /ok\n");
+    let err = build(&env, &[], &df, false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for {host}/library/busybox:latest"
+        )) && err.contains(&digest)
+            && err.contains("digest"),
+        "{err}"
+    );
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(!env.root().join("blobs/sha256").join(hex).exists());
+    let stray: Vec<_> = std::fs::read_dir(env.root().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(stray.is_empty(), "left in tmp: {stray:?}");
+    let images = std::fs::read_to_string(env.root().join("images/index.json")).unwrap_or_default();
+    assert!(!images.contains("busybox"), "{images}");
+
+    // The registry is repaired: the next try pulls cleanly.
+    std::fs::write(&file, &good).expect("repair");
+    build_local(&env, &df, &env.path("out"), &[]);
+    assert_eq!(read(env.path("out/ok")), "ok\n");
+}
+
+/// A server on loopback that answers every request with an HTML page.
+fn html_server() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "<html><body>Welcome to nginx!</body></html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_answering_html_is_named_as_such() {
+    let port = html_server();
+    let env = isolated();
+    let err = build(&env, &[], &format!("FROM 127.0.0.1:{port}/x/y:1\n"), false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{port}/x/y:1: registry 127.0.0.1:{port} answered with HTML"
+        )),
         "{err}"
     );
 }

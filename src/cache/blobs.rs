@@ -27,7 +27,20 @@ impl Write for BlobWriter {
 impl BlobWriter {
     /// fsync and move into place; returns the digest and size.
     pub fn commit(self) -> Result<(Digest, u64)> {
+        self.commit_if(|_| true)
+    }
+
+    /// Move into place only if the content has the digest `expected`
+    /// (else the temporary file is removed); returns the actual digest.
+    pub fn commit_expecting(self, expected: &Digest) -> Result<(Digest, u64)> {
+        self.commit_if(|d| d == expected)
+    }
+
+    fn commit_if(self, keep: impl FnOnce(&Digest) -> bool) -> Result<(Digest, u64)> {
         let (buf, digest, size) = self.inner.finish();
+        if !keep(&digest) {
+            return Ok((digest, size)); // dropped with the temporary file
+        }
         let file = buf.into_inner().map_err(|e| StoreError::Io {
             what: "flushing blob",
             path: self.tmp.path().to_path_buf(),

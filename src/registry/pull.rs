@@ -373,7 +373,7 @@ fn import(
     };
     // Read to the end whatever happened, so the digest covers the whole blob.
     io::copy(&mut tee, &mut io::sink()).map_err(|e| e.to_string())?;
-    let (got, _) = w.commit().map_err(|e| e.to_string())?;
+    let (got, _) = w.commit_expecting(&blob).map_err(|e| e.to_string())?;
     if got != blob {
         return Err(format!("content does not match its digest (got {got})"));
     }

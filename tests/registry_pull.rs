@@ -200,8 +200,13 @@ fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
 
     let env = isolated();
     let df = format!("FROM {host}/library/busybox:latest\nRUN echo pulled > /pulled\n");
-    build_local(&env, &df, &env.path("out1"), &["-t", "pulled:1"]);
+    let log = build_local(&env, &df, &env.path("out1"), &["-t", "pulled:1"]);
     assert_eq!(read(env.path("out1/pulled")), "pulled\n");
+    assert!(
+        log.contains(&format!("resolve {host}/library/busybox:latest@sha256:"))
+            && log.contains(&format!("(pulled from {host}: ")),
+        "{log}"
+    );
     assert!(env.path("out1/bin/busybox").exists());
     // The pulled layers' compressed blobs are kept in the store.
     let layer_blobs = std::fs::read_dir(env.root().join("blobs/sha256"))
@@ -213,8 +218,9 @@ fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
     // name as written or normalised differently.
     drop(reg);
     let df2 = format!("FROM {host}/library/busybox\nRUN echo offline > /offline\n");
-    build_local(&env, &df2, &env.path("out2"), &[]);
+    let log = build_local(&env, &df2, &env.path("out2"), &[]);
     assert_eq!(read(env.path("out2/offline")), "offline\n");
+    assert!(log.contains("(stored)"), "{log}");
 
     // --pull must ask the registry: a clear error naming the reference.
     let err = build(&env, &["--pull"], &df2, false);

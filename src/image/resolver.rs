@@ -20,6 +20,8 @@ pub struct Resolver {
     pull_always: bool,
     platform: Platform,
     memo: Mutex<HashMap<String, Slot>>,
+    /// Normalised name → what resolving it did, for the progress output.
+    notes: Mutex<HashMap<String, String>>,
 }
 
 impl Resolver {
@@ -37,6 +39,7 @@ impl Resolver {
             pull_always,
             platform,
             memo: Mutex::new(HashMap::new()),
+            notes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -61,6 +64,28 @@ impl Resolver {
             .map_err(ImageError::Failed)
     }
 
+    /// A line for the progress output saying what `name` resolved to
+    /// (`resolve docker.io/library/busybox:latest@sha256:…`, and where it
+    /// was pulled from when it was), once it has been loaded.
+    pub fn describe(&self, name: &str) -> Option<String> {
+        let Ok(ImageRef::Named(r)) = ImageRef::parse(name) else {
+            return None;
+        };
+        let key = r.to_string();
+        let slot = self.memo.lock().expect("resolver memo").get(&key)?.clone();
+        let image = slot.get()?.as_ref().ok()?;
+        let name = format!(
+            "{}{}",
+            r.name(),
+            r.tag().map(|t| format!(":{t}")).unwrap_or_default()
+        );
+        let note = self.notes.lock().expect("notes").get(&key).cloned();
+        Some(match note {
+            Some(n) => format!("resolve {name}@{} ({n})", image.manifest),
+            None => format!("resolve {name}@{} (stored)", image.manifest),
+        })
+    }
+
     fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
@@ -77,7 +102,17 @@ impl Resolver {
                 other => return other,
             }
         }
+        let t0 = std::time::Instant::now();
         let pulled = crate::registry::pull(&self.store, reference, &self.registry, &self.platform)?;
+        self.notes.lock().expect("notes").insert(
+            reference.to_string(),
+            format!(
+                "pulled from {}: {} layers downloaded in {:.1}s",
+                pulled.host,
+                pulled.downloaded,
+                t0.elapsed().as_secs_f64()
+            ),
+        );
         let loaded = load_manifest(&self.store, &pulled.manifest, None)?;
         self.store
             .tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;

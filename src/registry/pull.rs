@@ -18,12 +18,16 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 /// What a pull stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pulled {
     /// The platform manifest's digest (the image's identity in cache keys).
     pub manifest: Digest,
     /// The config digest (the image ID).
     pub config: Digest,
+    /// The host it came from (a mirror or the registry).
+    pub host: String,
+    /// Layers downloaded (those already stored are not).
+    pub downloaded: usize,
 }
 
 /// Pull `r` for `platform` into `store`. Blocks; runs its own small runtime
@@ -256,11 +260,14 @@ async fn fetch_image(
         let unpack = (!store.has_snapshot(&diff_id)).then_some((media, diff_id));
         tasks.push(download(store, remote, blob, unpack));
     }
+    let downloaded = tasks.len();
     futures_util::future::try_join_all(tasks).await?;
     store.put_blob(manifest).map_err(|e| store_err(&e))?;
     Ok(Pulled {
         manifest: digest,
         config,
+        host: remote.host.clone(),
+        downloaded,
     })
 }
 

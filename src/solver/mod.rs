@@ -459,7 +459,14 @@ fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
             })
         }
         Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
-        Source::Image(name) => sh.image(name),
+        Source::Image(name) => sh.image(name).inspect(|_| {
+            if let Some(line) = req.images.describe(name) {
+                sh.progress.send(Event::Log {
+                    id: from_vertex.id,
+                    line,
+                });
+            }
+        }),
     };
     let fail = |e: SolveError| {
         sh.progress.send(Event::Failed {

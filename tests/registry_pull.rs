@@ -318,9 +318,12 @@ fn mirror_serves_docker_hub_names_and_pull_re_resolves_a_moved_tag_to_the_host_p
     .expect("config");
     // FROM, COPY --from and RUN --mount from= an image, all by Docker Hub name.
     let df = "FROM busybox AS base\nRUN echo \"picked=$PICKED\" > /picked\n\
+              RUN --mount=type=bind,from=index.docker.io/library/busybox,target=/m \
+                  cp /m/etc/group /group\n\
               FROM scratch\nCOPY --from=docker.io/library/busybox:latest /etc/passwd /passwd\n\
-              COPY --from=base /picked /picked\n";
+              COPY --from=base /picked /group /\n";
     build_local(&env, df, &env.path("out1"), &[]);
+    assert!(read(env.path("out1/group")).starts_with("root:"));
     assert!(read(env.path("out1/passwd")).starts_with("root:"));
     assert_eq!(read(env.path("out1/picked")), "picked=\n");
 

@@ -231,6 +231,12 @@ mod tests {
             ["https", "http"]
         );
         assert_eq!(o.pull_endpoints("[::1]:5000")[0].schemes, ["https", "http"]);
+        let mut o = o;
+        o.insecure = vec!["build.example:5000".into()];
+        let e = &o.pull_endpoints("build.example:5000")[0];
+        assert_eq!(e.schemes, ["https", "http"]);
+        assert!(e.skip_verify);
+        assert_eq!(o.pull_endpoints("build.example")[0].schemes, ["https"]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! project directories, and required external tools.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,188 @@
+//! A real registry for tests: Debian's `docker-registry` (distribution)
+//! on 127.0.0.1 with its own config and data directory, filled by skopeo;
+//! builds isolated from the machine's Docker and rbuild configs.
+
+use super::{Env, copy_dir, require_file, require_tool, run};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry process, killed on drop.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl Registry {
+    /// Start a registry; with `user`, behind htpasswd basic auth.
+    pub fn start(user: Option<(&str, &str)>) -> Registry {
+        let bin = require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut auth = String::new();
+        if let Some((u, p)) = user {
+            let htpasswd = require_tool("htpasswd", "apache2-utils");
+            let line = run(Command::new(htpasswd).args(["-Bbn", u, p]));
+            std::fs::write(dir.path().join("htpasswd"), line.trim()).expect("htpasswd");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            );
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("config");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry keeps a blob's bytes (its filesystem driver).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+/// The manifest `skopeo inspect --raw` gets for `image`.
+pub fn remote_manifest(image: &str) -> serde_json::Value {
+    let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    serde_json::from_str(&raw).expect("manifest")
+}
+
+/// Build the busybox base into an OCI layout at `layout` (tag `latest`).
+pub fn busybox_layout(env: &Env, layout: &Path) {
+    busybox_layout_compressed(env, layout, "gzip")
+}
+
+/// The same with layers compressed as `compression`.
+pub fn busybox_layout_compressed(env: &Env, layout: &Path, compression: &str) {
+    let busybox = require_file("/bin/busybox", "busybox-static");
+    let ctx = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/busybox-base");
+    let dir = env.path("busybox-ctx");
+    copy_dir(&ctx, &dir);
+    std::fs::copy(busybox, dir.join("busybox")).expect("copy busybox");
+    env.build_ok(
+        &[
+            "-o",
+            &format!(
+                "type=oci-dir,dest={},name=busybox:latest,compression={compression}",
+                layout.display()
+            ),
+        ],
+        &dir,
+    );
+}
+
+/// `skopeo copy` from an OCI layout to the registry.
+pub fn push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, all: bool) {
+    push_as(layout, tag, dest, creds, all, &[])
+}
+
+/// The same with extra skopeo arguments.
+pub fn push_as(
+    layout: &Path,
+    tag: &str,
+    dest: &str,
+    creds: Option<&str>,
+    all: bool,
+    extra: &[&str],
+) {
+    let skopeo = require_tool("skopeo", "skopeo");
+    let mut c = Command::new(skopeo);
+    c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+    c.args(extra);
+    if all {
+        c.arg("--all");
+    }
+    if let Some(cr) = creds {
+        c.args(["--dest-creds", cr]);
+    }
+    c.arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}"));
+    run(&mut c);
+}
+
+/// A test environment isolated from the machine's Docker and rbuild configs.
+pub fn isolated() -> Env {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("docker-config")).expect("mkdir");
+    std::fs::write(env.path("registries.toml"), "").expect("config");
+    env
+}
+
+pub fn build(env: &Env, args: &[&str], dockerfile: &str, success: bool) -> String {
+    let ctx = env.project("ctx", &[("Dockerfile", dockerfile)]);
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .arg(&ctx)
+        .output()
+        .expect("run rbuild");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.success(), success, "build outcome:\n{err}");
+    err
+}
+
+/// Build and export the result's files to `out`.
+pub fn build_local(env: &Env, dockerfile: &str, out: &Path, extra: &[&str]) -> String {
+    let dest = format!("type=local,dest={}", out.display());
+    let mut args = vec!["-o", dest.as_str()];
+    args.extend_from_slice(extra);
+    build(env, &args, dockerfile, true)
+}
+
+pub fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}

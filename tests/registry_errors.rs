@@ -1,0 +1,154 @@
+//! Bad input when pulling: invalid references, unknown tags and
+//! repositories, unreachable registries, servers answering HTML, blobs that
+//! do not match their digest (nothing is left in the store).
+
+mod common;
+
+use common::Env;
+use common::registry::*;
+
+#[test]
+fn bad_references_and_registries_give_clear_errors() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let env = isolated();
+
+    let err = build(
+        &env,
+        &[],
+        &format!("FROM {host}/library/busybox:nope\n"),
+        false,
+    );
+    assert!(
+        err.contains(&format!("{host}/library/busybox:nope: not found")),
+        "{err}"
+    );
+    let err = build(&env, &[], &format!("FROM {host}/library/absent\n"), false);
+    assert!(
+        err.contains(&format!("{host}/library/absent:latest: not found")),
+        "{err}"
+    );
+
+    // A closed port on loopback.
+    let closed = free_port();
+    let err = build(
+        &env,
+        &[],
+        &format!("FROM 127.0.0.1:{closed}/x/y:1\n"),
+        false,
+    );
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{closed}/x/y:1: cannot reach registry 127.0.0.1:{closed}"
+        )),
+        "{err}"
+    );
+
+    // Docker's grammar and messages.
+    let err = build(&env, &[], "FROM Foo\n", false);
+    assert!(
+        err.contains(
+            "failed to parse stage name \"Foo\": invalid reference format: repository name (library/Foo) must be lowercase"
+        ),
+        "{err}"
+    );
+    let err = build(&env, &["-t", "a::b"], "FROM scratch\n", false);
+    assert!(err.contains("invalid reference format"), "{err}");
+}
+
+#[test]
+fn a_corrupt_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let m = remote_manifest(&format!("{host}/library/busybox:latest"));
+    let layer = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .max_by_key(|l| l["size"].as_u64())
+        .expect("a layer");
+    let digest = layer["digest"].as_str().expect("digest").to_string();
+    let file = reg.blob_file(&digest);
+    let good = std::fs::read(&file).expect("registry blob");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&file, &bad).expect("corrupt");
+
+    let env = isolated();
+    let df = format!("FROM {host}/library/busybox\nRUN echo ok > /ok\n");
+    let err = build(&env, &[], &df, false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for {host}/library/busybox:latest"
+        )) && err.contains(&digest)
+            && err.contains("digest"),
+        "{err}"
+    );
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(!env.root().join("blobs/sha256").join(hex).exists());
+    let stray: Vec<_> = std::fs::read_dir(env.root().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(stray.is_empty(), "left in tmp: {stray:?}");
+    let images = std::fs::read_to_string(env.root().join("images/index.json")).unwrap_or_default();
+    assert!(!images.contains("busybox"), "{images}");
+
+    // The registry is repaired: the next try pulls cleanly.
+    std::fs::write(&file, &good).expect("repair");
+    build_local(&env, &df, &env.path("out"), &[]);
+    assert_eq!(read(env.path("out/ok")), "ok\n");
+}
+
+/// A server on loopback that answers every request with an HTML page.
+fn html_server() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "<html><body>Welcome to nginx!</body></html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_answering_html_is_named_as_such() {
+    let port = html_server();
+    let env = isolated();
+    let err = build(&env, &[], &format!("FROM 127.0.0.1:{port}/x/y:1\n"), false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{port}/x/y:1: registry 127.0.0.1:{port} answered with HTML"
+        )),
+        "{err}"
+    );
+}

@@ -69,6 +69,13 @@ impl Remote {
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(120)),
             user_agent: concat!("rbuild/", env!("CARGO_PKG_VERSION")),
+            https_proxy: proxy_env("HTTPS_PROXY"),
+            http_proxy: proxy_env("HTTP_PROXY"),
+            // Loopback registries are never reached through a proxy.
+            no_proxy: Some(match proxy_env("NO_PROXY") {
+                Some(n) => format!("{n},localhost,127.0.0.1,::1"),
+                None => "localhost,127.0.0.1,::1".into(),
+            }),
             ..Default::default()
         };
         let client = oci_client::Client::try_from(config).map_err(|e| RegistryError::Pull {
@@ -175,6 +182,13 @@ impl Remote {
         };
         self.error(reason)
     }
+}
+
+/// A proxy variable as Docker reads it (upper or lower case).
+fn proxy_env(name: &str) -> Option<String> {
+    [name.to_string(), name.to_lowercase()]
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
 /// Whether an error means the endpoint could not be reached (so another

@@ -42,9 +42,19 @@ fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
         .count();
     assert!(layer_blobs >= 3, "manifest, config and layer blobs stored");
 
+    let digest = log
+        .split(&format!("resolve {host}/library/busybox:latest@"))
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("resolved digest")
+        .to_string();
+
     // The registry goes away: a stored base needs no request, under the
-    // name as written or normalised differently.
+    // name as written or normalised differently, or by its digest.
     drop(reg);
+    let by_digest = format!("FROM {host}/library/busybox@{digest}\nRUN echo d > /d\n");
+    build_local(&env, &by_digest, &env.path("out-digest"), &[]);
+    assert_eq!(read(env.path("out-digest/d")), "d\n");
     let df2 = format!("FROM {host}/library/busybox\nRUN echo offline > /offline\n");
     let log = build_local(&env, &df2, &env.path("out2"), &[]);
     assert_eq!(read(env.path("out2/offline")), "offline\n");

@@ -135,9 +135,20 @@ pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError
         ImageRef::Named(name) => {
             let images = store.images();
             let key = name.to_string();
+            // By digest: any stored tag of the repository pulled as that
+            // manifest (Docker's RepoDigests).
+            let by_digest = || {
+                let d: Digest = name.digest()?.parse().ok()?;
+                let repo = name.name();
+                images.iter().find_map(|(k, e)| {
+                    let rest = k.strip_prefix(&repo)?;
+                    (rest.starts_with([':', '@']) && e.manifest == Some(d)).then_some(e)
+                })
+            };
             let entry = images
                 .get(&key)
                 .or_else(|| images.get(&legacy_name(&name.familiar_string())))
+                .or_else(by_digest)
                 .ok_or(ImageError::NotFound(key))?;
             match entry.manifest {
                 Some(m) if store.has_blob(&m) => load_manifest(store, &m, None),

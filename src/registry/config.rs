@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The file is `$RBUILD_CONFIG`, else `/etc/rbuild/registries.toml` when it
-//! exists. Other top-level tables (as in a full `buildkitd.toml`) are ignored.
+//! exists, else BuildKit's `/etc/buildkit/buildkitd.toml`. Other top-level
+//! tables (as in a full `buildkitd.toml`) are ignored.
 
 use super::RegistryError;
 use serde::Deserialize;
@@ -21,6 +22,9 @@ use std::path::{Path, PathBuf};
 
 /// Where the config file is looked for when `$RBUILD_CONFIG` is unset.
 pub const DEFAULT_CONFIG: &str = "/etc/rbuild/registries.toml";
+/// BuildKit's own config, read (its `[registry]` tables) when neither of
+/// the above exists, so a machine set up for BuildKit's mirrors works as is.
+pub const BUILDKIT_CONFIG: &str = "/etc/buildkit/buildkitd.toml";
 
 /// Settings of one registry host (BuildKit's `[registry."HOST"]`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -103,6 +107,7 @@ impl RegistryOptions {
         match std::env::var_os("RBUILD_CONFIG") {
             Some(p) if !p.is_empty() => Self::from_file(Path::new(&p)),
             _ if Path::new(DEFAULT_CONFIG).exists() => Self::from_file(Path::new(DEFAULT_CONFIG)),
+            _ if Path::new(BUILDKIT_CONFIG).exists() => Self::from_file(Path::new(BUILDKIT_CONFIG)),
             _ => Ok(RegistryOptions::default()),
         }
     }

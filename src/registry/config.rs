@@ -107,7 +107,10 @@ impl RegistryOptions {
         match std::env::var_os("RBUILD_CONFIG") {
             Some(p) if !p.is_empty() => Self::from_file(Path::new(&p)),
             _ if Path::new(DEFAULT_CONFIG).exists() => Self::from_file(Path::new(DEFAULT_CONFIG)),
-            _ if Path::new(BUILDKIT_CONFIG).exists() => Self::from_file(Path::new(BUILDKIT_CONFIG)),
+            // Not rbuild's file: one rbuild cannot read is not its error.
+            _ if Path::new(BUILDKIT_CONFIG).exists() => {
+                Ok(Self::from_file(Path::new(BUILDKIT_CONFIG)).unwrap_or_default())
+            }
             _ => Ok(RegistryOptions::default()),
         }
     }

@@ -139,9 +139,12 @@ impl RegistryOptions {
     fn endpoint(&self, host: &str, mirror: bool) -> Endpoint {
         let cfg = self.hosts.get(host).cloned().unwrap_or_default();
         let flagged = self.insecure.iter().any(|h| h == host);
+        // Docker's insecure registries (loopback always is one): HTTPS
+        // without verification, then plain HTTP.
+        let insecure = cfg.insecure || flagged || is_loopback(host);
         let schemes = if cfg.http {
             vec!["http"]
-        } else if cfg.insecure || flagged || is_loopback(host) {
+        } else if insecure {
             vec!["https", "http"]
         } else {
             vec!["https"]
@@ -149,7 +152,7 @@ impl RegistryOptions {
         Endpoint {
             host: host.to_string(),
             schemes,
-            skip_verify: cfg.insecure || flagged,
+            skip_verify: insecure,
             ca: cfg.ca,
             mirror,
         }
@@ -226,6 +229,7 @@ mod tests {
         assert_eq!(e[2].schemes, ["http"]);
         assert_eq!(e[0].host, "127.0.0.1:5000");
         assert_eq!(e[0].schemes, ["https", "http"]);
+        assert!(e[0].skip_verify);
         assert!(e[0].mirror);
         assert_eq!(e[1].host, "mirror.example.com");
         assert!(e[1].skip_verify);

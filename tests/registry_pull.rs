@@ -499,3 +499,36 @@ fn docker_hub_spellings_of_a_name_are_one_stored_image_found_offline() {
         "{err}"
     );
 }
+
+#[test]
+fn an_https_registry_on_loopback_is_used_without_verification_as_docker_does() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_with(None, true);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let env = isolated();
+    let df = format!("FROM {host}/library/busybox\nRUN echo tls > /tls\n");
+    build_local(&env, &df, &env.path("out"), &[]);
+    assert_eq!(read(env.path("out/tls")), "tls\n");
+    // Forcing plain HTTP to it fails, naming the registry.
+    std::fs::write(
+        env.path("registries.toml"),
+        format!("[registry.\"{host}\"]\nhttp = true\n"),
+    )
+    .expect("config");
+    let err = build(&env, &["--pull"], &df, false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for {host}/library/busybox:latest"
+        )),
+        "{err}"
+    );
+}

@@ -31,9 +31,35 @@ pub fn free_port() -> u16 {
 impl Registry {
     /// Start a registry; with `user`, behind htpasswd basic auth.
     pub fn start(user: Option<(&str, &str)>) -> Registry {
+        Self::start_with(user, false)
+    }
+
+    /// Start a registry; with `tls`, serving HTTPS with a self-signed
+    /// certificate for 127.0.0.1.
+    pub fn start_with(user: Option<(&str, &str)>, tls: bool) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let mut tls_cfg = String::new();
+        if tls {
+            let openssl = require_tool("openssl", "openssl");
+            let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+            run(Command::new(openssl)
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args(["-subj", "/CN=localhost"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert));
+            tls_cfg = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
         let mut auth = String::new();
         if let Some((u, p)) = user {
             let htpasswd = require_tool("htpasswd", "apache2-utils");
@@ -45,7 +71,7 @@ impl Registry {
             );
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_cfg}{auth}",
             dir.path().join("data").display()
         );
         let cfg = dir.path().join("config.yml");

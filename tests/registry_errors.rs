@@ -67,7 +67,7 @@ fn bad_references_and_registries_give_clear_errors() {
 }
 
 #[test]
-fn a_corrupt_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
+fn a_corrupt_or_truncated_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
     let seed = Env::new();
     let layout = seed.path("layout");
     busybox_layout(&seed, &layout);
@@ -90,29 +90,33 @@ fn a_corrupt_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
     let digest = layer["digest"].as_str().expect("digest").to_string();
     let file = reg.blob_file(&digest);
     let good = std::fs::read(&file).expect("registry blob");
-    let mut bad = good.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 0xff;
-    std::fs::write(&file, &bad).expect("corrupt");
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let truncated = good[..good.len() / 2].to_vec();
 
     let env = isolated();
     let df = format!("FROM {host}/library/busybox\nRUN echo ok > /ok\n");
-    let err = build(&env, &[], &df, false);
-    assert!(
-        err.contains(&format!(
-            "failed to resolve source metadata for {host}/library/busybox:latest"
-        )) && err.contains(&digest)
-            && err.contains("digest"),
-        "{err}"
-    );
-    let hex = digest.trim_start_matches("sha256:");
-    assert!(!env.root().join("blobs/sha256").join(hex).exists());
-    let stray: Vec<_> = std::fs::read_dir(env.root().join("tmp"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(stray.is_empty(), "left in tmp: {stray:?}");
-    let images = std::fs::read_to_string(env.root().join("images/index.json")).unwrap_or_default();
-    assert!(!images.contains("busybox"), "{images}");
+    for bad in [flipped, truncated] {
+        std::fs::write(&file, &bad).expect("corrupt");
+        let err = build(&env, &[], &df, false);
+        assert!(
+            err.contains(&format!(
+                "failed to resolve source metadata for {host}/library/busybox:latest"
+            )) && err.contains(&digest)
+                && err.contains("digest"),
+            "{err}"
+        );
+        let hex = digest.trim_start_matches("sha256:");
+        assert!(!env.root().join("blobs/sha256").join(hex).exists());
+        let stray: Vec<_> = std::fs::read_dir(env.root().join("tmp"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(stray.is_empty(), "left in tmp: {stray:?}");
+        let images =
+            std::fs::read_to_string(env.root().join("images/index.json")).unwrap_or_default();
+        assert!(!images.contains("busybox"), "{images}");
+    }
 
     // The registry is repaired: the next try pulls cleanly.
     std::fs::write(&file, &good).expect("repair");

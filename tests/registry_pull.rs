@@ -195,24 +195,6 @@ fn mirror_serves_docker_hub_names_and_pull_re_resolves_a_moved_tag_to_the_host_p
     );
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn htpasswd_registry_uses_docker_config_credentials_and_refuses_without() {
     let seed = Env::new();
@@ -239,16 +221,7 @@ fn htpasswd_registry_uses_docker_config_credentials_and_refuses_without() {
         "{err}"
     );
 
-    let config = |auth: &str| {
-        std::fs::write(
-            env.path("docker-config/config.json"),
-            format!(
-                "{{\"auths\":{{\"{host}\":{{\"auth\":\"{}\"}}}}}}",
-                base64(auth.as_bytes())
-            ),
-        )
-        .expect("config.json")
-    };
+    let config = |auth: &str| docker_login(&env, &host, auth);
     config("tester:wrong");
     let err = build(&env, &[], &df, false);
     assert!(err.contains("were refused"), "{err}");

@@ -37,6 +37,15 @@ impl Registry {
     /// Start a registry; with `tls`, serving HTTPS with a self-signed
     /// certificate for 127.0.0.1.
     pub fn start_with(user: Option<(&str, &str)>, tls: bool) -> Registry {
+        Self::spawn(user, tls, None)
+    }
+
+    /// Start a registry with this `auth:` section (YAML).
+    pub fn start_with_auth(auth_yaml: String) -> Registry {
+        Self::spawn(None, false, Some(auth_yaml))
+    }
+
+    fn spawn(user: Option<(&str, &str)>, tls: bool, auth_yaml: Option<String>) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -60,7 +69,7 @@ impl Registry {
                 key.display()
             );
         }
-        let mut auth = String::new();
+        let mut auth = auth_yaml.unwrap_or_default();
         if let Some((u, p)) = user {
             let htpasswd = require_tool("htpasswd", "apache2-utils");
             let line = run(Command::new(htpasswd).args(["-Bbn", u, p]));
@@ -211,4 +220,35 @@ pub fn build_local(env: &Env, dockerfile: &str, out: &Path, extra: &[&str]) -> S
 
 pub fn read(p: PathBuf) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Standard base64 with padding (config.json's `auth`).
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Write `$DOCKER_CONFIG/config.json` of `env` with `auth` (`user:pass`) for `host`.
+pub fn docker_login(env: &Env, host: &str, auth: &str) {
+    std::fs::write(
+        env.path("docker-config/config.json"),
+        format!(
+            "{{\"auths\":{{\"{host}\":{{\"auth\":\"{}\"}}}}}}",
+            base64(auth.as_bytes())
+        ),
+    )
+    .expect("config.json")
 }

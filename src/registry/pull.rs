@@ -17,6 +17,9 @@ use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
+/// Layers downloaded at once.
+const MAX_CONCURRENT_DOWNLOADS: usize = 4;
+
 /// What a pull stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pulled {
@@ -250,15 +253,25 @@ async fn fetch_image(
             diff_ids.len()
         )));
     }
+    // As Docker: a few layers at a time (its max-concurrent-downloads is 3).
+    let slots = tokio::sync::Semaphore::new(MAX_CONCURRENT_DOWNLOADS);
     let mut tasks = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (l, diff_id) in layers.iter().zip(diff_ids) {
         let blob = descriptor_digest(remote, l)?;
         let media = l["mediaType"].as_str().unwrap_or("").to_string();
-        if store.has_blob(&blob) {
+        if store.has_blob(&blob) || !seen.insert(blob) {
             continue; // stored once; unpacked from the store if needed
         }
         let unpack = (!store.has_snapshot(&diff_id)).then_some((media, diff_id));
-        tasks.push(download(store, remote, blob, unpack));
+        let slots = &slots;
+        tasks.push(async move {
+            let _slot = slots
+                .acquire()
+                .await
+                .map_err(|e| remote.error(e.to_string()))?;
+            download(store, remote, blob, unpack).await
+        });
     }
     let downloaded = tasks.len();
     futures_util::future::try_join_all(tasks).await?;

@@ -31,15 +31,12 @@ pub fn extra_mount(root: &Rootfs, m: &ExtraMount, empty: &Path) {
         } => {
             let src = match beneath {
                 None => mounts::open_host(source),
-                Some(sub) => {
-                    let dir = crate::fsroot::Root::open(source)
-                        .and_then(|r| r.open_dir_beneath(sub))
-                        .unwrap_or_else(|e| {
-                            eprintln!("rbuild sandbox: cache mount source={sub}: {e}");
-                            std::process::exit(125);
-                        });
-                    dir
-                }
+                Some(sub) => crate::fsroot::Root::open(source)
+                    .and_then(|r| r.open_dir_beneath(sub))
+                    .unwrap_or_else(|e| {
+                        eprintln!("rbuild sandbox: cache mount source={sub}: {e}");
+                        std::process::exit(125);
+                    }),
             };
             let is_dir = rustix::fs::fstat(&src)
                 .is_ok_and(|st| crate::fsroot::file_type(&st) == rustix::fs::FileType::Directory);

@@ -3,5 +3,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // Descriptors rbuild's caller left open reach no child process.
+    rbuild::exec::cloexec_inherited();
     cli::main()
 }

@@ -388,3 +388,80 @@ fn local_export_never_writes_through_links_in_its_destination() {
     assert_eq!(std::fs::read_to_string(out.join("a/pwned")).unwrap(), "x");
     assert_host_untouched(&host);
 }
+
+#[test]
+fn a_later_source_turning_a_directory_into_a_link_cannot_redirect_queued_files() {
+    // Review finding: files queued under a/x/ were written after b/x (a link
+    // to a host directory) replaced that directory.
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let host = host_dir(&env);
+    let ctx = env.project(
+        "ctx",
+        &[
+            ("a/x/f", "queued"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY a b /dst/\nADD a evil.tar /dst2/\n",
+            ),
+        ],
+    );
+    std::fs::set_permissions(ctx.join("a/x/f"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::create_dir_all(ctx.join("b")).unwrap();
+    symlink(&host, ctx.join("b/x")).unwrap();
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    t.append_link(&mut h, "x", &host).unwrap();
+    std::fs::write(ctx.join("evil.tar"), t.into_inner().unwrap()).unwrap();
+    let (out, o) = local_out(&env, "out");
+    let r = env
+        .rbuild()
+        .args(["build", "-o", &o])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    if r.status.success() {
+        // The later source wins: x is the link, nothing was written below it.
+        assert!(
+            std::fs::symlink_metadata(out.join("dst/x"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+    assert_host_untouched(&host);
+}
+
+#[test]
+fn a_link_in_a_lower_layer_under_a_directory_never_exposes_the_host() {
+    // Review finding: a lower layer's `x -> host dir` under an upper layer's
+    // directory `x` let COPY --from, the local export and cache seeding
+    // read the host directory.
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    let host = host_dir(&env);
+    std::fs::create_dir_all(host.join("etc")).unwrap();
+    let df = format!(
+        "FROM test/busybox:latest AS s\n\
+         RUN ln -s {h} /x\n\
+         RUN rm /x && mkdir -p /x/etc\n\
+         FROM test/busybox:latest\n\
+         COPY --from=s /x /copied\n\
+         RUN --mount=type=cache,from=s,source=/x,target=/c ls -R /c > /seeded\n",
+        h = host.display()
+    );
+    let ctx = env.project("ctx", &[("Dockerfile", &df)]);
+    let (out, o) = local_out(&env, "out");
+    env.build_ok(&["-o", &o], &ctx);
+    assert_no_secret(&out);
+    let seeded = std::fs::read_to_string(out.join("seeded")).unwrap();
+    assert!(!seeded.contains("secret"), "{seeded}");
+    assert!(!out.join("copied/secret").exists() && !out.join("copied/etc/passwd").exists());
+    let (stage_out, o) = local_out(&env, "stage-out");
+    env.build_ok(&["--target", "s", "-o", &o], &ctx);
+    assert_no_secret(&stage_out);
+    assert!(!stage_out.join("x/etc/passwd").exists());
+    assert_host_untouched(&host);
+}

@@ -25,11 +25,22 @@ pub fn extra_mount(root: &Rootfs, m: &ExtraMount, empty: &Path) {
     match m {
         ExtraMount::Bind {
             source,
+            beneath,
             target,
             readonly,
         } => {
-            let src = mounts::open_host(source);
-            let t = if source.is_dir() {
+            let src = match beneath {
+                None => mounts::open_host(source),
+                Some(sub) => crate::fsroot::Root::open(source)
+                    .and_then(|r| r.open_dir_beneath(sub))
+                    .unwrap_or_else(|e| {
+                        eprintln!("rbuild sandbox: cache mount source={sub}: {e}");
+                        std::process::exit(125);
+                    }),
+            };
+            let is_dir = rustix::fs::fstat(&src)
+                .is_ok_and(|st| crate::fsroot::file_type(&st) == rustix::fs::FileType::Directory);
+            let t = if is_dir {
                 root.dir(target)
             } else {
                 root.file(target)

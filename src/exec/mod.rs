@@ -17,6 +17,36 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Nothing rbuild's caller left open reaches a child (a step, slirp4netns):
+/// every descriptor above 2 becomes close-on-exec (close_range, or one by
+/// one from /proc/self/fd on kernels before 5.11).
+pub fn cloexec_inherited() {
+    // SAFETY: raw close_range (no glibc wrapper needed); only marks descriptors close-on-exec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a stale one (the listing's own) fails harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// Errors running a step.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// Entry point of `rbuild __sandbox`. Never returns.
 pub fn sandbox_main() -> ! {
-    cloexec_inherited();
+    super::cloexec_inherited();
     // One line: stdin stays open to say when the step's network is ready.
     let Ok(input) = super::network::read_spec_line() else {
         fail("reading the sandbox spec");
@@ -106,36 +106,6 @@ pub fn sandbox_main() -> ! {
     drop(alive_w);
     die_with_helper(&alive_r);
     run_child(&spec, rootless, &alive_r, &seccomp)
-}
-
-/// Nothing rbuild's caller left open reaches the step: every descriptor
-/// above 2 becomes close-on-exec (close_range, or one by one on kernels
-/// before 5.11).
-fn cloexec_inherited() {
-    // SAFETY: raw close_range (no glibc wrapper needed); only marks descriptors close-on-exec.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r == 0 {
-        return;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        fail("listing /proc/self/fd");
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_SETFD on a descriptor number; a stale one (the listing's own) fails harmlessly.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
 }
 
 /// Docker's default profile for this architecture and Docker's default

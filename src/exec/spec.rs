@@ -22,6 +22,10 @@ pub enum ExtraMount {
     Bind {
         /// Host path.
         source: PathBuf,
+        /// A directory below `source` to bind instead, opened beneath it
+        /// when mounting (a link leading out of `source` fails).
+        #[serde(default)]
+        beneath: Option<String>,
         /// Container path.
         target: String,
         /// Mount read-only.

@@ -117,6 +117,21 @@ impl Root {
         }
     }
 
+    /// An `O_PATH` descriptor of the directory `rel` of a tree rbuild made
+    /// itself (a step's output, a stored layer): no link may be on the way
+    /// (`RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`), so one planted since the
+    /// path was checked fails the open instead of leading out.
+    pub fn open_dir_nolinks(&self, rel: &str) -> io::Result<OwnedFd> {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        loop {
+            match rustix::fs::openat2(&self.fd, relative(rel), flags, Mode::empty(), how) {
+                Err(Errno::AGAIN) => continue,
+                r => return r.map_err(Into::into),
+            }
+        }
+    }
+
     /// An `O_PATH` descriptor of `rel`.
     pub fn open_path(&self, rel: &str, follow_last: bool) -> io::Result<OwnedFd> {
         self.open_at(rel, OFlags::PATH, follow_last)

@@ -6,6 +6,17 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+/// How a directory shows in one layer.
+enum DirInLayer {
+    /// Every component is a real directory there.
+    Present { dir: PathBuf, opaque: bool },
+    /// Missing there (lower layers may have it unless an opaque directory
+    /// is on the way).
+    Absent { opaque: bool },
+    /// A file, link or whiteout on the way hides it and all lower layers.
+    Hidden,
+}
+
 /// A merged filesystem over layers.
 #[derive(Debug, Clone, Default)]
 pub struct MergedView {
@@ -66,7 +77,7 @@ impl MergedView {
                     Ok(_) => return None, // a non-directory hides what is below the path
                     Err(_) => {
                         let wh = cur.with_file_name(format!(".wh.{part}"));
-                        if wh.exists() {
+                        if fs::symlink_metadata(&wh).is_ok() {
                             return None;
                         }
                         continue 'layers;
@@ -80,12 +91,39 @@ impl MergedView {
         None
     }
 
+    /// Whether `rel` exists in `layer` itself, through real directories only
+    /// (a link in a layer is never followed by the host).
     fn exists_in(layer: &Path, rel: &[String]) -> bool {
         let mut p = layer.to_path_buf();
-        for part in rel {
+        for (i, part) in rel.iter().enumerate() {
             p.push(part);
+            match fs::symlink_metadata(&p) {
+                Ok(_) if i + 1 == rel.len() => return true,
+                Ok(m) if m.is_dir() => {}
+                _ => return false,
+            }
         }
-        fs::symlink_metadata(p).is_ok()
+        true
+    }
+
+    /// How a directory of the view shows in `layer`: its host path when
+    /// every component is a real directory there, whether an opaque
+    /// directory is on the way, or why it does not show.
+    fn dir_in(layer: &Path, rel: &[String]) -> DirInLayer {
+        let mut dir = layer.to_path_buf();
+        let mut opaque = is_opaque(&dir);
+        for part in rel {
+            let whiteout = dir.join(format!(".wh.{part}"));
+            dir.push(part);
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => opaque |= is_opaque(&dir),
+                // A file, a link or a whiteout hides everything below it.
+                Ok(_) => return DirInLayer::Hidden,
+                Err(_) if fs::symlink_metadata(&whiteout).is_ok() => return DirInLayer::Hidden,
+                Err(_) => return DirInLayer::Absent { opaque },
+            }
+        }
+        DirInLayer::Present { dir, opaque }
     }
 
     /// Resolve a container path following symlinks inside the view (up to 40
@@ -154,16 +192,11 @@ impl MergedView {
         let mut seen: std::collections::BTreeMap<String, Option<(PathBuf, fs::Metadata)>> =
             std::collections::BTreeMap::new();
         for layer in &self.layers {
-            let mut dir = layer.clone();
-            for p in rel {
-                dir.push(p);
-            }
-            let Ok(m) = fs::symlink_metadata(&dir) else {
-                continue;
+            let (dir, opaque) = match Self::dir_in(layer, rel) {
+                DirInLayer::Present { dir, opaque } => (dir, opaque),
+                DirInLayer::Absent { opaque: false } => continue,
+                DirInLayer::Absent { opaque: true } | DirInLayer::Hidden => break,
             };
-            if is_whiteout(&m) || !m.is_dir() {
-                break;
-            }
             if let Ok(rd) = fs::read_dir(&dir) {
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
@@ -187,8 +220,8 @@ impl MergedView {
                     }
                 }
             }
-            if is_opaque(&dir) {
-                break;
+            if opaque {
+                break; // lower layers are hidden below an opaque directory
             }
         }
         seen.into_iter()

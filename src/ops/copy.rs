@@ -6,12 +6,14 @@
 //! Destinations resolve through the image's symlinks without leaving it.
 
 mod archive;
+mod job;
 
 use crate::context::{Entry, Kind, Selection};
 use crate::frontend::ast::InlineSource;
 use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
 use crate::ops::chmod::Chmod;
+use job::FileJob;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,6 +107,10 @@ pub fn parse_chmod(s: &str) -> Result<Chmod, CopyError> {
 
 struct Writer<'a> {
     out: &'a Path,
+    /// The output, for the deferred work done through descriptors.
+    out_root: crate::fsroot::Root,
+    /// The step's previous layer, to link unchanged files from.
+    prev_root: Option<crate::fsroot::Root>,
     plan: &'a CopyPlan<'a>,
     /// Directories whose mtime must be set after their contents.
     dir_times: Vec<(PathBuf, i64, i64)>,
@@ -112,54 +118,6 @@ struct Writer<'a> {
     /// a later source for the same target replaces an earlier one.
     files: Vec<FileJob>,
     file_index: std::collections::HashMap<PathBuf, usize>,
-}
-
-/// One regular file to copy.
-struct FileJob {
-    /// An identical file of the step's previous layer, linked instead of copied.
-    link_from: Option<PathBuf>,
-    /// The source, opened inside its root (the context) when it has one.
-    src: Entry,
-    target: PathBuf,
-    mode: u32,
-    owner: (u32, u32),
-    mtime: (i64, i64),
-}
-
-impl FileJob {
-    /// Copy with as few system calls as possible: open, copy_file_range,
-    /// fchmod, fchown, futimens.
-    fn run(&self) -> Result<(), CopyError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(from) = &self.link_from
-            && fs::hard_link(from, &self.target).is_ok()
-        {
-            return Ok(());
-        }
-        let mut dst = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.target)
-            .map_err(io_err("creating", &self.target))?;
-        // An empty file (or a socket's stub) has nothing to read.
-        if self.src.size > 0 {
-            let mut src = self.src.open().map_err(io_err("opening", &self.src.abs))?;
-            io::copy(&mut src, &mut dst).map_err(io_err("copying to", &self.target))?;
-        }
-        // Owner first: chown clears setuid/setgid bits, which are kept.
-        let (uid, gid) = self.owner;
-        if is_root() || (uid, gid) != (0, 0) {
-            std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
-                .map_err(io_err("chown", &self.target))?;
-        }
-        dst.set_permissions(fs::Permissions::from_mode(self.mode))
-            .map_err(io_err("chmod", &self.target))?;
-        let t = filetime::FileTime::from_unix_time(self.mtime.0, self.mtime.1 as u32);
-        filetime::set_file_handle_times(&dst, Some(t), Some(t))
-            .map_err(io_err("setting times of", &self.target))?;
-        Ok(())
-    }
 }
 
 fn is_root() -> bool {
@@ -243,19 +201,22 @@ impl Writer<'_> {
         e: &Entry,
         mode: u32,
         owner: (u32, u32),
-    ) -> Option<PathBuf> {
+    ) -> Option<String> {
         let prev = self.plan.previous?;
-        let rel = target.strip_prefix(self.out).ok()?;
-        let cand = prev.dir.join(rel);
-        let m = fs::symlink_metadata(&cand).ok()?;
-        let same = m.is_file()
-            && m.len() == e.size
-            && m.mode() & 0o7777 == mode
-            && (m.uid(), m.gid()) == owner
-            && (m.mtime(), m.mtime_nsec()) == e.mtime
+        let rel = target
+            .strip_prefix(self.out)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        let st = job::stat_nolinks(self.prev_root.as_ref()?, &rel)?;
+        let same = crate::fsroot::file_type(&st) == rustix::fs::FileType::RegularFile
+            && st.st_size as u64 == e.size
+            && st.st_mode & 0o7777 == mode
+            && (st.st_uid, st.st_gid) == owner
+            && (st.st_mtime, st.st_mtime_nsec as i64) == e.mtime
             && e.digest.is_some()
             && prev.digests.get(key) == e.digest.as_ref();
-        same.then_some(cand)
+        same.then_some(rel)
     }
 
     /// Write one entry at container path `parts`; `key` names its source
@@ -279,6 +240,14 @@ impl Writer<'_> {
             }
             if m.is_dir() {
                 crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?;
+                // Files queued below the directory go with it.
+                for j in self
+                    .files
+                    .iter_mut()
+                    .filter(|j| j.target.starts_with(&target))
+                {
+                    j.target = PathBuf::new();
+                }
             } else {
                 fs::remove_file(&target).map_err(io_err("replacing", &target))?;
             }
@@ -433,8 +402,14 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
             )?,
         )
     };
+    let out_root = crate::fsroot::Root::open(out).map_err(io_err("opening", out))?;
+    let prev_root = plan
+        .previous
+        .and_then(|p| crate::fsroot::Root::open(&p.dir).ok());
     let mut w = Writer {
         out,
+        out_root,
+        prev_root,
         plan,
         dir_times: Vec::new(),
         files: Vec::new(),
@@ -538,13 +513,16 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
     }
     {
         use rayon::prelude::*;
+        let (out_root, prev_root) = (&w.out_root, w.prev_root.as_ref());
         w.files
             .par_iter()
             .filter(|j| !j.target.as_os_str().is_empty())
-            .try_for_each(FileJob::run)?;
+            .try_for_each(|j| j.run(out_root, prev_root))?;
     }
     for (p, s, n) in w.dir_times.iter().rev() {
-        set_mtime(p, *s, *n);
+        if let Ok(rel) = job::rel_to(&w.out_root, p) {
+            job::set_times_nolinks(&w.out_root, &rel, *s, *n);
+        }
     }
     Ok(())
 }

@@ -129,9 +129,10 @@ pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) {
     );
 }
 
-/// The directory `source` below the cache `cache` (created if missing):
-/// a link there leading out of the cache is an error, as in BuildKit.
-pub fn subdir(cache: &Path, source: &str) -> Result<PathBuf, CacheMountError> {
+/// Make the directory `source` below the cache `cache` if it is missing
+/// (inside the cache); the sandbox opens it beneath the cache when it
+/// mounts it, so a link leading out fails there, as in BuildKit.
+pub fn ensure_subdir(cache: &Path, source: &str) -> Result<(), CacheMountError> {
     let root = crate::fsroot::Root::open(cache).map_err(io("opening", cache))?;
     let escape = |err: std::io::Error| CacheMountError::Source {
         from: "the cache".into(),
@@ -142,14 +143,79 @@ pub fn subdir(cache: &Path, source: &str) -> Result<PathBuf, CacheMountError> {
             err.to_string()
         },
     };
-    let fd = match root.open_dir_beneath(source) {
+    match root.open_dir_beneath(source) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Created inside the cache (links re-rooted), then checked again.
             root.mkdir_all(source, 0o755).map_err(escape)?;
-            root.open_dir_beneath(source).map_err(escape)?
+            Ok(())
         }
-        r => r.map_err(escape)?,
+        r => r.map(drop).map_err(escape),
+    }
+}
+
+/// A `RUN --mount=type=cache`: its directory (created and seeded when new),
+/// locked as `sharing=` asks, as a bind of the step.
+pub fn mount(
+    env: &super::steps::StepEnv<'_>,
+    m: &Mount,
+    src: Option<&crate::frontend::lower::Source>,
+    target: &str,
+    private: &Path,
+    locks: &mut Vec<std::fs::File>,
+) -> Result<crate::exec::spec::ExtraMount, super::SolveError> {
+    use super::SolveError;
+    use crate::frontend::ast::Sharing;
+    use crate::frontend::lower::Source;
+    use rustix::fs::{FlockOperation, flock};
+    let from = match src {
+        Some(Source::Stage(i)) => Some((env.stages)(*i).ok_or(SolveError::DependencyFailed)?),
+        Some(Source::Image(name)) => Some((env.image)(name)?),
+        _ => None,
     };
-    // The kernel's name for it holds no link for the sandbox to follow.
-    std::fs::read_link(crate::fsroot::fd_path(&fd)).map_err(io("resolving", cache))
+    let name = cache_name(m, target, from.as_ref());
+    let base = env.store.root().join("cachemounts");
+    let mut source = cache_dir(&base, &name, m, from.as_ref())
+        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+    let lock_path = base.join(format!("{name}.lock"));
+    let lock_err = |e: std::io::Error| SolveError::Io {
+        what: "locking",
+        path: lock_path.clone(),
+        source: e,
+    };
+    match m.sharing.unwrap_or(Sharing::Shared) {
+        Sharing::Shared => {}
+        Sharing::Locked => {
+            let f = std::fs::File::create(&lock_path).map_err(lock_err)?;
+            flock(&f, FlockOperation::LockExclusive).map_err(|e| lock_err(e.into()))?;
+            locks.push(f);
+        }
+        Sharing::Private => {
+            let f = std::fs::File::create(&lock_path).map_err(lock_err)?;
+            if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                locks.push(f);
+            } else {
+                // In use by another build: a fresh, throw-away cache.
+                std::fs::create_dir_all(private).map_err(|e| SolveError::Io {
+                    what: "creating",
+                    path: private.to_path_buf(),
+                    source: e,
+                })?;
+                source = private.to_path_buf();
+            }
+        }
+    }
+    // Without from=, source= names a directory of the cache (checked once
+    // the lock is held; opened beneath the cache when mounted).
+    let beneath = match (&from, &m.source) {
+        (None, Some(sub)) => {
+            ensure_subdir(&source, sub).map_err(|e| SolveError::Unsupported(e.to_string()))?;
+            Some(sub.clone())
+        }
+        _ => None,
+    };
+    Ok(crate::exec::spec::ExtraMount::Bind {
+        source,
+        beneath,
+        target: target.to_string(),
+        readonly: m.readonly,
+    })
 }

@@ -976,69 +976,21 @@ fn step_mounts(
     guards: &mut MountGuards,
 ) -> Result<Vec<crate::exec::spec::ExtraMount>, SolveError> {
     use crate::exec::spec::ExtraMount;
-    use crate::frontend::ast::{MountType, Sharing};
-    use rustix::fs::{FlockOperation, flock};
+    use crate::frontend::ast::MountType;
     let mut out = Vec::new();
     for (n, (m, src)) in step.mounts.iter().enumerate() {
         let target = m.target.clone().unwrap_or_default();
         match m.kind {
             MountType::Cache => {
-                let from = match src {
-                    Some(Source::Stage(i)) => {
-                        Some((env.stages)(*i).ok_or(SolveError::DependencyFailed)?)
-                    }
-                    Some(Source::Image(name)) => Some((env.image)(name)?),
-                    _ => None,
-                };
-                let name = super::cache_mount::cache_name(m, &target, from.as_ref());
-                let base = env.store.root().join("cachemounts");
-                let path = super::cache_mount::cache_dir(&base, &name, m, from.as_ref())
-                    .map_err(|e| SolveError::Unsupported(e.to_string()))?;
-                let lock_path = base.join(format!("{name}.lock"));
-                let mut source = match (&from, &m.source) {
-                    // Without from=, source= names a directory of the cache.
-                    (None, Some(sub)) => super::cache_mount::subdir(&path, sub)
-                        .map_err(|e| SolveError::Unsupported(e.to_string()))?,
-                    _ => path,
-                };
-                let open_lock = || {
-                    std::fs::File::create(&lock_path).map_err(|source| SolveError::Io {
-                        what: "locking",
-                        path: lock_path.clone(),
-                        source,
-                    })
-                };
-                match m.sharing.unwrap_or(Sharing::Shared) {
-                    Sharing::Shared => {}
-                    Sharing::Locked => {
-                        let f = open_lock()?;
-                        flock(&f, FlockOperation::LockExclusive).map_err(|e| SolveError::Io {
-                            what: "locking",
-                            path: lock_path.clone(),
-                            source: e.into(),
-                        })?;
-                        guards.locks.push(f);
-                    }
-                    Sharing::Private => {
-                        let f = open_lock()?;
-                        if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                            guards.locks.push(f);
-                        } else {
-                            // In use by another build: a fresh, throw-away cache.
-                            source = dir.join(format!("private-cache-{n}"));
-                            std::fs::create_dir_all(&source).map_err(|e| SolveError::Io {
-                                what: "creating",
-                                path: source.clone(),
-                                source: e,
-                            })?;
-                        }
-                    }
-                }
-                out.push(ExtraMount::Bind {
-                    source,
-                    target: target.clone(),
-                    readonly: m.readonly,
-                });
+                let private = dir.join(format!("private-cache-{n}"));
+                out.push(super::cache_mount::mount(
+                    env,
+                    m,
+                    src.as_ref(),
+                    &target,
+                    &private,
+                    &mut guards.locks,
+                )?);
             }
             MountType::Tmpfs => out.push(ExtraMount::Tmpfs {
                 target: target.clone(),
@@ -1064,6 +1016,7 @@ fn step_mounts(
                                 source,
                             })?;
                         out.push(ExtraMount::Bind {
+                            beneath: None,
                             source: host,
                             target: target.clone(),
                             readonly: m.readonly,
@@ -1128,6 +1081,7 @@ fn step_mounts(
                 };
                 guards.targets.push(t.clone());
                 out.push(ExtraMount::Bind {
+                    beneath: None,
                     source: file,
                     target: t,
                     readonly: true,

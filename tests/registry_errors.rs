@@ -156,3 +156,105 @@ fn a_server_answering_html_is_named_as_such() {
         "{err}"
     );
 }
+
+/// A plain-HTTP proxy on loopback in front of `upstream` that cuts the
+/// first response for a path ending in `cut` in the middle of its body.
+/// Returns its port and how many times that path was requested.
+fn cutting_proxy(
+    upstream: u16,
+    cut: String,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match c.read(&mut byte) {
+                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
+                    _ => break, // closed, or a TLS hello: not for this proxy
+                }
+            }
+            if !head.ends_with(b"\r\n\r\n") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let first = text.lines().next().unwrap_or("").to_string();
+            let mut req: String = text
+                .split("\r\n")
+                .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
+                .map(|h| format!("{h}\r\n"))
+                .collect();
+            req.push_str("Connection: close\r\n\r\n");
+            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let _ = up.write_all(req.as_bytes());
+            let mut resp = Vec::new();
+            let _ = up.read_to_end(&mut resp);
+            let target = first.starts_with("GET ")
+                && first
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|p| p.ends_with(&cut));
+            let n = if target {
+                counter.fetch_add(1, Ordering::SeqCst)
+            } else {
+                1
+            };
+            if target && n == 0 {
+                let body = resp
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|i| i + 4)
+                    .unwrap_or(resp.len());
+                let keep = body + (resp.len() - body) / 2;
+                let _ = c.write_all(&resp[..keep]);
+            } else {
+                let _ = c.write_all(&resp);
+            }
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn an_interrupted_layer_download_is_retried_from_the_start() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let m = remote_manifest(&format!("{host}/library/busybox:latest"));
+    let layer = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .max_by_key(|l| l["size"].as_u64())
+        .expect("a layer");
+    let digest = layer["digest"].as_str().expect("digest").to_string();
+    let upstream: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+    let (port, hits) = cutting_proxy(upstream, digest.clone());
+
+    let env = isolated();
+    let df = format!("FROM 127.0.0.1:{port}/library/busybox\nRUN echo ok > /ok\n");
+    build_local(&env, &df, &env.path("out"), &[]);
+    assert_eq!(read(env.path("out/ok")), "ok\n");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the cut layer is fetched again, once"
+    );
+}

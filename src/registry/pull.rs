@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 /// Layers downloaded at once.
 const MAX_CONCURRENT_DOWNLOADS: usize = 4;
+/// Further attempts at a blob whose download failed.
+const DOWNLOAD_RETRIES: u64 = 2;
 
 /// What a pull stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +289,27 @@ async fn fetch_image(
 /// Download one blob into the store, verified; with `unpack`, unpack it into
 /// its snapshot while it streams in.
 async fn download(
+    store: &Arc<Store>,
+    remote: &Remote,
+    blob: Digest,
+    unpack: Option<(String, Digest)>,
+) -> Result<(), RegistryError> {
+    // A dropped connection or a bad transfer is tried again, from the
+    // start (as Docker retries layer downloads); nothing partial is kept.
+    let mut attempt = 0u64;
+    loop {
+        let unpack_now = unpack.clone().filter(|(_, d)| !store.has_snapshot(d));
+        match download_once(store, remote, blob, unpack_now).await {
+            Err(_) if attempt < DOWNLOAD_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn download_once(
     store: &Arc<Store>,
     remote: &Remote,
     blob: Digest,

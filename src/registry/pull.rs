@@ -316,11 +316,7 @@ async fn download_once(
     unpack: Option<(String, Digest)>,
 ) -> Result<(), RegistryError> {
     let d = blob.to_string();
-    let mut stream = remote
-        .client
-        .pull_blob_stream(&remote.oref, d.as_str())
-        .await
-        .map_err(|e| remote.explain(e))?;
+    let mut stream = remote.blob_stream(d.as_str()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let st = store.clone();
     let worker = tokio::task::spawn_blocking(move || {

@@ -8,6 +8,7 @@ use super::reference::Reference;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Manifest media types rbuild accepts.
@@ -34,6 +35,11 @@ pub struct Remote {
     pub reference: String,
     /// Whether credentials were configured for the host.
     pub has_credentials: bool,
+    /// Without credentials: a client that never authenticates, used for
+    /// blobs while the registry serves them so (oci-client would ping
+    /// `/v2/` before every request of an anonymous client).
+    open_client: Option<oci_client::Client>,
+    open: AtomicBool,
 }
 
 impl Remote {
@@ -57,14 +63,14 @@ impl Remote {
                 data,
             });
         }
-        let config = ClientConfig {
+        let config = || ClientConfig {
             protocol: if scheme == "http" {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
             accept_invalid_certificates: ep.skip_verify,
-            extra_root_certificates: extra,
+            extra_root_certificates: extra.clone(),
             platform_resolver: None,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(120)),
@@ -78,10 +84,15 @@ impl Remote {
             }),
             ..Default::default()
         };
-        let client = oci_client::Client::try_from(config).map_err(|e| RegistryError::Pull {
-            reference: r.to_string(),
-            reason: format!("setting up a client for {}: {e}", ep.host),
-        })?;
+        let make = || {
+            oci_client::Client::try_from(config()).map_err(|e| RegistryError::Pull {
+                reference: r.to_string(),
+                reason: format!("setting up a client for {}: {e}", ep.host),
+            })
+        };
+        let client = make()?;
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let open_client = if anonymous { Some(make()?) } else { None };
         let repo = r.path().to_string();
         let mut oref = match (r.digest(), r.tag()) {
             (Some(d), _) => oci_client::Reference::with_digest(r.domain().into(), repo, d.into()),
@@ -97,12 +108,35 @@ impl Remote {
         Ok(Remote {
             client,
             oref,
-            has_credentials: !matches!(auth, RegistryAuth::Anonymous),
+            has_credentials: !anonymous,
+            open_client,
+            open: AtomicBool::new(anonymous),
             auth,
             host: ep.host.clone(),
             scheme,
             reference: r.to_string(),
         })
+    }
+
+    /// Open a blob's stream: through the never-authenticating client while
+    /// the registry accepts that, else (after its first refusal, e.g. a
+    /// registry that wants a token) through the authenticating one.
+    pub async fn blob_stream(
+        &self,
+        digest: &str,
+    ) -> Result<oci_client::client::SizedStream, RegistryError> {
+        if let Some(open) = &self.open_client
+            && self.open.load(Ordering::Relaxed)
+        {
+            match open.pull_blob_stream(&self.oref, digest).await {
+                Err(e) if is_refusal(&e) => self.open.store(false, Ordering::Relaxed),
+                r => return r.map_err(|e| self.explain(e)),
+            }
+        }
+        self.client
+            .pull_blob_stream(&self.oref, digest)
+            .await
+            .map_err(|e| self.explain(e))
     }
 
     /// An error about this reference.
@@ -189,6 +223,20 @@ fn proxy_env(name: &str) -> Option<String> {
     [name.to_string(), name.to_lowercase()]
         .iter()
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+/// Whether the registry refused an unauthenticated request.
+fn is_refusal(e: &OciDistributionError) -> bool {
+    use OciDistributionError as E;
+    matches!(
+        e,
+        E::UnauthorizedError { .. }
+            | E::RegistryError { .. }
+            | E::ServerError {
+                code: 401 | 403,
+                ..
+            }
+    )
 }
 
 /// Whether an error means the endpoint could not be reached (so another

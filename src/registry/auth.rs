@@ -17,9 +17,10 @@ pub fn credentials_for(host: &str) -> Result<RegistryAuth, RegistryError> {
     };
     match docker_credential::get_credential(key) {
         Ok(DockerCredential::UsernamePassword(u, p)) => Ok(RegistryAuth::Basic(u, p)),
-        // An identity token is an OAuth refresh token: the token endpoint
-        // takes it as the password of the `<token>` user.
-        Ok(DockerCredential::IdentityToken(t)) => Ok(RegistryAuth::Basic("<token>".into(), t)),
+        // An identity token is an OAuth refresh token, exchanged by a POST
+        // to the token endpoint, which oci-client does not do: go
+        // anonymous (public images still work; private ones are denied).
+        Ok(DockerCredential::IdentityToken(_)) => Ok(RegistryAuth::Anonymous),
         Err(
             CredentialRetrievalError::NoCredentialConfigured
             | CredentialRetrievalError::ConfigNotFound

@@ -36,6 +36,14 @@ fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
         "{log}"
     );
     assert!(env.path("out1/bin/busybox").exists());
+    // --pull with the tag unchanged: resolved again, nothing downloaded,
+    // the steps stay cached (the manifest digest in their keys is the same).
+    let again = build_local(&env, &df, &env.path("out1b"), &["--pull"]);
+    assert!(
+        again.contains(&format!("(pulled from {host}: 0 layers downloaded"))
+            && again.contains("0 steps run"),
+        "{again}"
+    );
     // The pulled layers' compressed blobs are kept in the store.
     let layer_blobs = std::fs::read_dir(env.root().join("blobs/sha256"))
         .expect("blobs")

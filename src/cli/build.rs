@@ -47,9 +47,13 @@ pub struct BuildArgs {
     /// Progress output: auto, tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
-    /// Output destination (`type=oci|oci-archive|docker-archive|local,dest=PATH`).
+    /// Output destination (`type=oci|oci-archive|docker-archive|local,dest=PATH`,
+    /// `type=registry[,name=NAME]`, `type=image,name=NAME[,push=true]`).
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
+    /// Push the image to the registry of each `-t` name (`-o type=registry`).
+    #[arg(long)]
+    pub push: bool,
     /// Write the image ID to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -214,11 +218,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     let mut registry = RegistryOptions::load()?;
     registry.insecure = args.insecure_registries.clone();
-    let outputs: Vec<OutputSpec> = args
+    let mut outputs: Vec<OutputSpec> = args
         .outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<_, _>>()?;
+    if args.push {
+        outputs.push(parse_output("type=registry")?);
+    }
+    for o in outputs.iter().filter(|o| o.push) {
+        if o.names.is_empty() && args.tags.is_empty() {
+            bail!("tag is needed when pushing to registry (-t REGISTRY/NAME:TAG)");
+        }
+        super::push::targets(&o.names)?;
+    }
     check_secrets(&args.secrets)?;
     let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
     let src = &prepared.dockerfile;
@@ -256,7 +269,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     let images = Arc::new(Resolver::new(
         store.clone(),
-        registry,
+        registry.clone(),
         args.pull,
         opts.target_platform.clone(),
     ));
@@ -370,6 +383,16 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             OutputType::Image => {
                 for n in &out_names {
                     store.tag(&normalize_name(n), image_id)?;
+                }
+                if o.push {
+                    let manifest = manifest_for(o.compression, o.media_types)?.manifest;
+                    let mut registry = registry.clone();
+                    for t in super::push::targets(&out_names)? {
+                        if o.insecure {
+                            registry.insecure.push(t.domain().to_string());
+                        }
+                        super::push::push_one(&store, &manifest, &t, &registry)?;
+                    }
                 }
             }
             OutputType::OciDir => rbuild::export::write_oci_layout(

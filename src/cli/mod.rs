@@ -7,6 +7,7 @@ mod context_source;
 mod parse;
 mod platforms;
 mod pull;
+mod push;
 mod source;
 mod store_cmds;
 
@@ -37,10 +38,14 @@ pub enum Command {
     Prune(store_cmds::PruneArgs),
     /// Pull an image from a registry into the store.
     Pull(pull::PullArgs),
+    /// Push a stored image to its registry.
+    Push(push::PushArgs),
+    /// Give a stored image another name (`rbuild tag SOURCE TARGET`).
+    Tag(push::TagArgs),
 }
 
-const SUBCOMMANDS: [&str; 9] = [
-    "build", "check", "parse", "du", "prune", "pull", "help", "--help", "-h",
+const SUBCOMMANDS: [&str; 11] = [
+    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -63,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Du => store_cmds::du(),
         Command::Prune(a) => store_cmds::prune(a),
         Command::Pull(a) => pull::run(a),
+        Command::Push(a) => push::run(a),
+        Command::Tag(a) => push::tag(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

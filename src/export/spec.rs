@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// Where an image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputType {
-    /// The local image store only.
+    /// The local image store (and a registry with `push=true`;
+    /// `type=registry` is `type=image,push=true`).
     Image,
     /// An OCI image layout directory.
     OciDir,
@@ -33,6 +34,10 @@ pub struct OutputSpec {
     pub compression: Compression,
     /// `oci-mediatypes=` (default: true, false for the docker exporter, as BuildKit).
     pub media_types: MediaTypes,
+    /// `push=true` (type=image), or `type=registry`: push to the names' registries.
+    pub push: bool,
+    /// `registry.insecure=true`: the names' registries may be plain HTTP.
+    pub insecure: bool,
 }
 
 /// Parse one `--output` value. A bare path means `type=local,dest=PATH`, as buildx.
@@ -48,6 +53,8 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
             names: Vec::new(),
             compression: Compression::default(),
             media_types: MediaTypes::Oci,
+            push: false,
+            insecure: false,
         });
     }
     let mut kind = None;
@@ -57,6 +64,13 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
     let mut level: Option<i32> = None;
     let mut tar = true;
     let mut oci_types: Option<bool> = None;
+    let mut push = false;
+    let mut insecure = false;
+    let flag = |k: &str, v: &str| match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(bad(&format!("{k} must be true or false"))),
+    };
     for field in s.split(',') {
         let (k, v) = field
             .split_once('=')
@@ -70,9 +84,13 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
                     "docker" | "docker-archive" => OutputType::DockerArchive,
                     "local" => OutputType::Local,
                     "image" => OutputType::Image,
+                    "registry" => {
+                        push = true;
+                        OutputType::Image
+                    }
                     other => {
                         return Err(bad(&format!(
-                            "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image)"
+                            "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image, registry)"
                         )));
                     }
                 })
@@ -94,11 +112,17 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
                     _ => return Err(bad("oci-mediatypes must be true or false")),
                 })
             }
+            "push" => push = flag(k, v)?,
+            "registry.insecure" => insecure = flag(k, v)?,
             "force-compression" => {}
             other => return Err(bad(&format!("unknown field {other:?}"))),
         }
     }
     let mut kind = kind.ok_or_else(|| bad("missing type="))?;
+    if push && kind != OutputType::Image {
+        return Err(bad("push=true is for type=image (or use type=registry)"));
+    }
+
     if !tar && kind == OutputType::OciArchive {
         kind = OutputType::OciDir;
     }
@@ -140,6 +164,8 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
         names,
         compression,
         media_types,
+        push,
+        insecure,
     })
 }
 
@@ -178,5 +204,15 @@ mod tests {
             MediaTypes::Oci
         );
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
+        let r = parse_output("type=registry,name=127.0.0.1:5000/a:1").unwrap();
+        assert!(r.push && r.kind == OutputType::Image && !r.insecure);
+        assert_eq!(r.names, ["127.0.0.1:5000/a:1"]);
+        let r =
+            parse_output("type=image,name=h/a:1;h/b:2,push=true,registry.insecure=true").unwrap();
+        assert!(r.push && r.insecure && r.names.len() == 2);
+        assert!(!parse_output("type=image,name=a").unwrap().push);
+        assert!(parse_output("type=registry").unwrap().names.is_empty());
+        assert!(parse_output("type=oci,dest=x,push=true").is_err());
+        assert!(parse_output("type=image,name=a,push=maybe").is_err());
     }
 }

@@ -1,15 +1,18 @@
 //! Registries: Docker's reference grammar, per-registry settings (mirrors,
 //! plain HTTP), credentials from Docker's config.json, and pulling images
-//! into the store over the distribution API (through `oci-client`).
+//! into the store and pushing images from it over the distribution API
+//! (through `oci-client`).
 
 pub mod auth;
 pub mod config;
 pub mod pull;
+pub mod push;
 pub mod reference;
 mod remote;
 
 pub use config::RegistryOptions;
 pub use pull::{Pulled, pull};
+pub use push::{Pushed, push};
 pub use reference::{Reference, ReferenceError};
 
 /// Errors talking to a registry.
@@ -35,6 +38,14 @@ pub enum RegistryError {
     #[error("failed to resolve source metadata for {reference}: {reason}")]
     Pull {
         /// The normalised reference.
+        reference: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Pushing an image failed.
+    #[error("failed to push {reference}: {reason}")]
+    Push {
+        /// The normalised reference pushed to.
         reference: String,
         /// What went wrong.
         reason: String,

@@ -35,6 +35,8 @@ pub struct Remote {
     pub reference: String,
     /// Whether credentials were configured for the host.
     pub has_credentials: bool,
+    /// Pushing (errors say so; blobs go up in one PUT each).
+    pushing: bool,
     /// Without credentials: a client that never authenticates, used for
     /// blobs while the registry serves them so (oci-client would ping
     /// `/v2/` before every request of an anonymous client).
@@ -49,6 +51,27 @@ impl Remote {
         scheme: &'static str,
         r: &Reference,
         auth: RegistryAuth,
+    ) -> Result<Remote, RegistryError> {
+        Self::with_mode(ep, scheme, r, auth, false)
+    }
+
+    /// The same for pushing to `r`: blobs are uploaded in one request each
+    /// (a streamed `PUT`, not chunks), and errors say `failed to push`.
+    pub fn for_push(
+        ep: &Endpoint,
+        scheme: &'static str,
+        r: &Reference,
+        auth: RegistryAuth,
+    ) -> Result<Remote, RegistryError> {
+        Self::with_mode(ep, scheme, r, auth, true)
+    }
+
+    fn with_mode(
+        ep: &Endpoint,
+        scheme: &'static str,
+        r: &Reference,
+        auth: RegistryAuth,
+        pushing: bool,
     ) -> Result<Remote, RegistryError> {
         // reqwest is built without its own TLS provider: use ring (as ureq).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -82,17 +105,25 @@ impl Remote {
                 Some(n) => format!("{n},localhost,127.0.0.1,::1"),
                 None => "localhost,127.0.0.1,::1".into(),
             }),
+            use_monolithic_push: pushing,
             ..Default::default()
         };
         let make = || {
-            oci_client::Client::try_from(config()).map_err(|e| RegistryError::Pull {
-                reference: r.to_string(),
-                reason: format!("setting up a client for {}: {e}", ep.host),
+            oci_client::Client::try_from(config()).map_err(|e| {
+                error_for(
+                    pushing,
+                    r.to_string(),
+                    format!("setting up a client for {}: {e}", ep.host),
+                )
             })
         };
         let client = make()?;
         let anonymous = matches!(auth, RegistryAuth::Anonymous);
-        let open_client = if anonymous { Some(make()?) } else { None };
+        let open_client = if anonymous && !pushing {
+            Some(make()?)
+        } else {
+            None
+        };
         let repo = r.path().to_string();
         let mut oref = match (r.digest(), r.tag()) {
             (Some(d), _) => oci_client::Reference::with_digest(r.domain().into(), repo, d.into()),
@@ -110,7 +141,8 @@ impl Remote {
             oref,
             has_credentials: !anonymous,
             open_client,
-            open: AtomicBool::new(anonymous),
+            open: AtomicBool::new(anonymous && !pushing),
+            pushing,
             auth,
             host: ep.host.clone(),
             scheme,
@@ -141,10 +173,7 @@ impl Remote {
 
     /// An error about this reference.
     pub fn error(&self, reason: impl Into<String>) -> RegistryError {
-        RegistryError::Pull {
-            reference: self.reference.clone(),
-            reason: reason.into(),
-        }
+        error_for(self.pushing, self.reference.clone(), reason.into())
     }
 
     /// Turn a client error into a message a user can act on.
@@ -160,11 +189,24 @@ impl Remote {
                     docker_config_path()
                 )
             };
-            format!(
-                "pull access denied, repository does not exist or may require authorization: {code} ({creds})"
-            )
+            if self.pushing {
+                format!("push access denied, authorization required: {code} ({creds})")
+            } else {
+                format!(
+                    "pull access denied, repository does not exist or may require authorization: {code} ({creds})"
+                )
+            }
         };
         let reason = match &e {
+            // A status turned into an error by the client (a HEAD, say).
+            E::RequestError(re) if re.status().is_some() => {
+                let code = re.status().map(|c| c.as_u16()).unwrap_or_default();
+                match code {
+                    401 => denied("401 Unauthorized"),
+                    403 => denied("403 Forbidden"),
+                    _ => format!("registry {} answered HTTP {code}", self.host),
+                }
+            }
             E::RequestError(re) => format!(
                 "cannot reach registry {} over {}: {}",
                 self.host,
@@ -180,7 +222,7 @@ impl Remote {
                     .map(|x| format!("{:?}", x.code))
                     .collect();
                 let text = envelope.to_string();
-                if codes.iter().any(|c| c.contains("Unknown")) {
+                if codes.iter().any(|c| c.contains("Unknown")) && !self.pushing {
                     format!("{}: not found", self.reference)
                 } else if codes
                     .iter()
@@ -215,6 +257,15 @@ impl Remote {
             other => format!("registry {}: {other}", self.host),
         };
         self.error(reason)
+    }
+}
+
+/// A pull or push error about `reference`.
+fn error_for(pushing: bool, reference: String, reason: String) -> RegistryError {
+    if pushing {
+        RegistryError::Push { reference, reason }
+    } else {
+        RegistryError::Pull { reference, reason }
     }
 }
 

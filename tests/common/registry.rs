@@ -37,15 +37,25 @@ impl Registry {
     /// Start a registry; with `tls`, serving HTTPS with a self-signed
     /// certificate for 127.0.0.1.
     pub fn start_with(user: Option<(&str, &str)>, tls: bool) -> Registry {
-        Self::spawn(user, tls, None)
+        Self::spawn(user, tls, None, false)
     }
 
     /// Start a registry with this `auth:` section (YAML).
     pub fn start_with_auth(auth_yaml: String) -> Registry {
-        Self::spawn(None, false, Some(auth_yaml))
+        Self::spawn(None, false, Some(auth_yaml), false)
     }
 
-    fn spawn(user: Option<(&str, &str)>, tls: bool, auth_yaml: Option<String>) -> Registry {
+    /// Start a registry that logs every request (see `requests`).
+    pub fn start_logged() -> Registry {
+        Self::spawn(None, false, None, true)
+    }
+
+    fn spawn(
+        user: Option<(&str, &str)>,
+        tls: bool,
+        auth_yaml: Option<String>,
+        access_log: bool,
+    ) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -80,15 +90,18 @@ impl Registry {
             );
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_cfg}{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_cfg}{auth}",
+            !access_log,
             dir.path().join("data").display()
         );
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).expect("config");
+        // The access log goes to standard output.
+        let log = std::fs::File::create(dir.path().join("access.log")).expect("access log");
         let child = Command::new(bin)
             .arg("serve")
             .arg(&cfg)
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
@@ -107,6 +120,19 @@ impl Registry {
 
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The requests logged so far (`METHOD PATH STATUS`), with `start_logged`.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let mut parts = l.split('"');
+                let mut req = parts.nth(1)?.split_whitespace();
+                let status = parts.next()?.split_whitespace().next()?;
+                Some(format!("{} {} {status}", req.next()?, req.next()?))
+            })
+            .collect()
     }
 
     /// Where the registry keeps a blob's bytes (its filesystem driver).

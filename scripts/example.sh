@@ -3,15 +3,27 @@
 #  1. the busybox base image, made from Debian's busybox-static;
 #  2. demo/hello on top of it (two independent stages and a final one);
 #  3. what the image holds: its config and files, and its output when run by
-#     a real engine if Docker is installed (it becomes `rbuild run` later).
+#     a real engine if Docker is installed (it becomes `rbuild run` later);
+#  4. a registry: Debian's docker-registry started on 127.0.0.1 (its own
+#     config and data under the temporary directory), the base pushed to it,
+#     the classic tutorial's image (demo/baseos) built FROM it as
+#     example.com/baseos:1.0, then tagged, pushed and read back by skopeo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static skopeo slirp4netns
+./scripts/ensure-packages.sh busybox-static skopeo slirp4netns docker-registry
 cargo build --release --locked --quiet
 RBUILD=$PWD/target/release/rbuild
 export RBUILD_ROOT=${RBUILD_ROOT:-$PWD/target/example-store}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+registry_pid=
+cleanup() {
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 echo "== 1. base image rbuild.local/busybox:latest"
 cp -a demo/busybox-base "$work/base"
@@ -38,3 +50,40 @@ echo "-- /srv:"
 ls -ln "$work/hello-rootfs/srv"
 echo "-- running the image's command on its files:"
 (cd "$work/hello-rootfs" && cat srv/greeting srv/info)
+
+echo "== 4. a registry on 127.0.0.1, and the classic example.com/baseos:1.0"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry-data
+http:
+  addr: $reg
+EOF
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+echo "-- docker-registry on $reg; the base pushed to it:"
+"$RBUILD" tag rbuild.local/busybox:latest "$reg/library/busybox:latest"
+"$RBUILD" push "$reg/library/busybox:latest"
+echo "-- rbuild -t example.com/baseos:1.0 demo/baseos (FROM $reg/library/busybox:latest):"
+"$RBUILD" build --progress plain --pull --build-arg "REGISTRY=$reg" -t example.com/baseos:1.0 demo/baseos
+echo "-- tagged and pushed as $reg/example.com/baseos:1.0:"
+"$RBUILD" tag example.com/baseos:1.0 "$reg/example.com/baseos:1.0"
+"$RBUILD" push "$reg/example.com/baseos:1.0"
+skopeo inspect --tls-verify=false "docker://$reg/example.com/baseos:1.0" | python3 -c '
+import json, sys
+i = json.load(sys.stdin)
+print("name:", i["Name"], " digest:", i["Digest"])
+print("labels:", i["Labels"])
+print("layers:", len(i["Layers"]), " os/arch:", i["Os"] + "/" + i["Architecture"])
+'

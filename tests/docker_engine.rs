@@ -1,5 +1,6 @@
 //! The docker archive loads into a real Docker engine (Debian's docker.io),
-//! `docker image inspect` shows what the Dockerfile says, and the image runs.
+//! `docker image inspect` shows what the Dockerfile says, and the image runs;
+//! an image rbuild pushed to a registry on 127.0.0.1 is pulled and run.
 //! The test starts its own dockerd on a private socket and data directory,
 //! without touching the host's network configuration.
 
@@ -133,4 +134,32 @@ fn docker_archive_loads_inspects_and_runs_in_a_real_engine() {
         "echo $GREETING from $(pwd)",
     ]));
     assert_eq!(out, "hello from /srv\n");
+}
+
+#[test]
+fn an_image_rbuild_pushed_to_a_registry_is_pulled_and_run_by_a_real_engine() {
+    use common::registry::{Registry, build, isolated};
+    require_tool("docker", "docker.io");
+    let env = isolated();
+    env.busybox_base("busybox:latest");
+    let reg = Registry::start(None);
+    let image = format!("{}/test/pushed:1", reg.host());
+    build(
+        &env,
+        &["-t", &image, "--push"],
+        "FROM busybox\nRUN echo \"Asia/Shanghai\" > /etc/timezone\nLABEL Version=1.0\nCMD [\"cat\", \"/etc/timezone\"]\n",
+        true,
+    );
+    // dockerd treats 127.0.0.0/8 registries as insecure (plain HTTP).
+    let d = start_dockerd();
+    let out = run(docker(&d).args(["pull", &image]));
+    assert!(
+        out.contains(&format!("Downloaded newer image for {image}")),
+        "{out}"
+    );
+    let inspect = run(docker(&d).args(["image", "inspect", &image]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["Config"]["Labels"]["Version"], "1.0");
+    let out = run(docker(&d).args(["run", "--rm", "--network=none", &image]));
+    assert_eq!(out, "Asia/Shanghai\n");
 }

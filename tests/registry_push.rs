@@ -281,3 +281,22 @@ fn a_pulled_base_keeps_its_layer_digests_and_is_mounted_across_repositories() {
         "{err}"
     );
 }
+
+#[test]
+fn a_loopback_registry_over_https_with_a_self_signed_certificate_takes_the_push() {
+    let env = isolated();
+    env.busybox_base("busybox:latest");
+    let reg = Registry::start_with(None, true);
+    let app = format!("{}/tls/app:1", reg.host());
+    // Loopback is an insecure registry (Docker's rule): HTTPS without
+    // verifying the certificate is tried first and works.
+    let log = build(
+        &env,
+        &["-t", &app, "--push"],
+        "FROM busybox\nRUN true\n",
+        true,
+    );
+    assert!(log.contains(&format!("pushed {app}@sha256:")), "{log}");
+    let info = inspect(&app, None);
+    assert_eq!(info["Name"], format!("{}/tls/app", reg.host()), "{info}");
+}

@@ -195,4 +195,40 @@ fn token_auth_registry_pulls_with_docker_config_credentials_and_refuses_without(
     docker_login(&env, &host, "tester:s3cret");
     build_local(&env, &df, &env.path("out"), &[]);
     assert_eq!(read(env.path("out/t")), "token\n");
+
+    // Pushing asks for a pull,push token; the base's layers keep their
+    // digests (the push token does not cover the base's repository, so
+    // they are uploaded rather than mounted).
+    let app = format!("{host}/team/app:1");
+    let log = build(&env, &["-t", &app, "--push"], &df, true);
+    assert!(log.contains(&format!("pushed {app}@sha256:")), "{log}");
+    let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "tester:s3cret",
+        &format!("docker://{app}"),
+    ]));
+    let pushed: serde_json::Value = serde_json::from_str(&raw).expect("manifest");
+    let base_raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "tester:s3cret",
+        &format!("docker://{host}/team/busybox:1"),
+    ]));
+    let base: serde_json::Value = serde_json::from_str(&base_raw).expect("manifest");
+    let digests = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].to_string())
+            .collect()
+    };
+    let (p, b) = (digests(&pushed), digests(&base));
+    assert_eq!(p.len(), b.len() + 1, "{pushed}");
+    assert_eq!(p[..b.len()], b[..]);
 }

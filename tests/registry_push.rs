@@ -216,6 +216,20 @@ fn pushing_needs_credentials_on_an_htpasswd_registry() {
     // No name to push to.
     let err = build(&env, &["--push"], df, false);
     assert!(err.contains("tag is needed when pushing"), "{err}");
+
+    // Nothing listening: the error names the reference and the registry.
+    let gone = format!("127.0.0.1:{}", free_port());
+    let target = format!("{gone}/team/app:1");
+    rbuild(&env, &["tag", &app, &target], true);
+    let err = rbuild(&env, &["push", &target], false);
+    assert!(
+        err.contains(&format!(
+            "failed to push {target}: cannot reach registry {gone}"
+        )),
+        "{err}"
+    );
+    let err = rbuild(&env, &["push", &format!("{gone}/never/built:1")], false);
+    assert!(err.contains("An image does not exist locally"), "{err}");
 }
 
 #[test]

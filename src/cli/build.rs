@@ -391,7 +391,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                         if o.insecure {
                             registry.insecure.push(t.domain().to_string());
                         }
-                        super::push::push_one(&store, &manifest, &t, &registry)?;
+                        super::push::push_one(
+                            &store,
+                            &manifest,
+                            &t,
+                            &registry,
+                            mode == Mode::Quiet,
+                        )?;
                     }
                 }
             }

@@ -88,7 +88,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
             )?
         }
     };
-    push_one(&store, &manifest, &target, &registry)?;
+    push_one(&store, &manifest, &target, &registry, false)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,20 +120,25 @@ pub fn manifest_for(
     Ok(write_image(store, state, comp, types)?.manifest)
 }
 
-/// Push one manifest to one name, printing what happened (as buildx does:
-/// `pushing NAME`, then the digest).
+/// Push one manifest to one name, printing what happened unless `quiet`
+/// (`pushing NAME`, then the digest and what each blob needed).
 pub fn push_one(
     store: &Arc<Store>,
     manifest: &Digest,
     target: &Reference,
     registry: &RegistryOptions,
+    quiet: bool,
 ) -> Result<()> {
-    eprintln!("pushing {target}");
+    if !quiet {
+        eprintln!("pushing {target}");
+    }
     let p = rbuild::registry::push(store, manifest, target, registry)?;
-    eprintln!(
-        "pushed {target}@{}: {} blobs uploaded, {} mounted, {} already present",
-        p.digest, p.uploaded, p.mounted, p.existing
-    );
+    if !quiet {
+        eprintln!(
+            "pushed {target}@{}: {} blobs uploaded, {} mounted, {} already present",
+            p.digest, p.uploaded, p.mounted, p.existing
+        );
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 /// Blobs uploaded at once (Docker's max-concurrent-uploads is 5).
 const MAX_CONCURRENT_UPLOADS: usize = 4;
+/// Further attempts at a blob whose upload failed.
+const UPLOAD_RETRIES: u64 = 2;
 /// Bytes per chunk of a streamed upload.
 const CHUNK: usize = 1 << 20;
 
@@ -258,13 +260,35 @@ async fn send_blob(
             return Ok(Sent::Mounted);
         }
     }
-    let stream = blob_stream(store, &d).map_err(|e| remote.error(e))?;
-    remote
-        .client
-        .push_blob_stream(&remote.oref, stream, &digest, Some(size))
-        .await
-        .map_err(|e| remote.explain(e))?;
-    Ok(Sent::Uploaded)
+    // A dropped connection or a server error is tried again with a new
+    // upload (as Docker retries layer uploads); a refusal is not.
+    let mut attempt = 0u64;
+    loop {
+        let stream = blob_stream(store, &d).map_err(|e| remote.error(e))?;
+        match remote
+            .client
+            .push_blob_stream(&remote.oref, stream, &digest, Some(size))
+            .await
+        {
+            Ok(_) => return Ok(Sent::Uploaded),
+            Err(e) if attempt < UPLOAD_RETRIES && worth_retrying(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(e) => return Err(remote.explain(e)),
+        }
+    }
+}
+
+/// Whether an upload failed in a way another attempt may not: the
+/// connection broke, or the server failed (5xx).
+fn worth_retrying(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::RequestError(re) => re.status().is_none_or(|s| s.is_server_error()),
+        E::ServerError { code, .. } => *code >= 500,
+        _ => false,
+    }
 }
 
 type Chunk = Result<bytes::Bytes, oci_client::errors::OciDistributionError>;

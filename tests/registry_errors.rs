@@ -4,23 +4,11 @@
 
 mod common;
 
-use common::Env;
 use common::registry::*;
 
 #[test]
 fn bad_references_and_registries_give_clear_errors() {
-    let seed = Env::new();
-    let layout = seed.path("layout");
-    busybox_layout(&seed, &layout);
-    let reg = Registry::start(None);
-    let host = reg.host();
-    push(
-        &layout,
-        "latest",
-        &format!("{host}/library/busybox:latest"),
-        None,
-        false,
-    );
+    let (_seed, _layout, _reg, host) = busybox_registry();
     let env = isolated();
 
     let err = build(
@@ -68,18 +56,7 @@ fn bad_references_and_registries_give_clear_errors() {
 
 #[test]
 fn a_corrupt_or_truncated_blob_is_refused_and_leaves_nothing_then_a_retry_works() {
-    let seed = Env::new();
-    let layout = seed.path("layout");
-    busybox_layout(&seed, &layout);
-    let reg = Registry::start(None);
-    let host = reg.host();
-    push(
-        &layout,
-        "latest",
-        &format!("{host}/library/busybox:latest"),
-        None,
-        false,
-    );
+    let (_seed, _layout, reg, host) = busybox_registry();
     let m = remote_manifest(&format!("{host}/library/busybox:latest"));
     let layer = m["layers"]
         .as_array()
@@ -225,18 +202,7 @@ fn cutting_proxy(
 
 #[test]
 fn an_interrupted_layer_download_is_retried_from_the_start() {
-    let seed = Env::new();
-    let layout = seed.path("layout");
-    busybox_layout(&seed, &layout);
-    let reg = Registry::start(None);
-    let host = reg.host();
-    push(
-        &layout,
-        "latest",
-        &format!("{host}/library/busybox:latest"),
-        None,
-        false,
-    );
+    let (_seed, _layout, _reg, host) = busybox_registry();
     let m = remote_manifest(&format!("{host}/library/busybox:latest"));
     let layer = m["layers"]
         .as_array()

@@ -13,18 +13,7 @@ use std::process::Command;
 
 #[test]
 fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
-    let seed = Env::new();
-    let layout = seed.path("layout");
-    busybox_layout(&seed, &layout);
-    let reg = Registry::start(None);
-    let host = reg.host();
-    push(
-        &layout,
-        "latest",
-        &format!("{host}/library/busybox:latest"),
-        None,
-        false,
-    );
+    let (_seed, _layout, reg, host) = busybox_registry();
 
     let env = isolated();
     let df = format!("FROM {host}/library/busybox:latest\nRUN echo pulled > /pulled\n");
@@ -280,18 +269,7 @@ fn htpasswd_registry_uses_docker_config_credentials_and_refuses_without() {
 
 #[test]
 fn rbuild_pull_stores_the_image_and_exports_name_it_as_docker_does() {
-    let seed = Env::new();
-    let layout = seed.path("layout");
-    busybox_layout(&seed, &layout);
-    let reg = Registry::start(None);
-    let host = reg.host();
-    push(
-        &layout,
-        "latest",
-        &format!("{host}/library/busybox:latest"),
-        None,
-        false,
-    );
+    let (_seed, _layout, reg, host) = busybox_registry();
 
     let env = isolated();
     let out = env

@@ -278,3 +278,22 @@ pub fn docker_login(env: &Env, host: &str, auth: &str) {
     )
     .expect("config.json")
 }
+
+/// A registry on 127.0.0.1 holding the busybox base as
+/// `HOST/library/busybox:latest`: the seed environment (kept alive), the
+/// OCI layout it was pushed from, the registry and its `host:port`.
+pub fn busybox_registry() -> (Env, PathBuf, Registry, String) {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start(None);
+    let host = reg.host();
+    push(
+        &layout,
+        "latest",
+        &format!("{host}/library/busybox:latest"),
+        None,
+        false,
+    );
+    (seed, layout, reg, host)
+}

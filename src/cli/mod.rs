@@ -4,6 +4,7 @@
 mod build;
 mod check;
 mod context_source;
+mod login;
 mod parse;
 mod platforms;
 mod pull;
@@ -38,14 +39,19 @@ pub enum Command {
     Prune(store_cmds::PruneArgs),
     /// Pull an image from a registry into the store.
     Pull(pull::PullArgs),
+    /// Log in to a registry (stores credentials as `docker login`).
+    Login(login::LoginArgs),
+    /// Log out from a registry.
+    Logout(login::LogoutArgs),
     /// Push a stored image to its registry.
     Push(push::PushArgs),
     /// Give a stored image another name (`rbuild tag SOURCE TARGET`).
     Tag(push::TagArgs),
 }
 
-const SUBCOMMANDS: [&str; 11] = [
-    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "help", "--help", "-h",
+const SUBCOMMANDS: [&str; 13] = [
+    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "login", "logout", "help",
+    "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -68,6 +74,8 @@ pub fn main() -> ExitCode {
         Command::Du => store_cmds::du(),
         Command::Prune(a) => store_cmds::prune(a),
         Command::Pull(a) => pull::run(a),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
         Command::Push(a) => push::run(a),
         Command::Tag(a) => push::tag(a),
     };

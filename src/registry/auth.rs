@@ -26,6 +26,13 @@ pub fn credentials_for(host: &str) -> Result<RegistryAuth, RegistryError> {
             | CredentialRetrievalError::ConfigNotFound
             | CredentialRetrievalError::ConfigReadError,
         ) => Ok(RegistryAuth::Anonymous),
+        // A helper without an entry for the host (after `logout`, say):
+        // anonymous, as Docker.
+        Err(CredentialRetrievalError::HelperFailure { stdout, stderr, .. })
+            if (stdout.clone() + &stderr).contains("credentials not found") =>
+        {
+            Ok(RegistryAuth::Anonymous)
+        }
         Err(e) => Err(RegistryError::Credentials {
             host: host.to_string(),
             reason: e.to_string(),

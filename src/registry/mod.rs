@@ -5,6 +5,10 @@
 
 pub mod auth;
 pub mod config;
+pub mod docker_config;
+#[allow(dead_code)] // the manifest HEAD and mounts are used by the next commits
+mod http;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod reference;
@@ -39,6 +43,15 @@ pub enum RegistryError {
     Pull {
         /// The normalised reference.
         reference: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Logging in failed (the registry refused the credentials, or could
+    /// not be reached).
+    #[error("login to {server} failed: {reason}")]
+    Login {
+        /// The server as given.
+        server: String,
         /// What went wrong.
         reason: String,
     },

@@ -224,3 +224,113 @@ fn an_interrupted_layer_download_is_retried_from_the_start() {
         "the cut layer is fetched again, once"
     );
 }
+
+/// A plain-HTTP proxy on loopback in front of `upstream` that answers 403
+/// Forbidden (a distribution `DENIED` error) to requests whose path
+/// contains `deny` and whose method is `method`, and passes the rest on.
+fn forbidding_proxy(upstream: u16, method: &'static str, deny: String) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match c.read(&mut byte) {
+                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
+                    _ => break, // closed, or a TLS hello: not for this proxy
+                }
+            }
+            if !head.ends_with(b"\r\n\r\n") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let first = text.lines().next().unwrap_or("").to_string();
+            let len: usize = text
+                .lines()
+                .find_map(|h| {
+                    let (k, v) = h.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            if c.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let mut parts = first.split_whitespace();
+            let (m, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            if m == method && path.contains(&deny) {
+                let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            let mut req: String = text
+                .split("\r\n")
+                .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
+                .map(|h| format!("{h}\r\n"))
+                .collect();
+            req.push_str("Connection: close\r\n\r\n");
+            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let _ = up.write_all(req.as_bytes());
+            let _ = up.write_all(&body);
+            let mut resp = Vec::new();
+            let _ = up.read_to_end(&mut resp);
+            let _ = c.write_all(&resp);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_403_for_a_manifest_a_blob_or_an_upload_names_the_reference_and_says_denied() {
+    let (_seed, _layout, _reg, host) = busybox_registry();
+    let upstream: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+    let m = remote_manifest(&format!("{host}/library/busybox:latest"));
+    let layer = m["layers"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let env = isolated();
+    let df = |port: u16| format!("FROM 127.0.0.1:{port}/library/busybox\nRUN echo ok > /ok\n");
+
+    // The manifest.
+    let port = forbidding_proxy(upstream, "GET", "/manifests/".into());
+    let err = build(&env, &[], &df(port), false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{port}/library/busybox:latest: denied: requested access to the resource is denied"
+        )) && err.contains("403 Forbidden"),
+        "{err}"
+    );
+
+    // A layer: nothing of it stays in the store.
+    let port = forbidding_proxy(upstream, "GET", layer.clone());
+    let err = build(&env, &[], &df(port), false);
+    assert!(
+        err.contains(&format!(
+            "failed to resolve source metadata for 127.0.0.1:{port}/library/busybox:latest: denied: requested access to the resource is denied"
+        )) && err.contains("403 Forbidden"),
+        "{err}"
+    );
+    let hex = layer.trim_start_matches("sha256:");
+    assert!(!env.root().join("blobs/sha256").join(hex).exists());
+
+    // An upload.
+    let port = forbidding_proxy(upstream, "POST", "/blobs/uploads/".into());
+    let app = format!("127.0.0.1:{port}/team/app:1");
+    let err = build(&env, &["-t", &app, "--push"], &df(upstream), false);
+    assert!(
+        err.contains(&format!(
+            "failed to push {app}: denied: requested access to the resource is denied"
+        )) && err.contains("403 Forbidden"),
+        "{err}"
+    );
+}

@@ -197,13 +197,30 @@ impl Remote {
                 )
             }
         };
+        // 403: known but not allowed (Docker's `denied: ...`).
+        let forbidden = |msg: &str| {
+            let who = if self.has_credentials {
+                format!("with the credentials for {}", self.host)
+            } else {
+                format!(
+                    "without credentials (none for {} in {})",
+                    self.host,
+                    docker_config_path()
+                )
+            };
+            format!(
+                "denied: {msg} (registry {} answered 403 Forbidden {who})",
+                self.host
+            )
+        };
+        const DENIED: &str = "requested access to the resource is denied";
         let reason = match &e {
             // A status turned into an error by the client (a HEAD, say).
             E::RequestError(re) if re.status().is_some() => {
                 let code = re.status().map(|c| c.as_u16()).unwrap_or_default();
                 match code {
                     401 => denied("401 Unauthorized"),
-                    403 => denied("403 Forbidden"),
+                    403 => forbidden(DENIED),
                     _ => format!("registry {} answered HTTP {code}", self.host),
                 }
             }
@@ -222,12 +239,17 @@ impl Remote {
                     .map(|x| format!("{:?}", x.code))
                     .collect();
                 let text = envelope.to_string();
+                let message = envelope
+                    .errors
+                    .first()
+                    .map(|x| x.message.clone())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| DENIED.to_string());
                 if codes.iter().any(|c| c.contains("Unknown")) && !self.pushing {
                     format!("{}: not found", self.reference)
-                } else if codes
-                    .iter()
-                    .any(|c| c.contains("Denied") || c.contains("Unauthorized"))
-                {
+                } else if codes.iter().any(|c| c.contains("Denied")) {
+                    forbidden(&message)
+                } else if codes.iter().any(|c| c.contains("Unauthorized")) {
                     denied(&text)
                 } else {
                     format!("registry {} refused: {text}", self.host)
@@ -236,7 +258,7 @@ impl Remote {
             E::ServerError { code, message, .. } => match code {
                 404 => format!("{}: not found", self.reference),
                 401 => denied("401 Unauthorized"),
-                403 => denied("403 Forbidden"),
+                403 => forbidden(DENIED),
                 _ if message.trim_start().starts_with('<') => format!(
                     "registry {} answered HTTP {code} with HTML, not the distribution API",
                     self.host

@@ -25,12 +25,11 @@ fn from_a_registry_by_host_port_then_offline_and_pull_refused_when_down() {
         "{log}"
     );
     assert!(env.path("out1/bin/busybox").exists());
-    // --pull with the tag unchanged: resolved again, nothing downloaded,
+    // --pull with the tag unchanged: checked again, nothing downloaded,
     // the steps stay cached (the manifest digest in their keys is the same).
     let again = build_local(&env, &df, &env.path("out1b"), &["--pull"]);
     assert!(
-        again.contains(&format!("(pulled from {host}: 0 layers downloaded"))
-            && again.contains("0 steps run"),
+        again.contains(&format!("(up to date at {host})")) && again.contains("0 steps run"),
         "{again}"
     );
     // The pulled layers' compressed blobs are kept in the store.
@@ -489,5 +488,79 @@ fn an_https_registry_on_loopback_is_used_without_verification_as_docker_does() {
             "failed to resolve source metadata for {host}/library/busybox:latest"
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn pull_on_stored_bases_makes_one_head_request_per_base_and_none_without_it() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    add_multi_platform_index(&layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    push(
+        &layout,
+        "multi",
+        &format!("{host}/library/multi:1"),
+        None,
+        true,
+    );
+
+    let env = isolated();
+    // Two bases: a plain manifest and a multi-platform index.
+    let df = format!(
+        "FROM {host}/library/busybox AS a\nRUN echo \"a=$PICKED\" > /a\n\
+         FROM {host}/library/multi:1\nCOPY --from=a /a /a\nRUN echo \"b=$PICKED\" > /b\n"
+    );
+    build_local(&env, &df, &env.path("out1"), &[]);
+    assert_eq!(read(env.path("out1/a")), "a=\n");
+    let after_first = reg.requests().len();
+
+    build_local(&env, &df, &env.path("out2"), &[]);
+    assert_eq!(
+        reg.requests().len(),
+        after_first,
+        "no request without --pull"
+    );
+
+    let log = build_local(&env, &df, &env.path("out3"), &["--pull"]);
+    let reqs = reg.requests()[after_first..].to_vec();
+    assert_eq!(
+        {
+            let mut r = reqs.clone();
+            r.sort();
+            r
+        },
+        [
+            "HEAD /v2/library/busybox/manifests/latest 200",
+            "HEAD /v2/library/multi/manifests/1 200",
+        ],
+        "one request per base"
+    );
+    assert!(
+        log.matches(&format!("(up to date at {host})")).count() == 2 && log.contains("0 steps run"),
+        "{log}"
+    );
+
+    // The tag moves: the HEAD sees another digest and the base is resolved
+    // in full, for the host's platform.
+    push(&layout, "multi", &base, None, true);
+    let before = reg.requests().len();
+    let log = build_local(&env, &df, &env.path("out4"), &["--pull"]);
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(read(env.path("out4/a")), format!("a={host_arch}\n"));
+    assert!(log.contains(&format!("(pulled from {host}: ")), "{log}");
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /v2/library/busybox/manifests/latest 200")),
+        "{reqs:?}"
     );
 }

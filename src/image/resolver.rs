@@ -86,6 +86,22 @@ impl Resolver {
         })
     }
 
+    /// With `--pull`, a stored image whose tag still names it at the
+    /// registry (one HEAD request): the host that said so.
+    fn stored_is_current(&self, reference: &crate::registry::Reference) -> Option<String> {
+        let entry = self.store.images().get(&reference.to_string()).cloned()?;
+        let manifest = entry.manifest.filter(|m| self.store.has_blob(m))?;
+        crate::registry::check::is_current(
+            &self.store,
+            reference,
+            &self.registry,
+            &self.platform,
+            &manifest,
+        )
+        .ok()
+        .flatten()
+    }
+
     fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
@@ -101,6 +117,13 @@ impl Resolver {
                 Err(ImageError::NotFound(_)) => {}
                 other => return other,
             }
+        }
+        if let Some(host) = self.stored_is_current(reference) {
+            self.notes
+                .lock()
+                .expect("notes")
+                .insert(reference.to_string(), format!("up to date at {host}"));
+            return load_image(&self.store, &r);
         }
         let t0 = std::time::Instant::now();
         let pulled = crate::registry::pull(&self.store, reference, &self.registry, &self.platform)?;

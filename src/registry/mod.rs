@@ -4,9 +4,10 @@
 //! (through `oci-client`).
 
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod docker_config;
-#[allow(dead_code)] // the manifest HEAD and mounts are used by the next commits
+#[allow(dead_code)] // mounts are used by the next commit
 mod http;
 pub mod login;
 pub mod pull;

@@ -83,8 +83,16 @@ async fn pull_async(
             }
         }
         match resolved {
-            Some(Ok((remote, (bytes, digest)))) => {
-                return fetch_image(&store, &remote, &bytes, digest).await;
+            Some(Ok((remote, (bytes, digest, index)))) => {
+                let pulled = fetch_image(&store, &remote, &bytes, digest).await?;
+                // Kept so that `--pull` can tell by one HEAD that the tag
+                // still names this index (see `check`).
+                if let Some(index) = index {
+                    store
+                        .put_blob(&index)
+                        .map_err(|e| remote.error(format!("storing: {e}")))?;
+                }
+                return Ok(pulled);
             }
             Some(Err(e)) if ep.mirror => mirror_errors.push(e.to_string()),
             Some(Err(e)) => {
@@ -136,7 +144,7 @@ fn is_index(v: &Value) -> bool {
 
 /// The platform's entry of an index: os and architecture must match; the
 /// variant is preferred when it matches.
-fn choose(index: &Value, p: &Platform) -> Option<Digest> {
+pub(crate) fn choose(index: &Value, p: &Platform) -> Option<Digest> {
     let entries = index["manifests"].as_array()?;
     let fits: Vec<&Value> = entries
         .iter()
@@ -152,8 +160,12 @@ fn choose(index: &Value, p: &Platform) -> Option<Digest> {
     best["digest"].as_str()?.parse().ok()
 }
 
-/// The platform manifest's bytes and digest.
-async fn resolve(remote: &Remote, platform: &Platform) -> Result<(Vec<u8>, Digest), Failure> {
+/// What a reference resolved to: the platform manifest's bytes and
+/// digest, and the index it was chosen from.
+type Resolved = (Vec<u8>, Digest, Option<Vec<u8>>);
+
+/// The platform manifest's bytes and digest (and the index's bytes).
+async fn resolve(remote: &Remote, platform: &Platform) -> Result<Resolved, Failure> {
     let (body, _) = remote
         .client
         .pull_manifest_raw(&remote.oref, &remote.auth, ACCEPT)
@@ -169,7 +181,7 @@ async fn resolve(remote: &Remote, platform: &Platform) -> Result<(Vec<u8>, Diges
     }
     let v = parse_json(remote, "a manifest", &body).map_err(Failure::Other)?;
     if !is_index(&v) {
-        return Ok((body.to_vec(), digest));
+        return Ok((body.to_vec(), digest, None));
     }
     let Some(pick) = choose(&v, platform) else {
         return Err(Failure::Other(remote.error(format!(
@@ -177,6 +189,7 @@ async fn resolve(remote: &Remote, platform: &Platform) -> Result<(Vec<u8>, Diges
         ))));
     };
     let sub = remote.oref.clone_with_digest(pick.to_string());
+    let index = body.to_vec();
     let (body, _) = remote
         .client
         .pull_manifest_raw(&sub, &remote.auth, ACCEPT)
@@ -187,7 +200,7 @@ async fn resolve(remote: &Remote, platform: &Platform) -> Result<(Vec<u8>, Diges
             remote.host
         ))));
     }
-    Ok((body.to_vec(), pick))
+    Ok((body.to_vec(), pick, Some(index)))
 }
 
 fn descriptor_digest(remote: &Remote, v: &Value) -> Result<Digest, RegistryError> {

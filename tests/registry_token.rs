@@ -192,16 +192,48 @@ fn token_auth_registry_pulls_with_docker_config_credentials_and_refuses_without(
         )),
         "{err}"
     );
-    docker_login(&env, &host, "tester:s3cret");
+    // `rbuild login` checks the credentials with the token server first.
+    let login = |pass: &str| {
+        env.rbuild()
+            .env_remove("RBUILD_OFFLINE")
+            .env("DOCKER_CONFIG", env.path("docker-config"))
+            .env("RBUILD_CONFIG", env.path("registries.toml"))
+            .args(["login", &host, "-u", "tester", "--password-stdin"])
+            .write_stdin(format!("{pass}\n"))
+            .output()
+            .expect("run rbuild login")
+    };
+    let out = login("wrong");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "login to {host} failed: unauthorized: bad credentials"
+        )),
+        "{err}"
+    );
+    assert!(!env.path("docker-config/config.json").exists());
+    let out = login("s3cret");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Login Succeeded"
+    );
     build_local(&env, &df, &env.path("out"), &[]);
     assert_eq!(read(env.path("out/t")), "token\n");
 
     // Pushing asks for a pull,push token; the base's layers keep their
-    // digests (the push token does not cover the base's repository, so
-    // they are uploaded rather than mounted).
+    // digests and are mounted from the base's repository with a token for
+    // both repositories (as Docker asks for one), not uploaded.
     let app = format!("{host}/team/app:1");
+    let before = reg.requests().len();
     let log = build(&env, &["-t", &app, "--push"], &df, true);
     assert!(log.contains(&format!("pushed {app}@sha256:")), "{log}");
+    let reqs = reg.requests()[before..].to_vec();
     let raw = run(Command::new(require_tool("skopeo", "skopeo")).args([
         "inspect",
         "--raw",
@@ -231,4 +263,24 @@ fn token_auth_registry_pulls_with_docker_config_credentials_and_refuses_without(
     let (p, b) = (digests(&pushed), digests(&base));
     assert_eq!(p.len(), b.len() + 1, "{pushed}");
     assert_eq!(p[..b.len()], b[..]);
+    for layer in &b {
+        let digest = layer.trim_matches('"');
+        assert!(
+            reqs.iter()
+                .any(|r| r.starts_with("POST /v2/team/app/blobs/uploads/?")
+                    && r.contains(&format!("mount={}", digest.replace(':', "%3A")))
+                    && r.contains("from=team%2Fbusybox")
+                    && r.ends_with(" 201")),
+            "{digest} mounted: {reqs:#?}"
+        );
+    }
+    let puts = reqs
+        .iter()
+        .filter(|r| r.starts_with("PUT /v2/team/app/blobs/"))
+        .count();
+    assert_eq!(
+        puts, 2,
+        "only the new layer and the config are uploaded: {reqs:#?}"
+    );
+    assert!(log.contains(&format!("{} mounted", b.len())), "{log}");
 }

@@ -7,9 +7,9 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod docker_config;
-#[allow(dead_code)] // mounts are used by the next commit
 mod http;
 pub mod login;
+mod mount;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -6,7 +6,8 @@
 
 use super::RegistryError;
 use super::auth::credentials_for;
-use super::config::RegistryOptions;
+use super::config::{Endpoint, RegistryOptions};
+use super::mount::Mounter;
 use super::reference::Reference;
 use super::remote::{Remote, is_transport};
 use crate::cache::Store;
@@ -113,7 +114,7 @@ async fn push_async(
             reason: format!("no scheme to reach {}", ep.host),
         });
     };
-    push_image(store, &remote, manifest, target).await
+    push_image(store, &remote, &ep, manifest, target).await
 }
 
 /// The manifest's media type, config and layer descriptors (digest, size).
@@ -142,6 +143,7 @@ fn blobs_of(remote: &Remote, body: &[u8]) -> Result<(String, Vec<(Digest, u64)>)
 async fn push_image(
     store: &Arc<Store>,
     remote: &Remote,
+    ep: &Endpoint,
     manifest: &Digest,
     target: &Reference,
 ) -> Result<Pushed, RegistryError> {
@@ -155,6 +157,12 @@ async fn push_image(
     }
     let config = blobs.pop().expect("the config descriptor");
     let sources = mount_sources(store, target);
+    let mounter = if sources.is_empty() {
+        None
+    } else {
+        Mounter::new(ep, remote.scheme, target.path()).await
+    };
+    let mounter = mounter.as_ref();
     // Layers (each once) concurrently, then the config, then the manifest.
     let mut seen = HashSet::new();
     blobs.retain(|(d, _)| seen.insert(*d));
@@ -166,13 +174,13 @@ async fn push_image(
                 .acquire()
                 .await
                 .map_err(|e| remote.error(e.to_string()))?;
-            send_blob(store, remote, d, size, sources.get(&d)).await
+            send_blob(store, remote, d, size, sources.get(&d), mounter).await
         }
     });
     let mut sent = futures_util::future::try_join_all(tasks).await?;
     if !seen.contains(&config.0) {
         let from = sources.get(&config.0);
-        sent.push(send_blob(store, remote, config.0, config.1, from).await?);
+        sent.push(send_blob(store, remote, config.0, config.1, from, mounter).await?);
     }
     let content_type = media
         .parse()
@@ -233,6 +241,7 @@ async fn send_blob(
     d: Digest,
     size: u64,
     sources: Option<&Vec<String>>,
+    mounter: Option<&Mounter>,
 ) -> Result<Sent, RegistryError> {
     let digest = d.to_string();
     if remote
@@ -243,21 +252,12 @@ async fn send_blob(
     {
         return Ok(Sent::Existing);
     }
-    for repo in sources.into_iter().flatten() {
-        let from = oci_client::Reference::with_tag(
-            remote.oref.registry().to_string(),
-            repo.clone(),
-            "latest".into(),
-        );
-        // A refused mount (the registry answers 202 and opens an upload
-        // instead) falls back to uploading.
-        if remote
-            .client
-            .mount_blob(&remote.oref, &from, &digest)
-            .await
-            .is_ok()
-        {
-            return Ok(Sent::Mounted);
+    if let Some(m) = mounter {
+        for repo in sources.into_iter().flatten() {
+            // A refused mount falls back to uploading.
+            if m.mount(repo, &digest).await {
+                return Ok(Sent::Mounted);
+            }
         }
     }
     // A dropped connection or a server error is tried again with a new

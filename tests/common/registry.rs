@@ -40,9 +40,10 @@ impl Registry {
         Self::spawn(user, tls, None, false)
     }
 
-    /// Start a registry with this `auth:` section (YAML).
+    /// Start a registry with this `auth:` section (YAML), logging every
+    /// request (see `requests`).
     pub fn start_with_auth(auth_yaml: String) -> Registry {
-        Self::spawn(None, false, Some(auth_yaml), false)
+        Self::spawn(None, false, Some(auth_yaml), true)
     }
 
     /// Start a registry that logs every request (see `requests`).

@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::frontend::platform::Platform;
 use futures_util::StreamExt;
 use serde_json::Value;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 /// Layers downloaded at once.
@@ -330,25 +330,36 @@ async fn download_once(
 ) -> Result<(), RegistryError> {
     let d = blob.to_string();
     let mut stream = remote.blob_stream(d.as_str()).await?;
+    // Two consumers of the same chunks, on their own threads: the blob
+    // writer (hash, file) and the unpacker (decompress, hash, files).
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let st = store.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        import(
-            &st,
-            ChannelReader {
-                rx,
-                cur: bytes::Bytes::new(),
-            },
-            blob,
-            unpack,
-        )
-    });
+    let writer = tokio::task::spawn_blocking(move || store_blob(&st, ChannelReader::new(rx), blob));
+    let mut unpacker = None;
+    let mut utx = None;
+    if let Some((media, diff_id)) = unpack {
+        let (t, r) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+        let st = store.clone();
+        utx = Some(t);
+        unpacker = Some(tokio::task::spawn_blocking(move || {
+            crate::image::source::unpack_reader(&st, ChannelReader::new(r), &media, &diff_id, blob)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }));
+    }
     let mut failed = None;
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(c) => {
+                // An unpacker that stopped has failed; its error is
+                // reported below, after the digest check.
+                if let Some(t) = &utx
+                    && t.send(c.clone()).await.is_err()
+                {
+                    utx = None;
+                }
                 if tx.send(c).await.is_err() {
-                    break; // the importer stopped; its error is reported below
+                    break; // the writer failed; its error is reported below
                 }
             }
             Err(e) => {
@@ -357,20 +368,34 @@ async fn download_once(
             }
         }
     }
-    drop(tx);
-    let imported = worker
-        .await
-        .map_err(|e| remote.error(format!("importing blob {blob}: {e}")))?;
+    drop((tx, utx));
+    let join = |e: tokio::task::JoinError| remote.error(format!("importing blob {blob}: {e}"));
+    let stored = writer.await.map_err(join)?;
+    let unpacked = match unpacker {
+        Some(u) => u.await.map_err(join)?,
+        None => Ok(()),
+    };
     if let Some(e) = failed {
         return Err(remote.error(format!("downloading blob {blob} from {}: {e}", remote.host)));
     }
-    imported.map_err(|e| remote.error(format!("blob {blob}: {e}")))
+    stored
+        .and(unpacked)
+        .map_err(|e| remote.error(format!("blob {blob}: {e}")))
 }
 
 /// Bytes from the download task, as a `Read`.
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     cur: bytes::Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -388,48 +413,16 @@ impl Read for ChannelReader {
     }
 }
 
-/// Copies what is read into a blob writer.
-struct Tee<'a, R> {
-    inner: R,
-    out: &'a mut crate::cache::BlobWriter,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
-/// Store a blob from `r` (and unpack it when asked); the blob must have
-/// the digest `blob`.
-fn import(
-    store: &Store,
-    r: ChannelReader,
-    blob: Digest,
-    unpack: Option<(String, Digest)>,
-) -> Result<(), String> {
+/// Store a blob from `r`; it must have the digest `blob` (nothing is kept
+/// otherwise).
+fn store_blob(store: &Store, mut r: ChannelReader, blob: Digest) -> Result<(), String> {
     let mut w = store.blob_writer().map_err(|e| e.to_string())?;
-    let mut tee = Tee {
-        inner: r,
-        out: &mut w,
-    };
-    let unpacked = match &unpack {
-        Some((media, diff_id)) => {
-            crate::image::source::unpack_reader(store, &mut tee, media, diff_id, blob)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        None => Ok(()),
-    };
-    // Read to the end whatever happened, so the digest covers the whole blob.
-    io::copy(&mut tee, &mut io::sink()).map_err(|e| e.to_string())?;
+    io::copy(&mut r, &mut w).map_err(|e| e.to_string())?;
     let (got, _) = w.commit_expecting(&blob).map_err(|e| e.to_string())?;
     if got != blob {
         return Err(format!("content does not match its digest (got {got})"));
     }
-    unpacked
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `COPY --from`, `RUN --mount from=`).
 
 use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_manifest};
-use crate::cache::Store;
+use crate::cache::{Store, StoreError};
 use crate::frontend::platform::Platform;
 use crate::registry::RegistryOptions;
 use std::collections::HashMap;
@@ -115,15 +115,23 @@ impl Resolver {
                     )));
                 }
                 Err(ImageError::NotFound(_)) => {}
+                // Stored without its layers (resolved lazily): the pull
+                // downloads what is missing.
+                Err(ImageError::Store(StoreError::NotFound(_))) if !self.registry.offline => {}
                 other => return other,
             }
         }
         if let Some(host) = self.stored_is_current(reference) {
-            self.notes
-                .lock()
-                .expect("notes")
-                .insert(reference.to_string(), format!("up to date at {host}"));
-            return load_image(&self.store, &r);
+            match load_image(&self.store, &r) {
+                Err(ImageError::Store(StoreError::NotFound(_))) => {}
+                other => {
+                    self.notes
+                        .lock()
+                        .expect("notes")
+                        .insert(reference.to_string(), format!("up to date at {host}"));
+                    return other;
+                }
+            }
         }
         let t0 = std::time::Instant::now();
         let pulled = crate::registry::pull(&self.store, reference, &self.registry, &self.platform)?;

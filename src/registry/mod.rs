@@ -16,7 +16,7 @@ pub mod reference;
 mod remote;
 
 pub use config::RegistryOptions;
-pub use pull::{Pulled, pull};
+pub use pull::{Pulled, pull, pull_lazy};
 pub use push::{Pushed, push};
 pub use reference::{Reference, ReferenceError};
 

@@ -51,7 +51,28 @@ pub fn pull(
             reference: r.to_string(),
             reason: format!("starting the network runtime: {e}"),
         })?;
-    rt.block_on(pull_async(store.clone(), r, opts, platform))
+    rt.block_on(pull_async(store.clone(), r, opts, platform, false))
+}
+
+/// Resolve `r` and store its manifest and config only: the layers stay in
+/// the registry (BuildKit's lazy refs), recorded as the compressed blobs of
+/// their diff_ids, so that a push to the same registry mounts them from
+/// `r`'s repository once `r` is named in the store. A build that needs the
+/// files pulls them later (`pull`, which downloads only what is missing).
+pub fn pull_lazy(
+    store: &Arc<Store>,
+    r: &Reference,
+    opts: &RegistryOptions,
+    platform: &Platform,
+) -> Result<Pulled, RegistryError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RegistryError::Pull {
+            reference: r.to_string(),
+            reason: format!("starting the network runtime: {e}"),
+        })?;
+    rt.block_on(pull_async(store.clone(), r, opts, platform, true))
 }
 
 async fn pull_async(
@@ -59,6 +80,7 @@ async fn pull_async(
     r: &Reference,
     opts: &RegistryOptions,
     platform: &Platform,
+    lazy: bool,
 ) -> Result<Pulled, RegistryError> {
     let mut mirror_errors = Vec::new();
     for ep in opts.pull_endpoints(r.domain()) {
@@ -84,7 +106,7 @@ async fn pull_async(
         }
         match resolved {
             Some(Ok((remote, (bytes, digest, index)))) => {
-                let pulled = fetch_image(&store, &remote, &bytes, digest).await?;
+                let pulled = fetch_image(&store, &remote, &bytes, digest, lazy).await?;
                 // Kept so that `--pull` can tell by one HEAD that the tag
                 // still names this index (see `check`).
                 if let Some(index) = index {
@@ -238,6 +260,7 @@ async fn fetch_image(
     remote: &Remote,
     manifest: &[u8],
     digest: Digest,
+    lazy: bool,
 ) -> Result<Pulled, RegistryError> {
     let m = parse_json(remote, "a manifest", manifest)?;
     let config = descriptor_digest(remote, &m["config"])?;
@@ -278,6 +301,11 @@ async fn fetch_image(
         if store.has_blob(&blob) || !seen.insert(blob) {
             continue; // stored once; unpacked from the store if needed
         }
+        if lazy {
+            record_remote_layer(store, &diff_id, &media, blob, l["size"].as_u64())
+                .map_err(|e| store_err(&e))?;
+            continue;
+        }
         let unpack = (!store.has_snapshot(&diff_id)).then_some((media, diff_id));
         let slots = &slots;
         tasks.push(async move {
@@ -297,6 +325,33 @@ async fn fetch_image(
         host: remote.host.clone(),
         downloaded,
     })
+}
+
+/// Record `blob` (not downloaded) as `diff_id` compressed as `media` says,
+/// unless a stored blob already is.
+fn record_remote_layer(
+    store: &Store,
+    diff_id: &Digest,
+    media: &str,
+    blob: Digest,
+    size: Option<u64>,
+) -> Result<(), crate::cache::StoreError> {
+    let comp = if media.ends_with("zstd") {
+        "zstd"
+    } else if media.ends_with("gzip") {
+        "gzip"
+    } else {
+        "uncompressed"
+    };
+    let known = store.layer_blobs(diff_id);
+    if known
+        .blobs
+        .get(comp)
+        .is_some_and(|(d, _)| store.has_blob(d))
+    {
+        return Ok(());
+    }
+    store.add_layer_blob(diff_id, comp, (blob, size.unwrap_or(0)))
 }
 
 /// Download one blob into the store, verified; with `unpack`, unpack it into

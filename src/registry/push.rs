@@ -150,13 +150,15 @@ async fn push_image(
     let store_err = |e: &dyn std::fmt::Display| remote.error(format!("reading the store: {e}"));
     let body = store.read_blob(manifest).map_err(|e| store_err(&e))?;
     let (media, mut blobs) = blobs_of(remote, &body)?;
+    let sources = mount_sources(store, target);
+    // A blob not stored (a layer of a lazily pulled base) can still be
+    // mounted from a repository of the registry that has it.
     for (d, _) in &blobs {
-        if !store.has_blob(d) {
+        if !store.has_blob(d) && !sources.contains_key(d) {
             return Err(remote.error(format!("blob {d} of manifest {manifest} is not stored")));
         }
     }
     let config = blobs.pop().expect("the config descriptor");
-    let sources = mount_sources(store, target);
     let mounter = if sources.is_empty() {
         None
     } else {
@@ -259,6 +261,13 @@ async fn send_blob(
                 return Ok(Sent::Mounted);
             }
         }
+    }
+    if !store.has_blob(&d) {
+        let from = sources.map(|s| s.join(", ")).unwrap_or_default();
+        return Err(remote.error(format!(
+            "blob {d} was not downloaded (a base layer left in the registry) and {} did not mount it from {from}",
+            remote.host
+        )));
     }
     // A dropped connection or a server error is tried again with a new
     // upload (as Docker retries layer uploads); a refusal is not.

@@ -1,0 +1,122 @@
+//! The registry and store side of lazy base layers (BuildKit's lazy refs):
+//! a base resolved with `pull_lazy` has its manifest and config stored but
+//! no layer downloaded, and an image on top of it pushed to the same
+//! registry gets the base's layers by cross-repository mounts, so they are
+//! never downloaded nor uploaded. (The solver decides when a build needs
+//! no base files; this tests what it calls.)
+
+mod common;
+
+use common::Env;
+use common::registry::*;
+use rbuild::cache::{LockMode, Store};
+use rbuild::frontend::platform::Platform;
+use rbuild::registry::{Reference, RegistryOptions};
+use std::sync::Arc;
+
+#[test]
+fn a_lazily_pulled_base_is_never_downloaded_and_its_layers_are_mounted_on_push() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let before = reg.requests().len();
+
+    let env = isolated();
+    let store = Arc::new(Store::open(&env.root(), LockMode::Shared).expect("store"));
+    let opts = RegistryOptions::default();
+    let r = Reference::parse(&base).expect("reference");
+    let pulled =
+        rbuild::registry::pull_lazy(&store, &r, &opts, &Platform::host()).expect("pull_lazy");
+    store
+        .tag_pulled(&r.to_string(), pulled.config, pulled.manifest)
+        .expect("tag");
+    assert_eq!(pulled.downloaded, 0);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&pulled.manifest).expect("manifest")).unwrap();
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+    for l in &layers {
+        assert!(!store.has_blob(&l.parse().unwrap()), "{l} was downloaded");
+    }
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(
+        !reqs
+            .iter()
+            .any(|q| layers.iter().any(|l| q.contains(&format!("/blobs/{l}")))),
+        "{reqs:#?}"
+    );
+
+    // The image a build of `FROM base` + config instructions gives: the
+    // base's layers, another config.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&pulled.config).expect("config")).unwrap();
+    config["config"]["Labels"] = serde_json::json!({"lazy": "yes"});
+    let (cd, cs) = store
+        .put_blob(&serde_json::to_vec(&config).unwrap())
+        .expect("config blob");
+    let mut app = manifest.clone();
+    app["config"]["digest"] = cd.to_string().into();
+    app["config"]["size"] = cs.into();
+    let (md, _) = store
+        .put_blob(&serde_json::to_vec(&app).unwrap())
+        .expect("manifest blob");
+
+    let before = reg.requests().len();
+    let target = Reference::parse(&format!("{host}/team/app:1")).expect("target");
+    let pushed = rbuild::registry::push(&store, &md, &target, &opts).expect("push");
+    assert_eq!(
+        (pushed.mounted, pushed.uploaded),
+        (layers.len(), 1),
+        "{pushed:?}"
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &layers {
+        let enc = l.replace(':', "%3A");
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with("POST /v2/team/app/blobs/uploads/?")
+                    && q.contains(&format!("mount={enc}"))
+                    && q.ends_with(" 201")),
+            "{l} mounted: {reqs:#?}"
+        );
+        assert!(
+            !reqs.iter().any(|q| q.starts_with("GET ") && q.contains(l)),
+            "{reqs:#?}"
+        );
+    }
+    let info = remote_manifest(&format!("{host}/team/app:1"));
+    assert_eq!(info["layers"], manifest["layers"]);
+
+    // Another registry cannot mount from this one: a clear error.
+    let other = Registry::start(None);
+    let elsewhere = Reference::parse(&format!("{}/team/app:1", other.host())).expect("ref");
+    let err = rbuild::registry::push(&store, &md, &elsewhere, &opts).unwrap_err();
+    assert!(err.to_string().contains("is not stored"), "{err}");
+
+    // A build that needs the base's files downloads the missing layers.
+    drop(store);
+    let before = reg.requests().len();
+    build_local(
+        &env,
+        &format!("FROM {base}\nRUN cp /etc/passwd /p\n"),
+        &env.path("out"),
+        &[],
+    );
+    assert!(read(env.path("out/p")).starts_with("root:"));
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &layers {
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with(&format!("GET /v2/library/busybox/blobs/{l} 200"))),
+            "{l} downloaded: {reqs:#?}"
+        );
+    }
+}

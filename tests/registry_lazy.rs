@@ -120,3 +120,86 @@ fn a_lazily_pulled_base_is_never_downloaded_and_its_layers_are_mounted_on_push()
         );
     }
 }
+
+#[test]
+fn the_resolver_loads_a_base_lazily_and_the_image_written_on_it_is_pushed_by_mounts() {
+    use rbuild::image::manifest::{MediaTypes, write_image};
+    use rbuild::image::resolver::Resolver;
+    use rbuild::layer::compress::Compression;
+
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let before = reg.requests().len();
+
+    let env = isolated();
+    let store = Arc::new(Store::open(&env.root(), LockMode::Shared).expect("store"));
+    let resolver = Resolver::new(
+        store.clone(),
+        RegistryOptions::default(),
+        false,
+        Platform::host(),
+    );
+    let loaded = resolver.load_lazy(&base).expect("load_lazy");
+    assert!(!loaded.state.layers.is_empty());
+    for l in &loaded.state.layers {
+        assert!(!store.has_snapshot(&l.diff_id));
+    }
+    // Loaded again (as a later stage would): from the store, no request.
+    let n = reg.requests().len();
+    assert_eq!(
+        resolver.load_lazy(&base).expect("again").manifest,
+        loaded.manifest
+    );
+    assert_eq!(reg.requests().len(), n);
+
+    // FROM base + LABEL, written and pushed to the same registry.
+    let mut state = loaded.state.clone();
+    state
+        .config
+        .config
+        .labels
+        .insert("lazy".into(), "yes".into());
+    let written =
+        write_image(&store, &state, Compression::default(), MediaTypes::Oci).expect("write_image");
+    let target = Reference::parse(&format!("{host}/team/lazy:1")).expect("target");
+    let pushed = rbuild::registry::push(
+        &store,
+        &written.manifest,
+        &target,
+        &RegistryOptions::default(),
+    )
+    .expect("push");
+    assert_eq!(
+        (pushed.mounted, pushed.uploaded),
+        (loaded.state.layers.len(), 1),
+        "{pushed:?}"
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &written.layers {
+        let d = l.digest.to_string();
+        assert!(
+            !reqs.iter().any(|q| q.starts_with("GET ") && q.contains(&d)),
+            "{d} downloaded: {reqs:#?}"
+        );
+        assert!(
+            !reqs.iter().any(|q| q.starts_with("PUT ") && q.contains(&d)),
+            "{d} uploaded: {reqs:#?}"
+        );
+    }
+    let pushed_manifest = remote_manifest(&format!("{host}/team/lazy:1"));
+    let base_manifest = remote_manifest(&base);
+    let digests = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].as_str().expect("digest").to_string())
+            .collect()
+    };
+    assert_eq!(digests(&pushed_manifest), digests(&base_manifest));
+}

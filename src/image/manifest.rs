@@ -118,8 +118,10 @@ pub fn ensure_layer_blob(
     comp: Compression,
 ) -> Result<(Digest, u64), LayerError> {
     let known = store.layer_blobs(diff_id);
+    // A layer of a lazily resolved base (neither blob nor files here) is
+    // the blob recorded for it: still in its registry, mounted on push.
     if let Some((d, s)) = known.blobs.get(comp.name())
-        && store.has_blob(d)
+        && (store.has_blob(d) || !store.has_snapshot(diff_id))
     {
         return Ok((*d, *s));
     }

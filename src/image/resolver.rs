@@ -64,6 +64,80 @@ impl Resolver {
             .map_err(ImageError::Failed)
     }
 
+    /// The image `name` without its layers' files (BuildKit's lazy refs),
+    /// for a stage that never reads its base's files (only config
+    /// instructions and `COPY --link`) and is pushed to a registry: a
+    /// stored image as `load` gives it; else its manifest and config are
+    /// fetched (`registry::pull_lazy`), its layers stay in the registry,
+    /// and pushing the result to that registry mounts them. The layers'
+    /// sizes are 0 (unknown until unpacked). A later `load` of the same
+    /// name downloads what is missing.
+    pub fn load_lazy(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        let r = ImageRef::parse(name)?;
+        let ImageRef::Named(reference) = &r else {
+            return self.load(name);
+        };
+        if let Some(Some(Ok(done))) = self
+            .memo
+            .lock()
+            .expect("resolver memo")
+            .get(&reference.to_string())
+            .map(|s| s.get().cloned())
+        {
+            return Ok(done);
+        }
+        let stored = || match load_image(&self.store, &r) {
+            Err(ImageError::Store(StoreError::NotFound(_))) => self.lazy_from_store(reference),
+            other => other,
+        };
+        if !self.pull_always || self.registry.offline {
+            match stored() {
+                Err(ImageError::NotFound(_)) if !self.registry.offline => {}
+                other => return other,
+            }
+        } else if self.stored_is_current(reference).is_some() {
+            return stored();
+        }
+        let pulled =
+            crate::registry::pull_lazy(&self.store, reference, &self.registry, &self.platform)?;
+        self.store
+            .tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
+        self.notes.lock().expect("notes").insert(
+            reference.to_string(),
+            format!("layers left at {} (lazy)", pulled.host),
+        );
+        self.lazy_from_store(reference)
+    }
+
+    /// A stored image whose layers may not be: its config and the
+    /// diff_ids (sizes 0) of its stored manifest.
+    fn lazy_from_store(
+        &self,
+        reference: &crate::registry::Reference,
+    ) -> Result<LoadedImage, ImageError> {
+        let key = reference.to_string();
+        let entry = self.store.images().get(&key).cloned();
+        let Some((manifest, config)) = entry.and_then(|e| Some((e.manifest?, e.config))) else {
+            return Err(ImageError::NotFound(key));
+        };
+        let config: crate::image::config::ImageConfig =
+            serde_json::from_slice(&self.store.read_blob(&config)?)
+                .map_err(|e| ImageError::Failed(format!("{key}: image config: {e}")))?;
+        let layers = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| crate::cache::LayerRef {
+                diff_id: *d,
+                size: 0,
+            })
+            .collect();
+        Ok(LoadedImage {
+            state: crate::cache::ImageState { layers, config },
+            manifest,
+        })
+    }
+
     /// A line for the progress output saying what `name` resolved to
     /// (`resolve docker.io/library/busybox:latest@sha256:…`, and where it
     /// was pulled from when it was), once it has been loaded.

@@ -121,7 +121,7 @@ pub fn ensure_layer_blob(
     // A layer of a lazily resolved base (neither blob nor files here) is
     // the blob recorded for it: still in its registry, mounted on push.
     if let Some((d, s)) = known.blobs.get(comp.name())
-        && (store.has_blob(d) || !store.has_snapshot(diff_id))
+        && (store.has_blob(d) || crate::registry::lazy::is_remote(store, diff_id, d))
     {
         return Ok((*d, *s));
     }

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod docker_config;
 mod http;
+pub mod lazy;
 pub mod login;
 mod mount;
 pub mod pull;

@@ -351,7 +351,8 @@ fn record_remote_layer(
     {
         return Ok(());
     }
-    store.add_layer_blob(diff_id, comp, (blob, size.unwrap_or(0)))
+    store.add_layer_blob(diff_id, comp, (blob, size.unwrap_or(0)))?;
+    super::lazy::record(store, diff_id, &blob)
 }
 
 /// Download one blob into the store, verified; with `unpack`, unpack it into

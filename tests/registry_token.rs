@@ -225,6 +225,18 @@ fn token_auth_registry_pulls_with_docker_config_credentials_and_refuses_without(
     );
     build_local(&env, &df, &env.path("out"), &[]);
     assert_eq!(read(env.path("out/t")), "token\n");
+    // --pull on the stored base: the HEAD is refused, a pull token is
+    // fetched, and the HEAD again says the tag is unchanged.
+    let before = reg.requests().len();
+    let log = build_local(&env, &df, &env.path("out-pull"), &["--pull"]);
+    assert!(log.contains(&format!("(up to date at {host})")), "{log}");
+    assert_eq!(
+        reg.requests()[before..],
+        [
+            "HEAD /v2/team/busybox/manifests/1 401",
+            "HEAD /v2/team/busybox/manifests/1 200"
+        ]
+    );
 
     // Pushing asks for a pull,push token; the base's layers keep their
     // digests and are mounted from the base's repository with a token for

@@ -4,12 +4,16 @@
 mod build;
 mod check;
 mod context_source;
+mod human;
+mod images;
+mod inspect;
 mod parse;
 mod platforms;
 mod pull;
 mod push;
 mod source;
 mod store_cmds;
+mod template;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,10 +46,19 @@ pub enum Command {
     Push(push::PushArgs),
     /// Give a stored image another name (`rbuild tag SOURCE TARGET`).
     Tag(push::TagArgs),
+    /// List stored images (as `docker images`).
+    Images(images::ImagesArgs),
+    /// Show stored images as JSON (as `docker image inspect`).
+    Inspect(inspect::InspectArgs),
+    /// Show an image's history (as `docker history`).
+    History(inspect::HistoryArgs),
+    /// Remove image names, and images left without one (as `docker rmi`).
+    Rmi(images::RmiArgs),
 }
 
-const SUBCOMMANDS: [&str; 11] = [
-    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "help", "--help", "-h",
+const SUBCOMMANDS: [&str; 15] = [
+    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "images", "inspect",
+    "history", "rmi", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -70,6 +83,10 @@ pub fn main() -> ExitCode {
         Command::Pull(a) => pull::run(a),
         Command::Push(a) => push::run(a),
         Command::Tag(a) => push::tag(a),
+        Command::Images(a) => images::images(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::History(a) => inspect::history_cmd(a),
+        Command::Rmi(a) => images::rmi(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

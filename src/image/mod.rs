@@ -2,7 +2,11 @@
 //! (the local store, OCI layouts).
 
 pub mod config;
+pub mod history;
+pub mod inspect;
+pub mod local;
 pub mod manifest;
 pub mod reference;
+pub mod remove;
 pub mod resolver;
 pub mod source;

@@ -11,6 +11,7 @@ mod parse;
 mod platforms;
 mod pull;
 mod push;
+mod save_load;
 mod source;
 mod store_cmds;
 mod template;
@@ -54,11 +55,15 @@ pub enum Command {
     History(inspect::HistoryArgs),
     /// Remove image names, and images left without one (as `docker rmi`).
     Rmi(images::RmiArgs),
+    /// Write stored images to a tar archive (as `docker save`).
+    Save(save_load::SaveArgs),
+    /// Load images from a docker or OCI archive (as `docker load`).
+    Load(save_load::LoadArgs),
 }
 
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 17] = [
     "build", "check", "parse", "du", "prune", "pull", "push", "tag", "images", "inspect",
-    "history", "rmi", "help", "--help", "-h",
+    "history", "rmi", "save", "load", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -87,6 +92,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::History(a) => inspect::history_cmd(a),
         Command::Rmi(a) => images::rmi(a),
+        Command::Save(a) => save_load::save(a),
+        Command::Load(a) => save_load::load(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

@@ -1,6 +1,7 @@
 //! Images: the config document, manifests and where images come from
 //! (the local store, OCI layouts).
 
+pub mod archive;
 pub mod config;
 pub mod history;
 pub mod inspect;

@@ -1,0 +1,215 @@
+//! From a read archive to images in the store: `manifest.json` (every
+//! `docker save`: the layer directories of Docker up to 24 and the OCI
+//! layout of Docker 25 and later) or an OCI layout's `index.json`. Every
+//! layer is unpacked into its snapshot and must decompress to the diff_id
+//! its config names; a blob named by digest must have that digest.
+
+use super::ArchiveError;
+use super::spool::{Spool, check_digest, compression_of};
+use crate::cache::Store;
+use crate::digest::Digest;
+use crate::image::config::ImageConfig;
+use crate::registry::Reference;
+use serde::Deserialize;
+use std::io::{BufRead, BufReader, Read};
+
+/// One image to import: where its config and layers are in the archive.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Path of the config.
+    pub config: String,
+    /// Paths of the layers, bottom first.
+    pub layers: Vec<String>,
+    /// Names (normalised).
+    pub names: Vec<String>,
+}
+
+/// An entry of `manifest.json`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn normalise_names(names: &[String]) -> Result<Vec<String>, ArchiveError> {
+    names
+        .iter()
+        .map(|n| {
+            Reference::parse(n)
+                .map(|r| r.to_string())
+                .map_err(|e| ArchiveError::Invalid(format!("image name {n:?}: {e}")))
+        })
+        .collect()
+}
+
+/// The images a `docker save` archive holds.
+pub fn docker_candidates(spool: &Spool) -> Result<Vec<Candidate>, ArchiveError> {
+    let data = spool.read_small("manifest.json")?;
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&data)
+        .map_err(|e| ArchiveError::Invalid(format!("manifest.json: {e}")))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            Ok(Candidate {
+                config: e.config,
+                layers: e.layers,
+                names: normalise_names(&e.repo_tags.unwrap_or_default())?,
+            })
+        })
+        .collect()
+}
+
+fn json_of(spool: &Spool, d: &Digest, what: &str) -> Result<serde_json::Value, ArchiveError> {
+    let (mut r, _) = spool.blob(d)?;
+    let mut data = Vec::new();
+    r.read_to_end(&mut data)
+        .map_err(|e| ArchiveError::Read(e.to_string()))?;
+    serde_json::from_slice(&data).map_err(|e| ArchiveError::Invalid(format!("{what} {d}: {e}")))
+}
+
+fn digest_of(v: &serde_json::Value, what: &str) -> Result<Digest, ArchiveError> {
+    v["digest"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ArchiveError::Invalid(format!("{what} without a sha256 digest")))
+}
+
+/// The name of an OCI index entry: containerd's full name annotation,
+/// else `org.opencontainers.image.ref.name` when it is a whole reference
+/// (a bare tag like `latest` names no repository).
+fn oci_name(desc: &serde_json::Value) -> Option<String> {
+    let a = &desc["annotations"];
+    if let Some(n) = a["io.containerd.image.name"].as_str() {
+        return Some(n.to_string());
+    }
+    let r = a["org.opencontainers.image.ref.name"].as_str()?;
+    (r.contains('/') || r.contains(':')).then(|| r.to_string())
+}
+
+/// A manifest (descending into an index for this machine's platform).
+fn platform_manifest(
+    spool: &Spool,
+    desc: &serde_json::Value,
+) -> Result<serde_json::Value, ArchiveError> {
+    let mut d = digest_of(desc, "index entry")?;
+    for _ in 0..4 {
+        let doc = json_of(spool, &d, "manifest")?;
+        let Some(list) = doc["manifests"].as_array() else {
+            return Ok(doc);
+        };
+        let host = crate::frontend::platform::Platform::host();
+        let pick = list
+            .iter()
+            .find(|m| {
+                m["platform"]["os"].as_str() == Some(&host.os)
+                    && m["platform"]["architecture"].as_str() == Some(&host.arch)
+            })
+            .or_else(|| (list.len() == 1).then(|| &list[0]))
+            .ok_or_else(|| {
+                ArchiveError::Invalid(format!("index {d} has no manifest for {host}"))
+            })?;
+        d = digest_of(pick, "index entry")?;
+    }
+    Err(ArchiveError::Invalid("indexes nested too deeply".into()))
+}
+
+/// The images an OCI layout archive holds (one per `index.json` entry).
+pub fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, ArchiveError> {
+    let index: serde_json::Value = serde_json::from_slice(&spool.read_small("index.json")?)
+        .map_err(|e| ArchiveError::Invalid(format!("index.json: {e}")))?;
+    let mut out: Vec<Candidate> = Vec::new();
+    for desc in index["manifests"].as_array().into_iter().flatten() {
+        let m = platform_manifest(spool, desc)?;
+        let path = |d: Digest| format!("blobs/sha256/{}", d.hex());
+        let config = path(digest_of(&m["config"], "manifest config")?);
+        let layers = m["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| digest_of(l, "layer").map(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = normalise_names(&oci_name(desc).into_iter().collect::<Vec<_>>())?;
+        // One image under several names is one candidate.
+        match out.iter_mut().find(|c| c.config == config) {
+            Some(c) => c.names.extend(names),
+            None => out.push(Candidate {
+                config,
+                layers,
+                names,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Import one image: its config as a blob, each layer unpacked (and kept
+/// as a blob when compressed). Returns the image ID.
+pub fn import(store: &Store, spool: &Spool, c: &Candidate) -> Result<Digest, ArchiveError> {
+    let config_bytes = spool.read_small(&c.config)?;
+    let id = Digest::of(&config_bytes);
+    if let Some(hex) = c.config.strip_prefix("blobs/sha256/") {
+        check_digest(
+            &c.config,
+            &Digest::from_hex(hex).unwrap_or(Digest([0; 32])),
+            &id,
+        )?;
+    }
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| ArchiveError::Invalid(format!("config {}: {e}", c.config)))?;
+    if config.rootfs.diff_ids.len() != c.layers.len() {
+        return Err(ArchiveError::Invalid(format!(
+            "config {} names {} layers, the archive lists {}",
+            c.config,
+            config.rootfs.diff_ids.len(),
+            c.layers.len()
+        )));
+    }
+    for (path, diff_id) in c.layers.iter().zip(&config.rootfs.diff_ids) {
+        import_layer(store, spool, path, diff_id)?;
+    }
+    store.put_blob(&config_bytes)?;
+    Ok(id)
+}
+
+fn import_layer(
+    store: &Store,
+    spool: &Spool,
+    path: &str,
+    diff_id: &Digest,
+) -> Result<(), ArchiveError> {
+    if store.has_snapshot(diff_id) {
+        return Ok(());
+    }
+    let (r, digest, size) = spool.open(path)?;
+    if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+        check_digest(
+            path,
+            &Digest::from_hex(hex).unwrap_or(Digest([0; 32])),
+            &digest,
+        )?;
+    }
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let comp = compression_of(
+        r.fill_buf()
+            .map_err(|e| ArchiveError::Read(e.to_string()))?,
+    );
+    let media = match comp {
+        "gzip" => "tar+gzip",
+        "zstd" => "tar+zstd",
+        _ => "tar",
+    };
+    crate::image::source::unpack_reader(store, r, media, diff_id, digest)
+        .map_err(|e| ArchiveError::Invalid(format!("layer {path}: {e}")))?;
+    if comp != "uncompressed" {
+        // Keep the compressed blob: pushing or saving the image reuses it.
+        let (mut r, _, _) = spool.open(path)?;
+        let mut w = store.blob_writer()?;
+        std::io::copy(&mut r, &mut w).map_err(|e| ArchiveError::Read(e.to_string()))?;
+        let blob = w.commit()?;
+        store.add_layer_blob(diff_id, comp, (blob.0, size))?;
+    }
+    Ok(())
+}

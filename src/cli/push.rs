@@ -6,7 +6,7 @@ use clap::Args;
 use rbuild::cache::{ImageState, LockMode, Store, default_root};
 use rbuild::digest::Digest;
 use rbuild::image::manifest::{MediaTypes, write_image};
-use rbuild::image::source::{ImageRef, load_image, normalize_name};
+use rbuild::image::source::{ImageRef, load_image};
 use rbuild::layer::compress::Compression;
 use rbuild::registry::{Reference, RegistryOptions};
 use std::process::ExitCode;
@@ -49,13 +49,15 @@ pub fn tag(args: TagArgs) -> Result<ExitCode> {
         );
     }
     let store = open_store(LockMode::Shared)?;
-    let source = normalize_name(&args.source);
-    let Some(entry) = store.images().get(&source).cloned() else {
-        bail!("No such image: {}", args.source);
+    // By name, name@digest or (short) ID, as `docker tag`.
+    let (image, named) = rbuild::image::local::find(&store, &args.source)?;
+    let manifest = match named {
+        rbuild::image::local::Named::Name(n) => image.digest_of(&n),
+        _ => None,
     };
-    match entry.manifest {
-        Some(m) => store.tag_pulled(&target.to_string(), entry.config, m)?,
-        None => store.tag(&target.to_string(), entry.config)?,
+    match manifest {
+        Some(m) => store.tag_pulled(&target.to_string(), image.id, m)?,
+        None => store.tag(&target.to_string(), image.id)?,
     }
     Ok(ExitCode::SUCCESS)
 }

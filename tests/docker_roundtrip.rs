@@ -196,6 +196,27 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         seen,
         "from the archive\nbuilt by docker\nfrom the archive\nbuilt by docker\nno-vi\n1\n"
     );
+    // And back: the layers keep their bytes, so Docker takes the image again
+    // under the same ID.
+    let back = env.path("back.tar");
+    ok(env
+        .rbuild()
+        .args(["save", "-o"])
+        .arg(&back)
+        .arg("made/by-docker:1")
+        .output()
+        .unwrap());
+    run(d.docker().args(["rmi", "made/by-docker:1"]));
+    let out = run(d.docker().arg("load").arg("-i").arg(&back));
+    assert!(out.contains("Loaded image: made/by-docker:1"), "{out}");
+    let again = run(d
+        .docker()
+        .args(["image", "inspect", "-f", "{{.Id}}", "made/by-docker:1"]));
+    assert_eq!(again, docker_id);
+    let out = run(d
+        .docker()
+        .args(["run", "--rm", "--network=none", "made/by-docker:1"]));
+    assert_eq!(out, "from the archive\nbuilt by docker\n");
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub struct ImageEntry {
     /// store; the image's identity in cache keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Digest>,
+    /// The manifest digest this name was last pushed as (Docker's
+    /// RepoDigests for a pushed image); not the image's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Digest>,
 }
 
 impl Store {
@@ -83,6 +87,23 @@ impl Store {
         Ok(removed)
     }
 
+    /// Record that `name` was pushed as `manifest` (if it still names
+    /// `config`).
+    pub fn set_pushed(&self, name: &str, config: Digest, manifest: Digest) -> Result<()> {
+        let _lock = self.lock_names()?;
+        let mut all = self.images();
+        match all.get_mut(name) {
+            Some(e) if e.config == config && e.pushed != Some(manifest) => {
+                e.pushed = Some(manifest)
+            }
+            _ => return Ok(()),
+        }
+        write_atomic(
+            &self.images_file(),
+            &serde_json::to_vec_pretty(&all).expect("serialise images"),
+        )
+    }
+
     fn tag_entry(&self, name: &str, config: Digest, manifest: Option<Digest>) -> Result<()> {
         if self
             .images()
@@ -105,6 +126,7 @@ impl Store {
                 config,
                 created,
                 manifest,
+                pushed: None,
             },
         );
         write_atomic(

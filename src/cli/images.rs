@@ -76,7 +76,10 @@ fn rows_of(img: &LocalImage, filter: Option<&str>) -> Vec<(String, String, Strin
             continue;
         }
         let Ok(r) = Reference::parse(n) else { continue };
-        let digest = e.manifest.map_or("<none>".to_string(), |d| d.to_string());
+        let digest = e
+            .manifest
+            .or(e.pushed)
+            .map_or("<none>".to_string(), |d| d.to_string());
         rows.push((
             r.familiar_name(),
             r.tag().unwrap_or("<none>").to_string(),

@@ -51,12 +51,12 @@ impl LocalImage {
             .collect::<Vec<_>>()
     }
 
-    /// `repo@manifest-digest` for each name that was pulled (or pushed) as
-    /// a manifest, as Docker's RepoDigests; deduplicated.
+    /// `repo@manifest-digest` for each name that was pulled or pushed as a
+    /// manifest, as Docker's RepoDigests; deduplicated.
     pub fn repo_digests(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (n, e) in &self.names {
-            let (Some(m), Ok(r)) = (e.manifest, Reference::parse(n)) else {
+            let (Some(m), Ok(r)) = (e.manifest.or(e.pushed), Reference::parse(n)) else {
                 continue;
             };
             let d = format!("{}@{m}", r.familiar_name());

@@ -180,10 +180,15 @@ fn import_layer(
     path: &str,
     diff_id: &Digest,
 ) -> Result<(), ArchiveError> {
-    if store.has_snapshot(diff_id) {
+    let kept = store
+        .layer_blobs(diff_id)
+        .blobs
+        .values()
+        .any(|(d, _)| store.has_blob(d));
+    if store.has_snapshot(diff_id) && kept {
         return Ok(());
     }
-    let (r, digest, size) = spool.open(path)?;
+    let (r, digest, _) = spool.open(path)?;
     if let Some(hex) = path.strip_prefix("blobs/sha256/") {
         check_digest(
             path,
@@ -203,13 +208,11 @@ fn import_layer(
     };
     crate::image::source::unpack_reader(store, r, media, diff_id, digest)
         .map_err(|e| ArchiveError::Invalid(format!("layer {path}: {e}")))?;
-    if comp != "uncompressed" {
-        // Keep the compressed blob: pushing or saving the image reuses it.
-        let (mut r, _, _) = spool.open(path)?;
-        let mut w = store.blob_writer()?;
-        std::io::copy(&mut r, &mut w).map_err(|e| ArchiveError::Read(e.to_string()))?;
-        let blob = w.commit()?;
-        store.add_layer_blob(diff_id, comp, (blob.0, size))?;
-    }
+    // Keep the layer's exact bytes: saving or pushing the image needs this
+    // tar (a tar written again from the snapshot would have another
+    // diff_id). An uncompressed layer is kept as it is, without a second
+    // pass; gzip for a push is made from it then.
+    let blob = spool.store_blob(store, path)?;
+    store.add_layer_blob(diff_id, comp, blob)?;
     Ok(())
 }

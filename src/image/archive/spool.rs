@@ -184,6 +184,29 @@ impl Spool {
         })
     }
 
+    /// Store the file at `path` as a blob (moved, not copied, when it was
+    /// spooled to disk); its digest and size.
+    pub fn store_blob(
+        &self,
+        store: &crate::cache::Store,
+        path: &str,
+    ) -> Result<(Digest, u64), ArchiveError> {
+        match self.resolve(path)? {
+            Spooled::Mem(d) => Ok(store.put_blob(d)?),
+            Spooled::File {
+                path: p,
+                digest,
+                size,
+            } => {
+                if !store.has_blob(digest) {
+                    store.adopt_blob(p, digest)?;
+                }
+                Ok((*digest, *size))
+            }
+            Spooled::Link(_) => unreachable!("links are resolved"),
+        }
+    }
+
     /// The whole file at `path` (for JSON documents: at most 16 MiB).
     pub fn read_small(&self, path: &str) -> Result<Vec<u8>, ArchiveError> {
         let (r, _, size) = self.open(path)?;

@@ -121,7 +121,22 @@ pub fn oci_candidates(spool: &Spool) -> Result<Vec<Candidate>, ArchiveError> {
     let index: serde_json::Value = serde_json::from_slice(&spool.read_small("index.json")?)
         .map_err(|e| ArchiveError::Invalid(format!("index.json: {e}")))?;
     let mut out: Vec<Candidate> = Vec::new();
-    for desc in index["manifests"].as_array().into_iter().flatten() {
+    let host = crate::frontend::platform::Platform::host();
+    let descs: Vec<&serde_json::Value> = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    // Entries for several platforms at the top: this machine's only.
+    let for_host = |d: &serde_json::Value| {
+        d["platform"].is_null()
+            || (d["platform"]["os"].as_str() == Some(&host.os)
+                && d["platform"]["architecture"].as_str() == Some(&host.arch))
+    };
+    let any_for_host = descs
+        .iter()
+        .any(|d| !d["platform"].is_null() && for_host(d));
+    for desc in descs.into_iter().filter(|d| !any_for_host || for_host(d)) {
         let m = platform_manifest(spool, desc)?;
         let path = |d: Digest| format!("blobs/sha256/{}", d.hex());
         let config = path(digest_of(&m["config"], "manifest config")?);
@@ -215,4 +230,83 @@ fn import_layer(
     let blob = spool.store_blob(store, path)?;
     store.add_layer_blob(diff_id, comp, blob)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spool_of(files: &[(String, Vec<u8>)]) -> (tempfile::TempDir, Spool) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::read(&b.into_inner().unwrap()[..], dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn oci_archives_give_this_platforms_image_and_names() {
+        let host = crate::frontend::platform::Platform::host();
+        let other = if host.arch == "s390x" {
+            "arm64"
+        } else {
+            "s390x"
+        };
+        let mut files = Vec::new();
+        let mut descs = Vec::new();
+        for arch in [other, host.arch.as_str()] {
+            let config = format!(
+                r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+            );
+            let cd = Digest::of(config.as_bytes());
+            let manifest = format!(
+                r#"{{"schemaVersion":2,"config":{{"digest":"{cd}","size":{}}},"layers":[]}}"#,
+                config.len()
+            );
+            let md = Digest::of(manifest.as_bytes());
+            files.push((format!("blobs/sha256/{}", cd.hex()), config.into_bytes()));
+            files.push((format!("blobs/sha256/{}", md.hex()), manifest.into_bytes()));
+            descs.push(serde_json::json!({
+                "digest": md, "platform": {"os": "linux", "architecture": arch},
+                "annotations": {"io.containerd.image.name": "example.com/multi:1"},
+            }));
+        }
+        let plain = Digest::of(b"x");
+        descs.push(serde_json::json!({"digest": plain, "annotations": {"org.opencontainers.image.ref.name": "latest"}}));
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": descs});
+        files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+        let (_dir, spool) = spool_of(&files);
+        // The unplatformed entry's manifest is missing: it is still tried.
+        assert!(matches!(
+            oci_candidates(&spool),
+            Err(ArchiveError::Missing(_))
+        ));
+        files.pop();
+        descs.pop();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": descs});
+        files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+        let (_dir, spool) = spool_of(&files);
+        let c = oci_candidates(&spool).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].names, ["example.com/multi:1"]);
+        let cfg = spool.read_small(&c[0].config).unwrap();
+        assert!(String::from_utf8_lossy(&cfg).contains(&format!("\"{}\"", host.arch)));
+        // A bare tag names no repository.
+        assert_eq!(
+            oci_name(
+                &serde_json::json!({"annotations": {"org.opencontainers.image.ref.name": "v1"}})
+            ),
+            None
+        );
+        assert_eq!(
+            oci_name(&serde_json::json!({"annotations": {"org.opencontainers.image.ref.name": "reg.example/a:v1"}})).as_deref(),
+            Some("reg.example/a:v1")
+        );
+    }
 }

@@ -15,9 +15,25 @@ pub struct Dockerd {
 }
 
 impl Drop for Dockerd {
+    /// Stop it as an init system would (SIGTERM, so it unmounts its data
+    /// root), killing it after 20 s; then detach any mount it left.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let data =
+            std::ffi::CString::new(self.dir.path().join("data").as_os_str().as_encoded_bytes())
+                .expect("path without NUL");
+        // SAFETY: umount2(2) with a valid C string; failure (not mounted) is fine.
+        unsafe { libc::umount2(data.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -206,6 +206,23 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         .arg("made/by-docker:1")
         .output()
         .unwrap());
+    // Saved as they came (uncompressed tars, named by their diff_ids), not
+    // compressed again.
+    let mut ar = tar::Archive::new(std::fs::File::open(&back).unwrap());
+    let manifest: serde_json::Value = ar
+        .entries()
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .unwrap();
+    let layers: Vec<String> = v[0]["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| format!("blobs/sha256/{}", &l.as_str().unwrap()[7..]))
+        .collect();
+    assert_eq!(manifest[0]["Layers"], serde_json::json!(layers));
     run(d.docker().args(["rmi", "made/by-docker:1"]));
     let out = run(d.docker().arg("load").arg("-i").arg(&back));
     assert!(out.contains("Loaded image: made/by-docker:1"), "{out}");

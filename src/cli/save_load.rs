@@ -121,8 +121,11 @@ pub fn save(args: SaveArgs) -> Result<ExitCode> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
+            use std::os::unix::fs::PermissionsExt;
             let tmp = tempfile::Builder::new()
                 .prefix(".rbuild-save-")
+                // As `docker save -o`: 0666 less the umask.
+                .permissions(std::fs::Permissions::from_mode(0o666))
                 .tempfile_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             let out = std::io::BufWriter::with_capacity(1 << 20, tmp.reopen()?);

@@ -1,13 +1,14 @@
 //! `rbuild save`: the blobs of a stored image for an archive. A pulled
-//! image goes as it was pulled (its manifest and compressed blobs); a built
-//! or loaded one gets a manifest now, its layers compressed with gzip once
-//! (the blobs stay in the store for the next save or push).
+//! image goes as it was pulled (its manifest and compressed blobs); a loaded
+//! one with the layer blobs its archive had; a built one gets its layers
+//! compressed with gzip once (the blobs stay in the store for the next save
+//! or push).
 
 use super::ExportError;
 use super::archive::{ArchiveFormat, ArchiveImage};
 use crate::cache::Store;
 use crate::image::local::LocalImage;
-use crate::image::manifest::{MediaTypes, read_written, write_image_for_config};
+use crate::image::manifest::{MediaTypes, read_written, write_image_reusing_blobs};
 use crate::layer::compress::Compression;
 
 /// A stored image, with `names` (normalised), ready for an archive.
@@ -31,7 +32,7 @@ pub fn archive_image(
                 ArchiveFormat::Docker => MediaTypes::Docker,
                 ArchiveFormat::Oci => MediaTypes::Oci,
             };
-            write_image_for_config(store, &img.id, Compression::default(), types)?
+            write_image_reusing_blobs(store, &img.id, Compression::default(), types)?
         }
     };
     Ok(ArchiveImage { image, names })

@@ -211,6 +211,73 @@ pub fn write_image_for_config(
     )
 }
 
+/// Like [`write_image_for_config`], but each layer goes as a blob the store
+/// already has (the exact bytes an archive or a registry gave), compressed
+/// with `comp` only when it has none. Zstd blobs are not reused for Docker
+/// media types (older `docker load` cannot read them).
+pub fn write_image_reusing_blobs(
+    store: &Store,
+    id: &Digest,
+    comp: Compression,
+    types: MediaTypes,
+) -> Result<WrittenImage, LayerError> {
+    let bytes = store.read_blob(id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        LayerError::Store(StoreError::Corrupt {
+            path: store.blob_path(id),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut layers = Vec::new();
+    for diff_id in &config.rootfs.diff_ids {
+        let known = store.layer_blobs(diff_id);
+        let usable = |name: &'static str| {
+            known
+                .blobs
+                .get(name)
+                .filter(|(d, _)| store.has_blob(d))
+                .map(|b| (name, *b))
+        };
+        let mut order = vec![comp.name(), "gzip", "uncompressed"];
+        if types == MediaTypes::Oci {
+            order.push("zstd");
+        }
+        let found = order.into_iter().find_map(usable);
+        layers.push(match found {
+            Some((name, (digest, size))) => {
+                let c = match name {
+                    "gzip" => Compression::default(),
+                    "zstd" => Compression::Zstd { level: 3 },
+                    _ => Compression::None,
+                };
+                LayerBlob {
+                    media_type: types.layer(c).to_string(),
+                    digest,
+                    size,
+                    diff_id: *diff_id,
+                }
+            }
+            None => {
+                let (digest, size) = ensure_layer_blob(store, diff_id, comp)?;
+                LayerBlob {
+                    media_type: types.layer(comp).to_string(),
+                    digest,
+                    size,
+                    diff_id: *diff_id,
+                }
+            }
+        });
+    }
+    finish_image(
+        store,
+        layers,
+        (*id, bytes.len() as u64),
+        config,
+        comp,
+        types,
+    )
+}
+
 fn layer_blobs(
     store: &Store,
     config: &ImageConfig,

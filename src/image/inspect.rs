@@ -28,10 +28,6 @@ impl Ordered {
     fn put_obj(&mut self, k: &str, v: Ordered) {
         self.0.push((k.to_string(), Node::Object(v)));
     }
-    /// A field by name (for `--format`).
-    pub fn get(&self, k: &str) -> Option<&Node> {
-        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v)
-    }
     /// As a plain JSON value (keys then sorted).
     pub fn to_value(&self) -> Value {
         Value::Object(

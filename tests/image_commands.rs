@@ -92,6 +92,24 @@ fn images_lists_names_ids_and_sizes_like_docker() {
     assert_eq!(stdout(&env, &["images", "-q", "bb"]).lines().count(), 2);
     assert_eq!(stdout(&env, &["images", "-q", "b*"]).lines().count(), 2);
     assert_eq!(stdout(&env, &["images", "-q", "nothing"]), "");
+    // --filter: label, dangling, reference (ORed with the argument).
+    let count = |args: &[&str]| stdout(&env, args).lines().count();
+    assert_eq!(count(&["images", "-q", "-f", "label=org.example.k=v"]), 3);
+    assert_eq!(count(&["images", "-q", "-f", "label=org.example.k"]), 3);
+    assert_eq!(count(&["images", "-q", "-f", "label=org.example.k=w"]), 0);
+    assert_eq!(count(&["images", "-q", "-f", "dangling=true"]), 0);
+    assert_eq!(count(&["images", "-q", "-f", "dangling=false"]), 3);
+    assert_eq!(
+        count(&["images", "-q", "-f", "reference=localhost:5000/*/*", "bb:1"]),
+        2
+    );
+    let out = env
+        .rbuild()
+        .args(["images", "-f", "bogus=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid filter 'bogus'"));
     assert_eq!(
         stdout(&env, &["images", "-q", "--no-trunc", "bb:1"]),
         format!("{id}\n")

@@ -327,6 +327,12 @@ fn unnamed_images_load_under_their_id_and_rmi_then_prune_frees_them() {
             .starts_with("<none>       <none>    "),
         "{listed}"
     );
+    let dangling = ok(rb(
+        &env,
+        &root,
+        &["images", "-q", "--no-trunc", "-f", "dangling=true"],
+    ));
+    assert_eq!(dangling, format!("{id}\n"));
     // Naming it makes it an ordinary image; removing the name removes it.
     ok(rb(&env, &root, &["tag", &id[7..19], "named:1"]));
     assert_eq!(ok(rb(&env, &root, &["images", "-q"])).lines().count(), 1);

@@ -1,7 +1,7 @@
 //! `rbuild images` (as `docker images`) and `rbuild rmi` (as `docker rmi`).
 
 use super::human;
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::image::local::{LocalImage, image_size, list};
@@ -24,9 +24,56 @@ pub struct ImagesArgs {
     /// Show all images (there are no intermediate images: same as without).
     #[arg(short, long)]
     pub all: bool,
+    /// Filter: `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`; repeatable.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
     /// Only images whose name matches (`busybox`, `busybox:1.36`, `bu*`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub filter: Option<String>,
+}
+
+/// `--filter`s, as Docker's image list applies them.
+#[derive(Debug, Default)]
+struct Filters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+}
+
+impl Filters {
+    fn parse(args: &ImagesArgs) -> Result<Filters> {
+        let mut f = Filters::default();
+        f.references.extend(args.filter.clone());
+        for spec in &args.filters {
+            let (k, v) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+            match k {
+                "dangling" => {
+                    f.dangling = Some(match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("invalid filter 'dangling={v}'"),
+                    })
+                }
+                "reference" => f.references.push(v.to_string()),
+                "label" => f.labels.push(match v.split_once('=') {
+                    Some((lk, lv)) => (lk.to_string(), Some(lv.to_string())),
+                    None => (v.to_string(), None),
+                }),
+                _ => bail!("invalid filter '{k}'"),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether the image passes the filters other than `reference`.
+    fn keeps(&self, img: &LocalImage) -> bool {
+        let labels = &img.config.config.labels;
+        self.dangling.is_none_or(|d| d == img.names.is_empty())
+            && self.labels.iter().all(|(k, v)| match v {
+                Some(v) => labels.get(k) == Some(v),
+                None => labels.contains_key(k),
+            })
+    }
 }
 
 /// Arguments of `rbuild rmi`.
@@ -69,10 +116,14 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// One row per name (`<none>` for an image without one).
-fn rows_of(img: &LocalImage, filter: Option<&str>) -> Vec<(String, String, String)> {
+fn rows_of(img: &LocalImage, filters: &Filters) -> Vec<(String, String, String)> {
     let mut rows = Vec::new();
+    if !filters.keeps(img) {
+        return rows;
+    }
+    let refs = &filters.references;
     for (n, e) in &img.names {
-        if filter.is_some_and(|f| !name_matches(f, n)) {
+        if !refs.is_empty() && !refs.iter().any(|f| name_matches(f, n)) {
             continue;
         }
         let Ok(r) = Reference::parse(n) else { continue };
@@ -86,7 +137,7 @@ fn rows_of(img: &LocalImage, filter: Option<&str>) -> Vec<(String, String, Strin
             digest,
         ));
     }
-    if img.names.is_empty() && filter.is_none() {
+    if img.names.is_empty() && refs.is_empty() {
         rows.push(("<none>".into(), "<none>".into(), "<none>".into()));
     }
     rows
@@ -95,7 +146,7 @@ fn rows_of(img: &LocalImage, filter: Option<&str>) -> Vec<(String, String, Strin
 /// `rbuild images`.
 pub fn images(args: ImagesArgs) -> Result<ExitCode> {
     let store = open_store(LockMode::Shared)?;
-    let filter = args.filter.as_deref();
+    let filter = Filters::parse(&args)?;
     let id_of = |img: &LocalImage| {
         if args.no_trunc {
             img.id.to_string()
@@ -106,7 +157,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
     if args.quiet {
         // One line per row, as Docker's CLI prints (an ID with two names twice).
         for img in list(&store) {
-            for _ in rows_of(&img, filter) {
+            for _ in rows_of(&img, &filter) {
                 println!("{}", id_of(&img));
             }
         }
@@ -121,7 +172,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
         h
     }];
     for img in list(&store) {
-        let rows = rows_of(&img, filter);
+        let rows = rows_of(&img, &filter);
         if rows.is_empty() {
             continue;
         }

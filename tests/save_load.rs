@@ -154,6 +154,37 @@ fn save_refuses_a_terminal_and_unknown_images() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // A FIFO (or a device such as /dev/null) given to -o is written to,
+    // not replaced.
+    let fifo = env.path("fifo");
+    common::run(std::process::Command::new("mkfifo").arg(&fifo));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    ok(env
+        .rbuild()
+        .args(["save", "-o"])
+        .arg(&fifo)
+        .arg("app:1")
+        .output()
+        .unwrap());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let through_fifo = reader.join().unwrap();
+    assert!(through_fifo.len() > 1 << 20, "{}", through_fifo.len());
+    // To a pipe: the archive on standard output.
+    let piped = env.rbuild().args(["save", "app:1"]).output().unwrap();
+    assert!(piped.status.success());
+    let root = env.path("piped");
+    let out = env
+        .rbuild()
+        .env("RBUILD_ROOT", &root)
+        .arg("load")
+        .write_stdin(piped.stdout)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out), "Loaded image: app:1\n");
     let out = env
         .rbuild()
         .args(["save", "-o", "/dev/null", "nosuch"])

@@ -115,30 +115,49 @@ pub fn save(args: SaveArgs) -> Result<ExitCode> {
         images.push(archive_image(&store, &img, names, format)?);
     }
     match &args.output {
-        Some(path) => {
-            // Written beside the destination, renamed when complete.
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            use std::os::unix::fs::PermissionsExt;
-            let tmp = tempfile::Builder::new()
-                .prefix(".rbuild-save-")
-                // As `docker save -o`: 0666 less the umask.
-                .permissions(std::fs::Permissions::from_mode(0o666))
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
-            let out = std::io::BufWriter::with_capacity(1 << 20, tmp.reopen()?);
-            write_archive(&store, &images, format, out, path)?;
-            tmp.persist(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        Some(path) => write_to(&store, &images, format, path)?,
         None => {
             let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             write_archive(&store, &images, format, out, Path::new("-"))?.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write the archive to `path`: a regular file is written beside it and
+/// renamed into place when complete; anything else that exists (a device
+/// such as /dev/null, a FIFO) is written to directly, never replaced.
+fn write_to(
+    store: &rbuild::cache::Store,
+    images: &[ArchiveImage],
+    format: ArchiveFormat,
+    path: &Path,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        write_archive(store, images, format, std::io::BufWriter::new(f), path)?;
+        return Ok(());
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".rbuild-save-")
+        // As `docker save -o`: 0666 less the umask.
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, tmp.reopen()?);
+    write_archive(store, images, format, out, path)?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// `rbuild load`.

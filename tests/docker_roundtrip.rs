@@ -22,6 +22,13 @@ fn context(env: &Env, name: &str, dockerfile: &str) -> std::path::PathBuf {
     ctx
 }
 
+/// `docker run --rm --network=none ARGS...`.
+fn docker_run(d: &Dockerd, args: &[&str]) -> std::process::Command {
+    let mut c = d.docker();
+    c.args(["run", "--rm", "--network=none"]).args(args);
+    c
+}
+
 fn ok(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -72,11 +79,9 @@ fn rbuild_save_loads_and_runs_in_docker() {
         out.contains("Loaded image: example.com/team/app:2"),
         "{out}"
     );
-    let out = run(d.docker().args(["run", "--rm", "--network=none", "app:1"]));
+    let out = run(&mut docker_run(&d, &["app:1"]));
     assert_eq!(out, "from the archive\n");
-    let out = run(d
-        .docker()
-        .args(["run", "--rm", "--network=none", "example.com/team/app:2"]));
+    let out = run(&mut docker_run(&d, &["example.com/team/app:2"]));
     assert_eq!(out, "second\n");
     // Docker sees the same image ID rbuild does.
     let id = ok(env
@@ -99,18 +104,11 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         "dctx",
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY msg.txt /srv/msg.txt\nRUN echo built by docker >> /srv/msg.txt && ln /srv/msg.txt /srv/hard && rm /bin/vi\nENV FROM_DOCKER=1\nWORKDIR /srv\nLABEL maker=docker\nCMD [\"cat\", \"msg.txt\"]\n",
     );
-    let out = d
+    run(d
         .docker()
         .env("DOCKER_BUILDKIT", "1")
         .args(["build", "--network=none", "-t", "made/by-docker:1"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&ctx));
     let docker_id = run(d
         .docker()
         .args(["image", "inspect", "-f", "{{.Id}}", "made/by-docker:1"]));
@@ -182,15 +180,15 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         .output()
         .unwrap());
     let seen = std::fs::read_to_string(out_dir.join("seen")).unwrap();
-    let docker_seen = run(d.docker().args([
-        "run",
-        "--rm",
-        "--network=none",
-        "made/by-docker:1",
-        "sh",
-        "-c",
-        "cat msg.txt hard; (test -e /bin/vi && echo vi || echo no-vi); echo \"$FROM_DOCKER\"",
-    ]));
+    let docker_seen = run(&mut docker_run(
+        &d,
+        &[
+            "made/by-docker:1",
+            "sh",
+            "-c",
+            "cat msg.txt hard; (test -e /bin/vi && echo vi || echo no-vi); echo \"$FROM_DOCKER\"",
+        ],
+    ));
     assert_eq!(seen, docker_seen);
     assert_eq!(
         seen,
@@ -230,9 +228,7 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         .docker()
         .args(["image", "inspect", "-f", "{{.Id}}", "made/by-docker:1"]));
     assert_eq!(again, docker_id);
-    let out = run(d
-        .docker()
-        .args(["run", "--rm", "--network=none", "made/by-docker:1"]));
+    let out = run(&mut docker_run(&d, &["made/by-docker:1"]));
     assert_eq!(out, "from the archive\nbuilt by docker\n");
 }
 
@@ -262,9 +258,7 @@ fn build_load_puts_the_image_into_the_engine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("Loaded image: loaded/app:1"), "{err}");
-    let out = run(d
-        .docker()
-        .args(["run", "--rm", "--network=none", "loaded/app:1"]));
+    let out = run(&mut docker_run(&d, &["loaded/app:1"]));
     assert_eq!(out, "from the archive\n");
     // No engine at DOCKER_HOST: a clear error naming the socket, exit 1.
     let missing = env.path("no-engine.sock");

@@ -1,5 +1,6 @@
 //! A private Docker engine (Debian's docker.io) for tests: its own data
-//! directory and socket, no bridge and no iptables changes, killed on drop.
+//! directory, socket and mount namespace, no bridge and no iptables
+//! changes, killed on drop.
 
 use super::require_tool;
 use std::path::PathBuf;
@@ -15,25 +16,12 @@ pub struct Dockerd {
 }
 
 impl Drop for Dockerd {
-    /// Stop it as an init system would (SIGTERM, so it unmounts its data
-    /// root), killing it after 20 s; then detach any mount it left.
+    /// Killed at once: its mounts live in its own mount namespace and go
+    /// with it (no unmounting here: detaching the mount of one engine was
+    /// seen to break containers of another engine running at the time).
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let data =
-            std::ffi::CString::new(self.dir.path().join("data").as_os_str().as_encoded_bytes())
-                .expect("path without NUL");
-        // SAFETY: umount2(2) with a valid C string; failure (not mounted) is fine.
-        unsafe { libc::umount2(data.as_ptr(), libc::MNT_DETACH) };
     }
 }
 
@@ -42,13 +30,19 @@ impl Dockerd {
     pub fn start() -> Dockerd {
         let dockerd = require_tool("dockerd", "docker.io");
         require_tool("docker", "docker.io");
+        let unshare = require_tool("unshare", "util-linux");
         let dir = tempfile::Builder::new()
             .prefix("rbd")
             .tempdir_in("/tmp")
             .unwrap();
         let sock = dir.path().join("d.sock");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let child = Command::new(dockerd)
+        // In a mount namespace of its own: the bind mount dockerd makes of
+        // its data root and every container's mounts stay out of the
+        // host's table and vanish with the engine.
+        let child = Command::new(unshare)
+            .args(["--mount", "--propagation", "private"])
+            .arg(dockerd)
             .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")

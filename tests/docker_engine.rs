@@ -5,78 +5,16 @@
 //! without touching the host's network configuration.
 
 mod common;
+use common::dockerd::Dockerd;
 use common::{Env, require_file, require_tool, run};
-use std::process::{Child, Command as Proc, Stdio};
-use std::time::{Duration, Instant};
-
-struct Dockerd {
-    child: Child,
-    sock: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command as Proc;
 
 fn start_dockerd() -> Dockerd {
-    let dockerd = require_tool("dockerd", "docker.io");
-    let dir = tempfile::Builder::new()
-        .prefix("rbd")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sock = dir.path().join("d.sock");
-    let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-    let child = Proc::new(dockerd)
-        .arg("--data-root")
-        .arg(dir.path().join("data"))
-        .arg("--exec-root")
-        .arg(dir.path().join("exec"))
-        .arg("--pidfile")
-        .arg(dir.path().join("pid"))
-        .arg("--host")
-        .arg(format!("unix://{}", sock.display()))
-        .args([
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-forward=false",
-            "--ip-masq=false",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start dockerd");
-    let d = Dockerd {
-        child,
-        sock,
-        _dir: dir,
-    };
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let ok = docker(&d)
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success());
-        if ok.unwrap_or(false) {
-            return d;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let log = std::fs::read_to_string(d._dir.path().join("dockerd.log")).unwrap_or_default();
-    panic!("dockerd did not start within 60s:\n{log}");
+    Dockerd::start()
 }
 
 fn docker(d: &Dockerd) -> Proc {
-    // Debian's own CLI (another `docker` on PATH may demand buildx).
-    let mut c = Proc::new("/usr/bin/docker");
-    c.env("DOCKER_HOST", format!("unix://{}", d.sock.display()));
-    c
+    d.docker()
 }
 
 #[test]

@@ -106,6 +106,22 @@ impl Store {
         w.commit()
     }
 
+    /// Move a finished file (in the store's filesystem, e.g. its `tmp/`)
+    /// into place as the blob `d`, whose digest the caller computed while
+    /// writing it. Kept as is when the blob is already stored.
+    pub fn adopt_blob(&self, file: &std::path::Path, d: &Digest) -> Result<()> {
+        let dest = self.blob_path(d);
+        if dest.is_file() {
+            return Ok(());
+        }
+        File::open(file)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing", file))?;
+        fs::rename(file, &dest).map_err(io_err("storing blob", &dest))?;
+        sync_dir(&self.root.join("blobs/sha256"));
+        Ok(())
+    }
+
     /// Read a whole blob, verifying its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(d);

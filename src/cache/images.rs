@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 
-/// One named image.
+/// One named image. An image kept without a name (loaded from an archive
+/// that names none: Docker's dangling `<none>:<none>`) is stored under its
+/// own ID (`sha256:<hex>`) as the name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageEntry {
     /// The image ID: digest of the config blob.
@@ -21,6 +23,10 @@ pub struct ImageEntry {
     /// store; the image's identity in cache keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Digest>,
+    /// The manifest digest this name was last pushed as (Docker's
+    /// RepoDigests for a pushed image); not the image's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Digest>,
 }
 
 impl Store {
@@ -46,14 +52,8 @@ impl Store {
         self.tag_entry(name, config, Some(manifest))
     }
 
-    fn tag_entry(&self, name: &str, config: Digest, manifest: Option<Digest>) -> Result<()> {
-        if self
-            .images()
-            .get(name)
-            .is_some_and(|e| e.config == config && e.manifest == manifest)
-        {
-            return Ok(()); // unchanged: no rewrite, no fsync
-        }
+    /// Take the names file's lock (held until the returned file is dropped).
+    fn lock_names(&self) -> Result<fs::File> {
         let lock_path = self.root.join("images/lock");
         let lock = fs::File::options()
             .create(true)
@@ -66,17 +66,67 @@ impl Store {
             path: lock_path.clone(),
             source: e.into(),
         })?;
+        Ok(lock)
+    }
+
+    /// Remove names (read-modify-write under the names lock); returns the
+    /// entries that were removed. Unknown names are skipped.
+    pub fn untag(&self, names: &[String]) -> Result<Vec<(String, ImageEntry)>> {
+        let _lock = self.lock_names()?;
+        let mut all = self.images();
+        let removed: Vec<(String, ImageEntry)> = names
+            .iter()
+            .filter_map(|n| all.remove(n).map(|e| (n.clone(), e)))
+            .collect();
+        if !removed.is_empty() {
+            write_atomic(
+                &self.images_file(),
+                &serde_json::to_vec_pretty(&all).expect("serialise images"),
+            )?;
+        }
+        Ok(removed)
+    }
+
+    /// Record that `name` was pushed as `manifest` (if it still names
+    /// `config`).
+    pub fn set_pushed(&self, name: &str, config: Digest, manifest: Digest) -> Result<()> {
+        let _lock = self.lock_names()?;
+        let mut all = self.images();
+        match all.get_mut(name) {
+            Some(e) if e.config == config && e.pushed != Some(manifest) => {
+                e.pushed = Some(manifest)
+            }
+            _ => return Ok(()),
+        }
+        write_atomic(
+            &self.images_file(),
+            &serde_json::to_vec_pretty(&all).expect("serialise images"),
+        )
+    }
+
+    fn tag_entry(&self, name: &str, config: Digest, manifest: Option<Digest>) -> Result<()> {
+        if self
+            .images()
+            .get(name)
+            .is_some_and(|e| e.config == config && e.manifest == manifest)
+        {
+            return Ok(()); // unchanged: no rewrite, no fsync
+        }
+        let _lock = self.lock_names()?;
         let mut all = self.images();
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // A named image is no longer dangling (see `ImageEntry`).
+        all.remove(&config.to_string());
         all.insert(
             name.to_string(),
             ImageEntry {
                 config,
                 created,
                 manifest,
+                pushed: None,
             },
         );
         write_atomic(

@@ -54,6 +54,10 @@ pub struct BuildArgs {
     /// Push the image to the registry of each `-t` name (`-o type=registry`).
     #[arg(long)]
     pub push: bool,
+    /// Load the image into the Docker engine of DOCKER_HOST or the default
+    /// socket (`-o type=docker`).
+    #[arg(long)]
+    pub load: bool,
     /// Write the image ID to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -225,6 +229,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .collect::<Result<_, _>>()?;
     if args.push {
         outputs.push(parse_output("type=registry")?);
+    }
+    if args.load {
+        outputs.push(parse_output("type=docker")?);
     }
     for o in outputs.iter().filter(|o| o.push) {
         if o.names.is_empty() && args.tags.is_empty() {

@@ -4,13 +4,18 @@
 mod build;
 mod check;
 mod context_source;
+mod human;
+mod images;
+mod inspect;
 mod login;
 mod parse;
 mod platforms;
 mod pull;
 mod push;
+mod save_load;
 mod source;
 mod store_cmds;
+mod template;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,11 +52,24 @@ pub enum Command {
     Push(push::PushArgs),
     /// Give a stored image another name (`rbuild tag SOURCE TARGET`).
     Tag(push::TagArgs),
+    /// List stored images (as `docker images`).
+    Images(images::ImagesArgs),
+    /// Show stored images as JSON (as `docker image inspect`).
+    Inspect(inspect::InspectArgs),
+    /// Show an image's history (as `docker history`).
+    History(inspect::HistoryArgs),
+    /// Remove image names, and images left without one (as `docker rmi`).
+    Rmi(images::RmiArgs),
+    /// Write stored images to a tar archive (as `docker save`).
+    Save(save_load::SaveArgs),
+    /// Load images from a docker or OCI archive (as `docker load`).
+    Load(save_load::LoadArgs),
 }
 
-const SUBCOMMANDS: [&str; 13] = [
-    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "login", "logout", "help",
-    "--help", "-h",
+/// The subcommands' names: any other first argument means `build`.
+const SUBCOMMANDS: &[&str] = &[
+    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "login", "logout", "images",
+    "inspect", "history", "rmi", "save", "load", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -78,6 +96,12 @@ pub fn main() -> ExitCode {
         Command::Logout(a) => login::logout(a),
         Command::Push(a) => push::run(a),
         Command::Tag(a) => push::tag(a),
+        Command::Images(a) => images::images(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::History(a) => inspect::history_cmd(a),
+        Command::Rmi(a) => images::rmi(a),
+        Command::Save(a) => save_load::save(a),
+        Command::Load(a) => save_load::load(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

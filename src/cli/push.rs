@@ -3,10 +3,10 @@
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use rbuild::cache::{ImageState, LockMode, Store, default_root};
+use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::digest::Digest;
-use rbuild::image::manifest::{MediaTypes, write_image};
-use rbuild::image::source::{ImageRef, load_image, normalize_name};
+use rbuild::image::manifest::{MediaTypes, write_image_for_config};
+use rbuild::image::source::{ImageRef, load_image};
 use rbuild::layer::compress::Compression;
 use rbuild::registry::{Reference, RegistryOptions};
 use std::process::ExitCode;
@@ -49,13 +49,15 @@ pub fn tag(args: TagArgs) -> Result<ExitCode> {
         );
     }
     let store = open_store(LockMode::Shared)?;
-    let source = normalize_name(&args.source);
-    let Some(entry) = store.images().get(&source).cloned() else {
-        bail!("No such image: {}", args.source);
+    // By name, name@digest or (short) ID, as `docker tag`.
+    let (image, named) = rbuild::image::local::find(&store, &args.source)?;
+    let manifest = match named {
+        rbuild::image::local::Named::Name(n) => image.digest_of(&n),
+        _ => None,
     };
-    match entry.manifest {
-        Some(m) => store.tag_pulled(&target.to_string(), entry.config, m)?,
-        None => store.tag(&target.to_string(), entry.config)?,
+    match manifest {
+        Some(m) => store.tag_pulled(&target.to_string(), image.id, m)?,
+        None => store.tag(&target.to_string(), image.id)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,13 +81,16 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     let manifest = match entry.manifest {
         Some(m) if manifest_complete(&store, &m) => m,
         _ => {
-            let image = load_image(&store, &ImageRef::Named(target.clone()))?;
-            manifest_for(
+            // Unpacks what is missing; the config goes up byte for byte (a
+            // loaded image keeps the ID it has here).
+            load_image(&store, &ImageRef::Named(target.clone()))?;
+            write_image_for_config(
                 &store,
-                &image.state,
+                &entry.config,
                 Compression::default(),
                 MediaTypes::Oci,
             )?
+            .manifest
         }
     };
     push_one(&store, &manifest, &target, &registry, false)?;
@@ -110,16 +115,6 @@ fn manifest_complete(store: &Store, m: &Digest) -> bool {
             .all(|d| d.is_some_and(|d| store.has_blob(&d)))
 }
 
-/// Write (compressing layers as needed) the manifest of an image state.
-pub fn manifest_for(
-    store: &Store,
-    state: &ImageState,
-    comp: Compression,
-    types: MediaTypes,
-) -> Result<Digest> {
-    Ok(write_image(store, state, comp, types)?.manifest)
-}
-
 /// Push one manifest to one name, printing what happened unless `quiet`
 /// (`pushing NAME`, then the digest and what each blob needed).
 pub fn push_one(
@@ -133,6 +128,15 @@ pub fn push_one(
         eprintln!("pushing {target}");
     }
     let p = rbuild::registry::push(store, manifest, target, registry)?;
+    // The name's RepoDigest from now on, as Docker records a push.
+    if let Some(config) = store
+        .read_blob(&p.digest)
+        .ok()
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+        .and_then(|m| m["config"]["digest"].as_str()?.parse().ok())
+    {
+        store.set_pushed(&target.to_string(), config, p.digest)?;
+    }
     if !quiet {
         eprintln!(
             "pushed {target}@{}: {} blobs uploaded, {} mounted, {} already present",

@@ -2,13 +2,18 @@
 //! archives (what `docker load` takes) and plain directories.
 
 mod archive;
+pub mod docker_load;
 mod local;
 mod oci;
+mod save;
 mod spec;
 
-pub use archive::{write_docker_archive, write_oci_archive};
+pub use archive::{
+    ArchiveFormat, ArchiveImage, write_archive, write_docker_archive, write_oci_archive,
+};
 pub use local::export_rootfs;
 pub use oci::write_oci_layout;
+pub use save::archive_image;
 pub use spec::{OutputSpec, OutputType, parse_output};
 
 /// Errors of exporting.
@@ -38,6 +43,17 @@ pub enum ExportError {
     /// Layer failure.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// A stored image could not be read.
+    #[error(transparent)]
+    Image(#[from] crate::image::source::ImageError),
+    /// The Docker engine (`--load`) is unreachable or refused the image.
+    #[error("docker engine at {endpoint}: {reason}")]
+    Engine {
+        /// The socket or address.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 pub(crate) fn io_err<'a>(

@@ -17,7 +17,13 @@ pub(crate) fn image_blobs(img: &WrittenImage) -> Vec<Digest> {
 
 /// `index.json` for an image with the given names (`org.opencontainers.image.ref.name` = tag).
 pub(crate) fn index_json(img: &WrittenImage, names: &[String]) -> Vec<u8> {
-    let descriptor = |name: Option<&String>| {
+    index_json_all(&[(img, names)])
+}
+
+/// `index.json` for several images, each with its names (one entry per
+/// name, one unnamed entry for an image without).
+pub(crate) fn index_json_all(images: &[(&WrittenImage, &[String])]) -> Vec<u8> {
+    let descriptor = |img: &WrittenImage, name: Option<&String>| {
         let mut d = serde_json::json!({
             "mediaType": img.manifest_media_type(),
             "digest": img.manifest,
@@ -36,11 +42,13 @@ pub(crate) fn index_json(img: &WrittenImage, names: &[String]) -> Vec<u8> {
         }
         d
     };
-    let manifests: Vec<serde_json::Value> = if names.is_empty() {
-        vec![descriptor(None)]
-    } else {
-        names.iter().map(|n| descriptor(Some(n))).collect()
-    };
+    let mut manifests: Vec<serde_json::Value> = Vec::new();
+    for (img, names) in images {
+        if names.is_empty() {
+            manifests.push(descriptor(img, None));
+        }
+        manifests.extend(names.iter().map(|n| descriptor(img, Some(n))));
+    }
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",

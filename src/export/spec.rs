@@ -15,7 +15,8 @@ pub enum OutputType {
     OciDir,
     /// An OCI layout as a tar archive.
     OciArchive,
-    /// A Docker archive (`docker load`).
+    /// A Docker archive (`docker load`); without `dest=`, streamed into the
+    /// Docker engine (`--load`).
     DockerArchive,
     /// The root filesystem into a directory.
     Local,
@@ -142,7 +143,8 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
             )));
         }
     };
-    if kind != OutputType::Image && dest.is_none() {
+    // `type=docker` without a destination loads into the Docker engine (buildx's `--load`).
+    if !matches!(kind, OutputType::Image | OutputType::DockerArchive) && dest.is_none() {
         return Err(bad("missing dest="));
     }
     if kind == OutputType::Local && dest.as_deref() == Some(std::path::Path::new("-")) {
@@ -185,6 +187,8 @@ mod tests {
         );
         assert!(parse_output("type=bogus,dest=x").is_err());
         assert!(parse_output("type=oci").is_err());
+        let load = parse_output("type=docker").unwrap();
+        assert_eq!((load.kind, load.dest), (OutputType::DockerArchive, None));
         assert!(
             parse_output("type=local,dest=-")
                 .unwrap_err()

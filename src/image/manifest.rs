@@ -173,18 +173,140 @@ pub fn write_image(
 ) -> Result<WrittenImage, LayerError> {
     let mut config: ImageConfig = state.config.clone();
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id).collect();
+    let layers = layer_blobs(store, &config, comp, types)?;
+    let config_bytes = config.to_json();
+    let (config_digest, config_size) = store.put_blob(&config_bytes)?;
+    finish_image(
+        store,
+        layers,
+        (config_digest, config_size),
+        config,
+        comp,
+        types,
+    )
+}
+
+/// Write the manifest of a stored image by ID, its config blob kept byte
+/// for byte (a loaded image's config may carry fields rbuild does not
+/// model; rewriting it would change the image ID).
+pub fn write_image_for_config(
+    store: &Store,
+    id: &Digest,
+    comp: Compression,
+    types: MediaTypes,
+) -> Result<WrittenImage, LayerError> {
+    let bytes = store.read_blob(id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        LayerError::Store(StoreError::Corrupt {
+            path: store.blob_path(id),
+            reason: e.to_string(),
+        })
+    })?;
+    let layers = layer_blobs(store, &config, comp, types)?;
+    finish_image(
+        store,
+        layers,
+        (*id, bytes.len() as u64),
+        config,
+        comp,
+        types,
+    )
+}
+
+/// Like [`write_image_for_config`], but each layer goes as a blob the store
+/// already has (the exact bytes an archive or a registry gave), compressed
+/// with `comp` only when it has none. Zstd blobs are not reused for Docker
+/// media types (older `docker load` cannot read them).
+pub fn write_image_reusing_blobs(
+    store: &Store,
+    id: &Digest,
+    comp: Compression,
+    types: MediaTypes,
+) -> Result<WrittenImage, LayerError> {
+    let bytes = store.read_blob(id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        LayerError::Store(StoreError::Corrupt {
+            path: store.blob_path(id),
+            reason: e.to_string(),
+        })
+    })?;
     let mut layers = Vec::new();
-    for l in &state.layers {
-        let (digest, size) = ensure_layer_blob(store, &l.diff_id, comp)?;
+    for diff_id in &config.rootfs.diff_ids {
+        let known = store.layer_blobs(diff_id);
+        let usable = |name: &'static str| {
+            known
+                .blobs
+                .get(name)
+                .filter(|(d, _)| store.has_blob(d))
+                .map(|b| (name, *b))
+        };
+        let mut order = vec![comp.name(), "gzip", "uncompressed"];
+        if types == MediaTypes::Oci {
+            order.push("zstd");
+        }
+        let found = order.into_iter().find_map(usable);
+        layers.push(match found {
+            Some((name, (digest, size))) => {
+                let c = match name {
+                    "gzip" => Compression::default(),
+                    "zstd" => Compression::Zstd { level: 3 },
+                    _ => Compression::None,
+                };
+                LayerBlob {
+                    media_type: types.layer(c).to_string(),
+                    digest,
+                    size,
+                    diff_id: *diff_id,
+                }
+            }
+            None => {
+                let (digest, size) = ensure_layer_blob(store, diff_id, comp)?;
+                LayerBlob {
+                    media_type: types.layer(comp).to_string(),
+                    digest,
+                    size,
+                    diff_id: *diff_id,
+                }
+            }
+        });
+    }
+    finish_image(
+        store,
+        layers,
+        (*id, bytes.len() as u64),
+        config,
+        comp,
+        types,
+    )
+}
+
+fn layer_blobs(
+    store: &Store,
+    config: &ImageConfig,
+    comp: Compression,
+    types: MediaTypes,
+) -> Result<Vec<LayerBlob>, LayerError> {
+    let mut layers = Vec::new();
+    for diff_id in &config.rootfs.diff_ids {
+        let (digest, size) = ensure_layer_blob(store, diff_id, comp)?;
         layers.push(LayerBlob {
             media_type: types.layer(comp).to_string(),
             digest,
             size,
-            diff_id: l.diff_id,
+            diff_id: *diff_id,
         });
     }
-    let config_bytes = config.to_json();
-    let (config_digest, config_size) = store.put_blob(&config_bytes)?;
+    Ok(layers)
+}
+
+fn finish_image(
+    store: &Store,
+    layers: Vec<LayerBlob>,
+    (config_digest, config_size): (Digest, u64),
+    config: ImageConfig,
+    comp: Compression,
+    types: MediaTypes,
+) -> Result<WrittenImage, LayerError> {
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": types.manifest(),
@@ -211,5 +333,52 @@ pub fn write_image(
         image_config: config,
         compression: comp,
         media_types: types,
+    })
+}
+
+/// A manifest already in the store (a pulled image's), described as a
+/// written image, when its config and every layer blob are stored.
+pub fn read_written(store: &Store, manifest: &Digest) -> Option<WrittenImage> {
+    let bytes = store.read_blob(manifest).ok()?;
+    let m: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let digest = |v: &serde_json::Value| v["digest"].as_str()?.parse::<Digest>().ok();
+    let config = digest(&m["config"])?;
+    let image_config: ImageConfig = serde_json::from_slice(&store.read_blob(&config).ok()?).ok()?;
+    let layers: Vec<LayerBlob> = m["layers"]
+        .as_array()?
+        .iter()
+        .zip(&image_config.rootfs.diff_ids)
+        .map(|(l, diff_id)| {
+            let d = digest(l).filter(|d| store.has_blob(d))?;
+            Some(LayerBlob {
+                media_type: l["mediaType"].as_str()?.to_string(),
+                digest: d,
+                size: l["size"].as_u64()?,
+                diff_id: *diff_id,
+            })
+        })
+        .collect::<Option<_>>()?;
+    if layers.len() != image_config.rootfs.diff_ids.len() {
+        return None;
+    }
+    let media_types = if m["mediaType"] == DOCKER_MANIFEST_MEDIA_TYPE {
+        MediaTypes::Docker
+    } else {
+        MediaTypes::Oci
+    };
+    let compression = match layers.first().map(|l| compression_of(&l.media_type)) {
+        Some("zstd") => Compression::Zstd { level: 3 },
+        Some("uncompressed") => Compression::None,
+        _ => Compression::default(),
+    };
+    Some(WrittenImage {
+        manifest: *manifest,
+        manifest_size: bytes.len() as u64,
+        config,
+        config_size: m["config"]["size"].as_u64()?,
+        layers,
+        image_config,
+        compression,
+        media_types,
     })
 }

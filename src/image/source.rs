@@ -162,8 +162,9 @@ pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError
     }
 }
 
-/// A local image: its config names the layers, whose snapshots are in the store.
-fn load_local(store: &Store, id: &Digest) -> Result<LoadedImage, ImageError> {
+/// A local image by ID: its config names the layers, whose snapshots are in
+/// the store (unpacked from a known compressed blob when missing).
+pub fn load_local(store: &Store, id: &Digest) -> Result<LoadedImage, ImageError> {
     let config: ImageConfig = serde_json::from_slice(&store.read_blob(id)?).map_err(|e| {
         ImageError::Store(StoreError::Corrupt {
             path: store.blob_path(id),

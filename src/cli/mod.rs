@@ -8,8 +8,10 @@ mod parse;
 mod platforms;
 mod pull;
 mod push;
+mod run;
 mod source;
 mod store_cmds;
+mod volume;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,10 +44,15 @@ pub enum Command {
     Push(push::PushArgs),
     /// Give a stored image another name (`rbuild tag SOURCE TARGET`).
     Tag(push::TagArgs),
+    /// Run a stored image as a container (its writable layer is thrown away when it ends).
+    Run(run::RunArgs),
+    /// Manage volumes (`ls`, `create`, `inspect`, `rm`).
+    Volume(volume::VolumeArgs),
 }
 
-const SUBCOMMANDS: [&str; 11] = [
-    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "help", "--help", "-h",
+const SUBCOMMANDS: [&str; 13] = [
+    "build", "check", "parse", "du", "prune", "pull", "push", "tag", "run", "volume", "help",
+    "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -70,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Pull(a) => pull::run(a),
         Command::Push(a) => push::run(a),
         Command::Tag(a) => push::tag(a),
+        Command::Run(a) => run::run(a),
+        Command::Volume(a) => volume::run(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

@@ -1,0 +1,111 @@
+//! `rbuild volume ls|create|inspect|rm`, as `docker volume`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use rbuild::cache::default_root;
+use rbuild::run::volumes::Volumes;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// Arguments of `rbuild volume`.
+#[derive(Args, Debug)]
+pub struct VolumeArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: VolumeCommand,
+}
+
+/// `rbuild volume` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Create a volume (a random name when none is given); prints its name.
+    Create {
+        /// Label `K=V` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The name.
+        name: Option<String>,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes no running container uses.
+    #[command(alias = "remove")]
+    Rm {
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn volumes() -> Volumes {
+    Volumes::new(&default_root())
+}
+
+/// Run a `rbuild volume` subcommand.
+pub fn run(a: VolumeArgs) -> Result<ExitCode> {
+    let v = volumes();
+    match a.command {
+        VolumeCommand::Ls { quiet } => {
+            if !quiet {
+                println!("DRIVER    VOLUME NAME");
+            }
+            for i in v.list() {
+                if quiet {
+                    println!("{}", i.name);
+                } else {
+                    println!("{:<10}{}", i.driver, i.name);
+                }
+            }
+        }
+        VolumeCommand::Create { labels, name } => {
+            let mut map = BTreeMap::new();
+            for l in labels {
+                let (k, val) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                map.insert(k.to_string(), val.to_string());
+            }
+            let info = v.create(name.as_deref(), map, false)?;
+            println!("{}", info.name);
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            let mut missing = Vec::new();
+            for n in &names {
+                match v.inspect(n) {
+                    Ok(i) => out.push(i),
+                    Err(e) => missing.push(e.to_string()),
+                }
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).context("serialising")?
+            );
+            if !missing.is_empty() {
+                bail!("{}", missing.join("\n"));
+            }
+        }
+        VolumeCommand::Rm { names } => {
+            let mut failed = Vec::new();
+            for n in &names {
+                match v.remove(n) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            if !failed.is_empty() {
+                bail!("{}", failed.join("\n"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

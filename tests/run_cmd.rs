@@ -351,3 +351,90 @@ fn init_reaps_orphans_and_passes_signals_on() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(143));
 }
+
+#[test]
+fn interactive_stdin_reaches_the_command_and_is_empty_without_i() {
+    let env = shared();
+    let o = env
+        .rbuild()
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "test/busybox:latest",
+            "sh",
+            "-c",
+            "tr a-z A-Z",
+        ])
+        .write_stdin("piped in\n")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "PIPED IN\n");
+    let o = env
+        .rbuild()
+        .args(["run", "--rm", "test/busybox:latest", "cat"])
+        .write_stdin("not passed\n")
+        .output()
+        .unwrap();
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, ""));
+}
+
+#[test]
+fn sigterm_becomes_the_images_stopsignal() {
+    let env = image(
+        "test/stopsig:1",
+        "FROM test/busybox:latest\nSTOPSIGNAL SIGUSR1\n",
+    );
+    let dir = env.path("stopsig");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bind = format!("{}:/h", dir.display());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("RBUILD_ROOT", env.root())
+        .args(["run", "--rm", "-v", &bind, "test/stopsig:1", "sh", "-c"])
+        .arg("trap 'echo USR1 > /h/sig; exit 0' USR1; trap 'echo TERM > /h/sig; exit 1' TERM; touch /h/ready; while true; do sleep 0.1; done")
+        .spawn()
+        .unwrap();
+    wait_for(&dir.join("ready"));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(std::fs::read_to_string(dir.join("sig")).unwrap(), "USR1\n");
+}
+
+#[test]
+fn a_name_is_taken_while_its_container_runs() {
+    let env = shared();
+    let dir = env.path("names");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bind = format!("{}:/h", dir.display());
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("RBUILD_ROOT", env.root())
+        .args([
+            "run",
+            "--rm",
+            "--init",
+            "--name",
+            "web",
+            "-v",
+            &bind,
+            "test/busybox:latest",
+        ])
+        .args(["sh", "-c", "touch /h/ready; sleep 30"])
+        .spawn()
+        .unwrap();
+    wait_for(&dir.join("ready"));
+    let o = run(
+        env,
+        &["--rm", "--name", "web", "test/busybox:latest", "true"],
+    );
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    let o = run(
+        env,
+        &["--rm", "--name", "web", "test/busybox:latest", "true"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -198,6 +198,10 @@ fn run_child(
     if rootless {
         opts.push_str(",userxattr");
     }
+    if options.discard_upper {
+        // Never synced: nothing of it is kept (no sync when it is unmounted).
+        opts.push_str(",volatile");
+    }
     let root = &spec.rootfs;
     // nodev: a device node made inside the step cannot be opened.
     if spec.copy_rootfs {

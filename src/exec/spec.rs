@@ -129,6 +129,10 @@ pub struct ContainerOptions {
     /// (RUN steps die with rbuild instead).
     #[serde(default)]
     pub forward_signals: bool,
+    /// The upper directory is thrown away afterwards: overlayfs need not
+    /// sync it (`volatile`).
+    #[serde(default)]
+    pub discard_upper: bool,
 }
 
 /// One sandboxed process with its [`ContainerOptions`].

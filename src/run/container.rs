@@ -277,6 +277,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
                 readonly_root: req.read_only,
                 init: req.init,
                 forward_signals: true,
+                discard_upper: true,
             },
         };
         start(req, &spec, pty, stop_signal)

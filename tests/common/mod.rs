@@ -2,6 +2,7 @@
 //! project directories, and required external tools.
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod registry;
 
 use assert_cmd::Command;

@@ -4,10 +4,15 @@ use anyhow::Result;
 use clap::Args;
 use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::exec::spec::Network;
+use rbuild::frontend::platform::Platform;
+use rbuild::image::resolver::Resolver;
+use rbuild::image::source::ImageRef;
+use rbuild::registry::RegistryOptions;
 use rbuild::run::entrypoint::EntrypointFlag;
 use rbuild::run::mount_spec::{parse_mount_flag, parse_volume_flag};
 use rbuild::run::{RunRequest, run as run_container};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `rbuild run`.
 #[derive(Args, Debug)]
@@ -75,6 +80,9 @@ pub struct RunArgs {
     /// Signal that SIGTERM to rbuild becomes (default: the image's STOPSIGNAL).
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
+    /// Pull the image: `missing` (not in the store), `always` or `never`.
+    #[arg(long, default_value = "missing", value_name = "WHEN")]
+    pub pull: String,
     /// Seconds after the stop signal before the container is killed (default 10).
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
@@ -83,6 +91,51 @@ pub struct RunArgs {
     /// The command and its arguments (replace the image's CMD).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `--pull`: make sure the image is in the store (a registry reference
+/// only; an image id or OCI layout is never pulled). RBUILD_OFFLINE and
+/// registries.toml apply as for FROM.
+fn pull(store: &Arc<Store>, image: &str, when: &str) -> Result<(), String> {
+    let always = match when {
+        "missing" => false,
+        "always" => true,
+        "never" => return Ok(()),
+        other => {
+            return Err(format!(
+                "--pull {other:?}: expected missing, always or never"
+            ));
+        }
+    };
+    let Ok(ImageRef::Named(_)) = ImageRef::parse(image) else {
+        return Ok(());
+    };
+    if !always
+        && rbuild::image::source::load_image(
+            store,
+            &ImageRef::parse(image).map_err(|e| e.to_string())?,
+        )
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    let id_like = hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if id_like
+        && store
+            .images()
+            .values()
+            .any(|e| e.config.hex().starts_with(hex))
+    {
+        return Ok(());
+    }
+    let registry = RegistryOptions::load().map_err(|e| e.to_string())?;
+    let resolver = Resolver::new(store.clone(), registry, always, Platform::host());
+    resolver.load(image).map_err(|e| e.to_string())?;
+    if let Some(note) = resolver.describe(image).filter(|n| n.contains("pulled")) {
+        eprintln!("{note}");
+    }
+    Ok(())
 }
 
 fn request(a: RunArgs) -> Result<RunRequest, String> {
@@ -142,15 +195,19 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         eprintln!("rbuild run: {msg}");
         Ok(ExitCode::from(125))
     };
+    let when = a.pull.clone();
     let req = match request(a) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
     let root = default_root();
     let store = match Store::open(&root, LockMode::Shared) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => return fail(format!("opening store {}: {e}", root.display())),
     };
+    if let Err(e) = pull(&store, &req.image, &when) {
+        return fail(e);
+    }
     match run_container(&store, &req) {
         Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
         Err(e) => fail(e.to_string()),

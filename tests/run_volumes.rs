@@ -271,4 +271,10 @@ fn anonymous_volumes_hold_the_images_volume_paths_and_go_with_rm() {
     );
     assert!(host.join("b").exists());
     assert_eq!(names(&env).len(), 1);
+    // prune: anonymous ones go, named ones stay (unless --all).
+    assert!(volume(&env, &["create", "named"]).status.success());
+    assert!(volume(&env, &["prune"]).status.success());
+    assert_eq!(names(&env), ["named"]);
+    assert!(volume(&env, &["prune", "--all"]).status.success());
+    assert!(names(&env).is_empty());
 }

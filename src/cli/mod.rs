@@ -46,7 +46,7 @@ pub enum Command {
     Tag(push::TagArgs),
     /// Run a stored image as a container (its writable layer is thrown away when it ends).
     Run(run::RunArgs),
-    /// Manage volumes (`ls`, `create`, `inspect`, `rm`).
+    /// Manage volumes (`ls`, `create`, `inspect`, `rm`, `prune`).
     Volume(volume::VolumeArgs),
 }
 

@@ -46,6 +46,13 @@ pub enum VolumeCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Remove the anonymous volumes no running container uses (with
+    /// `--all`, named ones too), as `docker volume prune`.
+    Prune {
+        /// Named volumes too.
+        #[arg(short, long)]
+        all: bool,
+    },
 }
 
 fn volumes() -> Volumes {
@@ -104,6 +111,14 @@ pub fn run(a: VolumeArgs) -> Result<ExitCode> {
             }
             if !failed.is_empty() {
                 bail!("{}", failed.join("\n"));
+            }
+        }
+        VolumeCommand::Prune { all } => {
+            println!("Deleted Volumes:");
+            for i in v.list().into_iter().filter(|i| all || i.anonymous) {
+                if v.remove(&i.name).is_ok() {
+                    println!("{}", i.name);
+                }
             }
         }
     }

@@ -181,35 +181,8 @@ fn run_child(
     seccomp_filter: &[seccompiler::BpfProgram],
 ) -> ! {
     mounts::mount("", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "");
-    let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
-        vec![spec.empty_lower.to_string_lossy().into_owned()]
-    } else {
-        spec.lowerdirs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect()
-    };
-    let mut opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        spec.upper.display(),
-        spec.work.display()
-    );
-    if rootless {
-        opts.push_str(",userxattr");
-    }
-    if options.discard_upper {
-        // Never synced: nothing of it is kept (no sync when it is unmounted).
-        opts.push_str(",volatile");
-    }
+    mount_root(spec, options, rootless);
     let root = &spec.rootfs;
-    // nodev: a device node made inside the step cannot be opened.
-    if spec.copy_rootfs {
-        let fd = mounts::open_host(root);
-        mounts::bind(fd.as_fd(), fd.as_fd(), mounts::NODEV, &|| "/".into());
-    } else {
-        mounts::mount("overlay", root, "overlay", libc::MS_NODEV, &opts);
-    }
     if spec.network == Network::None {
         // Bring up loopback: 127.0.0.1 works inside, nothing else exists.
         loopback_up();
@@ -298,6 +271,40 @@ fn run_child(
     } else {
         126
     });
+}
+
+/// The root filesystem: an overlay of the layers with the step's upper
+/// directory, or the copy snapshotter's copy bound on itself.
+fn mount_root(spec: &SandboxSpec, options: &ContainerOptions, rootless: bool) {
+    let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
+        vec![spec.empty_lower.to_string_lossy().into_owned()]
+    } else {
+        spec.lowerdirs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        spec.upper.display(),
+        spec.work.display()
+    );
+    if rootless {
+        opts.push_str(",userxattr");
+    }
+    if options.discard_upper {
+        // Never synced: nothing of it is kept (no sync when it is unmounted).
+        opts.push_str(",volatile");
+    }
+    let root = &spec.rootfs;
+    // nodev: a device node made inside the step cannot be opened.
+    if spec.copy_rootfs {
+        let fd = mounts::open_host(root);
+        mounts::bind(fd.as_fd(), fd.as_fd(), mounts::NODEV, &|| "/".into());
+    } else {
+        mounts::mount("overlay", root, "overlay", libc::MS_NODEV, &opts);
+    }
 }
 
 /// Groups, group, Docker's capabilities, then the user.

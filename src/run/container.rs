@@ -212,25 +212,8 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
     }
     let id = super::volumes::random_id();
     let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    let mut env = EnvList::default();
-    for (k, v) in image.state.config.env_pairs() {
-        env.set(&k, &v);
-    }
-    for e in &req.env {
-        env.apply(e, &|k| std::env::var(k).ok())?;
-    }
-    if !env.has("PATH") {
-        env.set("PATH", crate::image::config::DEFAULT_PATH);
-    }
-    if !env.has("HOSTNAME") {
-        env.set("HOSTNAME", &hostname);
-    }
-    if req.tty && !env.has("TERM") {
-        env.set("TERM", "xterm");
-    }
-    if !env.has("HOME") {
-        env.set("HOME", &crate::ops::users::home_dir(&view, who.uid));
-    }
+    let home = crate::ops::users::home_dir(&view, who.uid);
+    let env = environment(&image.state.config.env_pairs(), req, &hostname, &home)?;
     let volumes = Volumes::new(store.root());
     let image_volumes: Vec<String> = cfg.volumes.keys().cloned().collect();
     let (mut extra, held) = super::mounts::prepare(&volumes, &view, &req.mounts, &image_volumes)?;
@@ -291,6 +274,37 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
     let _ = crate::cache::remove_tree(&dir);
     drop(tmp);
     result
+}
+
+/// The container's environment: the image's, then the flags', then what
+/// Docker adds when missing.
+fn environment(
+    image: &[(String, String)],
+    req: &RunRequest,
+    hostname: &str,
+    home: &str,
+) -> Result<EnvList, RunError> {
+    let mut env = EnvList::default();
+    for (k, v) in image {
+        env.set(k, v);
+    }
+    for e in &req.env {
+        env.apply(e, &|k| std::env::var(k).ok())?;
+    }
+    let mut defaults = vec![
+        ("PATH", crate::image::config::DEFAULT_PATH),
+        ("HOSTNAME", hostname),
+        ("HOME", home),
+    ];
+    if req.tty {
+        defaults.push(("TERM", "xterm"));
+    }
+    for (k, v) in defaults {
+        if !env.has(k) {
+            env.set(k, v);
+        }
+    }
+    Ok(env)
 }
 
 /// Start the container with its streams and signal forwarding; wait for it.

@@ -278,3 +278,50 @@ fn anonymous_volumes_hold_the_images_volume_paths_and_go_with_rm() {
     assert!(volume(&env, &["prune", "--all"]).status.success());
     assert!(names(&env).is_empty());
 }
+
+/// Mount targets are resolved inside the container's root: a link in the
+/// image pointing at an absolute path leads to that path in the image,
+/// never on the host.
+#[test]
+fn mount_targets_through_links_stay_inside_the_container() {
+    let env = with_image();
+    let host_dir = env.path("host-target");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let ctx = env.project(
+        "links",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM test/vol:1\nRUN ln -s {} /esc && ln -s ../../../../../.. /up\n",
+                host_dir.display()
+            ),
+        )],
+    );
+    env.build_ok(&["-t", "test/links:1"], &ctx);
+    let src = env.path("src");
+    let bind = format!("{}:/esc/m", src.display());
+    let up = format!("{}:/up/tmp/u", src.display());
+    let out = ok(
+        &env,
+        &[
+            "--rm",
+            "-v",
+            &bind,
+            "-v",
+            &up,
+            "-v",
+            "linked:/esc/v",
+            "test/links:1",
+            "sh",
+            "-c",
+            "echo in > /esc/m/f; echo v > /esc/v/f; ls /tmp/u",
+        ],
+    );
+    assert_eq!(out, "f\n", "the bind landed inside the container");
+    assert_eq!(std::fs::read_to_string(src.join("f")).unwrap(), "in\n");
+    assert!(
+        std::fs::read_dir(&host_dir).unwrap().next().is_none(),
+        "nothing was mounted or created on the host through the link"
+    );
+    assert!(!std::path::Path::new("/tmp/u").exists());
+}

@@ -85,6 +85,9 @@ pub enum RunError {
     /// The sandbox.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The default network (RUN's) cannot be set up.
+    #[error("the container's default network is RUN's: {0} (rbuild run takes --network none|host)")]
+    Network(crate::exec::network::NetworkError),
     /// A bad flag value.
     #[error("{0}")]
     Invalid(String),
@@ -334,7 +337,11 @@ fn start(
         Some(_) if req.interactive => tty::RawMode::enter(0),
         _ => None,
     };
-    let container = crate::exec::attach::spawn(spec, stdin, stdout, stderr)?;
+    let container =
+        crate::exec::attach::spawn(spec, stdin, stdout, stderr).map_err(|e| match e {
+            ExecError::Network(n) => RunError::Network(n),
+            other => RunError::Exec(other),
+        })?;
     let target = Target::open(container.pid())
         .map_err(io("opening a pidfd for", Path::new("the sandbox")))?;
     let (master, slave) = match pty {

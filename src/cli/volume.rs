@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use rbuild::cache::default_root;
-use rbuild::run::volumes::Volumes;
+use rbuild::cache::{LockMode, Store, default_root};
+use rbuild::run::volumes::{VolumeError, Volumes};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -42,6 +42,9 @@ pub enum VolumeCommand {
     /// Remove volumes no running container uses.
     #[command(alias = "remove")]
     Rm {
+        /// No error for a volume that does not exist.
+        #[arg(short, long)]
+        force: bool,
         /// Names.
         #[arg(required = true)]
         names: Vec<String>,
@@ -55,13 +58,19 @@ pub enum VolumeCommand {
     },
 }
 
-fn volumes() -> Volumes {
-    Volumes::new(&default_root())
+/// The store's volumes; the store is opened (made private, locked shared)
+/// first, as for every command.
+fn volumes() -> Result<(Store, Volumes)> {
+    let root = default_root();
+    let store = Store::open(&root, LockMode::Shared)
+        .with_context(|| format!("opening store {}", root.display()))?;
+    let v = Volumes::new(store.root());
+    Ok((store, v))
 }
 
 /// Run a `rbuild volume` subcommand.
 pub fn run(a: VolumeArgs) -> Result<ExitCode> {
-    let v = volumes();
+    let (_store, v) = volumes()?;
     match a.command {
         VolumeCommand::Ls { quiet } => {
             if !quiet {
@@ -101,11 +110,12 @@ pub fn run(a: VolumeArgs) -> Result<ExitCode> {
                 bail!("{}", missing.join("\n"));
             }
         }
-        VolumeCommand::Rm { names } => {
+        VolumeCommand::Rm { force, names } => {
             let mut failed = Vec::new();
             for n in &names {
                 match v.remove(n) {
                     Ok(()) => println!("{n}"),
+                    Err(VolumeError::NotFound(_)) if force => {}
                     Err(e) => failed.push(e.to_string()),
                 }
             }

@@ -59,7 +59,7 @@ fn it_gives_a_terminal_with_size_resize_input_and_restores_the_callers() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert!(text.contains("/dev/console\n"), "a terminal: {text}");
+    assert!(text.contains("/dev/pts/0\n"), "a terminal: {text}");
     assert!(text.contains("40 120\n"), "the caller's size: {text}");
     assert!(
         text.contains("50 132\nWINCH\n"),
@@ -105,5 +105,68 @@ fn it_without_a_terminal_is_refused_and_t_alone_works() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).replace('\r', ""),
         "tty\n"
+    );
+}
+
+/// Ctrl-C typed on the container's terminal: with `--init` the command is
+/// in the terminal's foreground group and dies of SIGINT (130); without,
+/// it is PID 1 and, having no handler, ignores it (as under Docker).
+const CTRL_C: &str = r#"
+import os, pty, sys, time, select
+rbuild, root, init = sys.argv[1], sys.argv[2], sys.argv[3] == "init"
+args = [rbuild, "run", "--rm", "-it", "--network", "none"] + (["--init"] if init else [])
+args += ["test/busybox:latest", "sh", "-c", "echo start; exec sleep 3"]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["RBUILD_ROOT"] = root
+    os.execv(rbuild, args)
+out, sent, t = b"", False, time.time()
+while time.time() - t < 20:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+    if b"start" in out and not sent:
+        time.sleep(0.3)
+        os.write(fd, b"\x03")
+        sent = True
+_, st = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(st), time.time() - t)
+"#;
+
+#[test]
+fn ctrl_c_on_the_terminal_reaches_the_command() {
+    let python = require_tool("python3", "python3");
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    let result = |mode: &str| {
+        let out = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(CTRL_C)
+            .arg(assert_cmd::cargo::cargo_bin("rbuild"))
+            .arg(env.root())
+            .arg(mode)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = text.split_whitespace();
+        let code: i32 = it.next().unwrap().parse().unwrap();
+        let secs: f64 = it.next().unwrap().parse().unwrap();
+        (code, secs)
+    };
+    let (code, secs) = result("init");
+    assert!(
+        code == 130 && secs < 2.5,
+        "--init: SIGINT ends the command: {code} after {secs}s"
+    );
+    let (code, secs) = result("no-init");
+    assert!(
+        code == 0 && secs >= 2.9,
+        "PID 1 ignores SIGINT without a handler: {code} after {secs}s"
     );
 }

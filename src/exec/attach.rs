@@ -18,6 +18,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Container {
     child: Child,
     slirp: Option<Slirp>,
+    /// rbuild's end of the control socket, kept with a terminal.
+    control: Option<std::os::unix::net::UnixStream>,
 }
 
 impl Container {
@@ -25,6 +27,25 @@ impl Container {
     /// PID 1 (the spec asks the helper to forward them).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// With [`Stdio::Tty`](super::spec::Stdio::Tty): the master side of the
+    /// container's terminal. The command starts once [`Self::terminal_ready`]
+    /// is called (after the window size is set).
+    pub fn terminal(&mut self) -> Result<OwnedFd, ExecError> {
+        let c = self
+            .control
+            .as_ref()
+            .ok_or_else(|| ExecError::Sandbox("no terminal was asked for".into()))?;
+        super::init::recv_fd(c.as_raw_fd())
+            .map_err(|e| ExecError::Sandbox(format!("receiving the container's terminal: {e}")))
+    }
+
+    /// Let the command start on its terminal.
+    pub fn terminal_ready(&mut self) {
+        if let Some(mut c) = self.control.take() {
+            let _ = c.write_all(&[network::GO]);
+        }
     }
 
     /// Wait for the container to end: its exit code (128+N for signal N;
@@ -62,9 +83,11 @@ pub fn spawn(
         .as_ref()
         .map(|_| network::Pipe::new())
         .transpose()?;
-    let control = network::Pipe::new()?;
+    // A socket: with a terminal, its master comes back on it.
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(network::NetworkError::Pipe)?;
     let mut spec = spec.clone();
-    let control_fd = control.read.as_raw_fd();
+    let control_fd = theirs.as_raw_fd();
     let sync_fd = sync.as_ref().map(|p| p.write.as_raw_fd());
     spec.base.sync_fd = sync_fd;
     let mut cmd = Command::new(exe);
@@ -87,17 +110,17 @@ pub fn spawn(
     let child = cmd
         .spawn()
         .map_err(|e| ExecError::Sandbox(format!("starting the sandbox: {e}")))?;
-    let network::Pipe {
-        read: control_read,
-        write: control_write,
-    } = control;
-    drop(control_read);
+    drop(theirs);
     let sync: Option<OwnedFd> = sync.map(|p| p.read); // our copy of the write end closes here
-    let mut control = std::fs::File::from(control_write);
+    let mut control = ours;
     let mut input = serde_json::to_vec(&spec).expect("serialise container spec");
     input.push(b'\n');
     let _ = control.write_all(&input);
-    let mut container = Container { child, slirp: None };
+    let mut container = Container {
+        child,
+        slirp: None,
+        control: None,
+    };
     if let (Some(bin), Some(sync)) = (&slirp_bin, &sync) {
         // End of file: the helper failed first and says why on stderr.
         if network::read_byte(sync.as_raw_fd(), -1).is_some() {
@@ -113,6 +136,9 @@ pub fn spawn(
                 }
             }
         }
+    }
+    if spec.options.stdio == super::spec::Stdio::Tty {
+        container.control = Some(control);
     }
     Ok(container)
 }

@@ -84,6 +84,130 @@ pub fn own_session(tty: bool) {
     }
 }
 
+/// `rbuild run -t`, in the container after pivot_root: a terminal from the
+/// container's own devpts (so the command sees `/dev/pts/0`), owned by the
+/// container's user. Its master goes to rbuild over the control socket;
+/// once rbuild says it has set the window size (a byte back), the slave
+/// becomes stdin, stdout and stderr.
+pub fn make_terminal(control: i32, uid: u32, gid: u32) {
+    let ptmx = super::mounts::cstr("/dev/ptmx");
+    // SAFETY: opening the container's ptmx and its slave; plain ioctls and
+    // fchown on descriptors we own.
+    let (master, slave) = unsafe {
+        let m = libc::open(
+            ptmx.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m < 0 {
+            super::mounts::fail("opening /dev/ptmx");
+        }
+        let unlock: libc::c_int = 0;
+        let mut n: libc::c_int = 0;
+        if libc::ioctl(m, libc::TIOCSPTLCK, &unlock) != 0
+            || libc::ioctl(m, libc::TIOCGPTN, &mut n) != 0
+        {
+            super::mounts::fail("unlocking the terminal");
+        }
+        let path = super::mounts::cstr(format!("/dev/pts/{n}"));
+        let s = libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            super::mounts::fail("opening the terminal");
+        }
+        if libc::fchown(s, uid, gid) != 0 {
+            super::mounts::fail("giving the terminal to the container's user");
+        }
+        (m, s)
+    };
+    if send_fd(control, master).is_err() {
+        super::mounts::fail("passing the terminal to rbuild");
+    }
+    if super::network::read_byte(control, -1).is_none() {
+        std::process::exit(125);
+    }
+    // SAFETY: the slave becomes the three streams; our copies close.
+    unsafe {
+        for fd in 0..3 {
+            if libc::dup2(slave, fd) < 0 {
+                super::mounts::fail("using the terminal");
+            }
+        }
+        libc::close(slave);
+        libc::close(master);
+    }
+}
+
+/// Send descriptor `fd` over the Unix socket `sock` (SCM_RIGHTS, with one
+/// byte of data).
+fn send_fd(sock: i32, fd: i32) -> std::io::Result<()> {
+    // SAFETY: a msghdr over valid local buffers sized with CMSG_SPACE.
+    unsafe {
+        let mut byte = [b't'];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let space = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        let mut buf = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        if libc::sendmsg(sock, &msg, 0) != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Receive a descriptor sent by [`make_terminal`] on `sock`.
+pub fn recv_fd(sock: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a msghdr over valid local buffers; the received descriptor is
+    // owned by the result.
+    unsafe {
+        let mut byte = [0u8];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let space = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        let mut buf = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let n = loop {
+            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0 || cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the container sent no terminal",
+            ));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        Ok(std::os::fd::OwnedFd::from_raw_fd(fd))
+    }
+}
+
 fn all_signals() -> libc::sigset_t {
     // SAFETY: filling a zeroed sigset_t.
     unsafe {

@@ -228,6 +228,10 @@ fn run_child(
     {
         fail(&format!("entering the working directory {}", spec.cwd));
     }
+    if options.stdio == Stdio::Tty {
+        // The container's own terminal, from its own /dev/pts.
+        super::init::make_terminal(control, spec.uid, spec.gid);
+    }
     become_user(spec, rootless);
     die_with_helper(alive);
     // The go-ahead comes on stdin, before it becomes /dev/null.

@@ -219,24 +219,11 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
     let env = environment(&image.state.config.env_pairs(), req, &hostname, &home)?;
     let volumes = Volumes::new(store.root());
     let image_volumes: Vec<String> = cfg.volumes.keys().cloned().collect();
-    let (mut extra, held) = super::mounts::prepare(&volumes, &view, &req.mounts, &image_volumes)?;
+    let (extra, held) = super::mounts::prepare(&volumes, &view, &req.mounts, &image_volumes)?;
     let tmp = store.temp_dir("run")?;
     let dir = tmp.path().to_path_buf();
     let result = (|| {
         let copy_rootfs = prepare_dirs(&dir, &view, store.root(), &hostname)?;
-        let pty = if req.tty {
-            let p =
-                tty::open_pty().map_err(io("opening a pseudo-terminal", Path::new("/dev/ptmx")))?;
-            extra.push(crate::exec::spec::ExtraMount::Bind {
-                source: p.slave_path.clone(),
-                beneath: None,
-                target: "/dev/console".into(),
-                readonly: false,
-            });
-            Some(p)
-        } else {
-            None
-        };
         let spec = ContainerSpec {
             base: SandboxSpec {
                 lowerdirs: dedup(view.layers.clone()),
@@ -266,7 +253,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
                 discard_upper: true,
             },
         };
-        start(req, &spec, pty, stop_signal)
+        start(req, &spec, stop_signal)
     })();
     drop(held.volumes);
     if req.rm {
@@ -314,56 +301,48 @@ fn environment(
 fn start(
     req: &RunRequest,
     spec: &ContainerSpec,
-    pty: Option<tty::Pty>,
     stop_signal: libc::c_int,
 ) -> Result<i32, RunError> {
     use std::process::Stdio as S;
-    let dup = |fd: &std::os::fd::OwnedFd| -> Result<S, RunError> {
-        Ok(S::from(
-            fd.try_clone()
-                .map_err(io("duplicating", Path::new("the terminal")))?,
-        ))
+    let stdin = if req.interactive && !req.tty {
+        S::inherit()
+    } else {
+        S::null()
     };
-    let (stdin, stdout, stderr) = match &pty {
-        Some(p) => (dup(&p.slave)?, dup(&p.slave)?, dup(&p.slave)?),
-        None if req.interactive => (S::inherit(), S::inherit(), S::inherit()),
-        None => (S::null(), S::inherit(), S::inherit()),
-    };
-    let size_from = tty::size_source();
-    if let (Some(p), Some(from)) = (&pty, size_from) {
-        tty::copy_winsize(from, p.master.as_raw_fd());
-    }
-    let raw = match &pty {
-        Some(_) if req.interactive => tty::RawMode::enter(0),
-        _ => None,
-    };
-    let container =
-        crate::exec::attach::spawn(spec, stdin, stdout, stderr).map_err(|e| match e {
+    let mut container = crate::exec::attach::spawn(spec, stdin, S::inherit(), S::inherit())
+        .map_err(|e| match e {
             ExecError::Network(n) => RunError::Network(n),
             other => RunError::Exec(other),
         })?;
     let target = Target::open(container.pid())
         .map_err(io("opening a pidfd for", Path::new("the sandbox")))?;
-    let (master, slave) = match pty {
-        Some(p) => (Some(p.master), Some(p.slave)),
-        None => (None, None),
-    };
-    drop(slave);
-    let mut resize = None;
-    let output = match master {
-        Some(m) => {
-            // The forwarder resizes through a descriptor of its own, open
-            // until rbuild exits (the pump closes `m` when output ends).
-            let keep = m
-                .try_clone()
-                .map_err(io("duplicating", Path::new("the terminal")))?;
-            if let Some(from) = size_from {
-                resize = Some((from, std::os::fd::IntoRawFd::into_raw_fd(keep)));
-            }
-            Some(tty::pump(m, req.interactive).map_err(io("reading", Path::new("the terminal")))?)
+    let (mut resize, mut raw, mut output) = (None, None, None);
+    if req.tty {
+        let master = match container.terminal() {
+            Ok(m) => m,
+            // The sandbox failed first and said why: its exit code.
+            Err(_) => return Ok(container.wait()?),
+        };
+        let size_from = tty::size_source();
+        if let Some(from) = size_from {
+            tty::copy_winsize(from, master.as_raw_fd());
         }
-        None => None,
-    };
+        if req.interactive {
+            raw = tty::RawMode::enter(0);
+        }
+        // The forwarder resizes through a descriptor of its own, open until
+        // rbuild exits (the pump closes `master` when the output ends).
+        let keep = master
+            .try_clone()
+            .map_err(io("duplicating", Path::new("the terminal")))?;
+        if let Some(from) = size_from {
+            resize = Some((from, std::os::fd::IntoRawFd::into_raw_fd(keep)));
+        }
+        output = Some(
+            tty::pump(master, req.interactive).map_err(io("reading", Path::new("the terminal")))?,
+        );
+        container.terminal_ready();
+    }
     signals::forward(
         target,
         Policy {

@@ -1,56 +1,12 @@
-//! `rbuild run -t`: a pseudo-terminal for the container. rbuild keeps the
-//! master side; the slave is the container's stdin, stdout and stderr (and
-//! its controlling terminal), also bound on /dev/console. With `-i` the
+//! `rbuild run -t`: the container makes a pseudo-terminal in its own
+//! /dev/pts (its stdin, stdout and stderr, and its controlling terminal)
+//! and hands the master side to rbuild, which copies it. With `-i` the
 //! caller's terminal is put in raw mode (restored when the run ends, even
 //! on an error) and every key goes to the container; the window size is
 //! copied at start and on every SIGWINCH.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
-
-/// Both sides of a new pseudo-terminal.
-pub struct Pty {
-    /// rbuild's side.
-    pub master: OwnedFd,
-    /// The container's side.
-    pub slave: OwnedFd,
-    /// The slave's path on the host (`/dev/pts/N`).
-    pub slave_path: PathBuf,
-}
-
-/// Open a pseudo-terminal pair.
-pub fn open_pty() -> std::io::Result<Pty> {
-    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r/open on our own
-    // descriptors and buffers.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        if m < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let master = OwnedFd::from_raw_fd(m);
-        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut buf = [0 as libc::c_char; 128];
-        if libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let path = std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned();
-        let s = libc::open(
-            path.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if s < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Pty {
-            master,
-            slave: OwnedFd::from_raw_fd(s),
-            slave_path: PathBuf::from(path.to_string_lossy().into_owned()),
-        })
-    }
-}
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Whether `fd` is a terminal.
 pub fn is_tty(fd: RawFd) -> bool {

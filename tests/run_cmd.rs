@@ -236,6 +236,8 @@ fn the_writable_layer_is_thrown_away_and_read_only_is_enforced() {
         ],
     );
     assert!(stdout(&o).contains("refused"), "{}", stdout(&o));
+    let o = run(env, &["--rm", "--read-only", "-w", "/new/dir", img, "pwd"]);
+    assert_eq!(stdout(&o), "/new/dir\n", "{}", stderr(&o));
     let o = run(
         env,
         &[

@@ -199,6 +199,8 @@ fn run_child(
         extra::extra_mount(&rootfs, m, &spec.empty_lower);
     }
     if options.readonly_root {
+        // The working directory first (inside the root), as Docker makes it.
+        drop(rootfs.dir(&spec.cwd));
         // Only the root's own mount: /proc, /dev, volumes keep theirs.
         let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NODEV;
         mounts::mount("", root, "", flags, "");

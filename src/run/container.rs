@@ -409,3 +409,65 @@ fn resolv_conf(network: Network, dir: &Path) -> Result<Option<PathBuf>, RunError
     std::fs::write(&p, content).map_err(io("writing", &p))?;
     Ok(Some(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RunRequest {
+        RunRequest {
+            image: "x".into(),
+            args: Vec::new(),
+            entrypoint: EntrypointFlag::Image,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            network: Network::None,
+            hostname: None,
+            read_only: false,
+            rm: true,
+            name: None,
+            mounts: Vec::new(),
+            interactive: false,
+            tty: false,
+            init: false,
+            stop_signal: None,
+            stop_timeout: None,
+        }
+    }
+
+    #[test]
+    fn docker_adds_path_hostname_home_and_term_when_missing() {
+        let image = vec![("A".to_string(), "1".to_string())];
+        let env = environment(&image, &request(), "h0st", "/root").unwrap();
+        assert_eq!(
+            env.to_strings(),
+            [
+                "A=1",
+                &format!("PATH={}", crate::image::config::DEFAULT_PATH),
+                "HOSTNAME=h0st",
+                "HOME=/root"
+            ]
+        );
+        let req = RunRequest {
+            tty: true,
+            env: vec!["HOME=/x".into(), "A=2".into(), "PATH=/bin".into()],
+            ..request()
+        };
+        let env = environment(&image, &req, "h", "/root").unwrap();
+        assert_eq!(
+            env.to_strings(),
+            ["A=2", "HOME=/x", "PATH=/bin", "HOSTNAME=h", "TERM=xterm"]
+        );
+    }
+
+    #[test]
+    fn container_names() {
+        for ok in ["web", "a1", "my_app.v2-x", "/web"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "a", "-x", "has space", "a/b", "ü1"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

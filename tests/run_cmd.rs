@@ -313,7 +313,7 @@ fn init_reaps_orphans_and_passes_signals_on() {
     std::fs::create_dir_all(&dir).unwrap();
     let bind = format!("{}:/h", dir.display());
     // An orphan whose new parent (PID 1) is `sleep`, which never waits.
-    let script = "(sleep 0.2 &); (sleep 1; ps -o stat,comm > /h/ps) & exec sleep 2";
+    let script = "(sleep 0.1 &); (sleep 1.5; ps -o stat,comm > /h/ps) & exec sleep 3";
     let zombies = |init: bool| {
         let mut args = vec!["--rm", "-v", &bind];
         if init {

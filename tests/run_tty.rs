@@ -115,7 +115,7 @@ const CTRL_C: &str = r#"
 import os, pty, sys, time, select
 rbuild, root, init = sys.argv[1], sys.argv[2], sys.argv[3] == "init"
 args = [rbuild, "run", "--rm", "-it", "--network", "none"] + (["--init"] if init else [])
-args += ["test/busybox:latest", "sh", "-c", "echo start; exec sleep 3"]
+args += ["test/busybox:latest", "sh", "-c", "echo start; exec sleep 5"]
 pid, fd = pty.fork()
 if pid == 0:
     os.environ["RBUILD_ROOT"] = root
@@ -161,12 +161,12 @@ fn ctrl_c_on_the_terminal_reaches_the_command() {
     };
     let (code, secs) = result("init");
     assert!(
-        code == 130 && secs < 2.5,
+        code == 130 && secs < 4.0,
         "--init: SIGINT ends the command: {code} after {secs}s"
     );
     let (code, secs) = result("no-init");
     assert!(
-        code == 0 && secs >= 2.9,
+        code == 0 && secs >= 4.9,
         "PID 1 ignores SIGINT without a handler: {code} after {secs}s"
     );
 }

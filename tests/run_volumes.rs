@@ -213,6 +213,20 @@ fn a_volume_in_use_is_not_removed() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Another container uses it at the same time.
+    let out = ok(
+        &env,
+        &[
+            "--rm",
+            "-v",
+            "busy:/b",
+            "test/vol:1",
+            "sh",
+            "-c",
+            "echo shared",
+        ],
+    );
+    assert_eq!(out, "shared\n");
     let rm = volume(&env, &["rm", "busy"]);
     assert!(!rm.status.success());
     assert!(String::from_utf8_lossy(&rm.stderr).contains("in use"));

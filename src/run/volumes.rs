@@ -217,21 +217,31 @@ impl Volumes {
         nocopy: bool,
     ) -> Result<InUse, VolumeError> {
         let info = self.create(Some(name), BTreeMap::new(), anonymous)?;
+        // Shared while the container runs: `remove` needs it exclusive.
         let lock = self.lock_file(name)?;
-        // Exclusive while filling, so two containers never copy at once.
-        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive);
+        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared);
         let data = info.mountpoint.clone();
-        let empty = std::fs::read_dir(&data)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(false);
-        if empty && !nocopy {
+        let empty = || {
+            std::fs::read_dir(&data)
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(false)
+        };
+        if !nocopy && empty() {
+            // One container fills it; another one starting meanwhile waits.
+            let p = self.path(name).join("fill.lock");
+            let fill = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .map_err(io("opening", &p))?;
+            let _ = rustix::fs::flock(&fill, rustix::fs::FlockOperation::LockExclusive);
             let rel = view.resolve(target, true);
-            if view.lookup_exact(&rel).is_some_and(|(_, m)| m.is_dir()) {
+            if empty() && view.lookup_exact(&rel).is_some_and(|(_, m)| m.is_dir()) {
                 crate::exec::copydiff::populate_dir(view, &rel, &data)
                     .map_err(io("filling the volume from the image at", &data))?;
             }
         }
-        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared);
         Ok(InUse {
             name: name.to_string(),
             data,

@@ -440,3 +440,26 @@ fn a_name_is_taken_while_its_container_runs() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn the_container_is_confined_as_a_run_step_is() {
+    let env = shared();
+    let o = run(
+        env,
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "test/busybox:latest",
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/kcore >/dev/null 2>&1 || echo kcore-masked; touch /sys/x 2>/dev/null || echo sys-ro; ls /dev | tr '\\n' ' '",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).replace('\t', " "),
+        // Docker's default capabilities, no_new_privs, its seccomp profile.
+        "CapEff: 00000000a80425fb\nNoNewPrivs: 1\nSeccomp: 2\nkcore-masked\nsys-ro\nfd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
+    );
+}

@@ -24,13 +24,6 @@ use std::path::Path;
 /// container's.
 pub fn sandbox_main() -> ! {
     super::cloexec_inherited();
-    // `rbuild run` blocks the signals it forwards; nothing here inherits that.
-    // SAFETY: clearing this (single-threaded) process's signal mask.
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    }
     let control = std::env::args()
         .nth(2)
         .and_then(|a| a.strip_prefix("--control-fd=")?.parse::<i32>().ok())
@@ -110,6 +103,9 @@ pub fn sandbox_main() -> ! {
         if options.forward_signals {
             super::init::forward_signals_to(pid);
         }
+        // `rbuild run` blocks the signals it forwards, and so did we until
+        // now: what came meanwhile is passed on from here.
+        clear_signal_mask();
         let mut status = 0;
         // SAFETY: waiting for our own child (again when a forwarded signal interrupts).
         while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
@@ -126,8 +122,19 @@ pub fn sandbox_main() -> ! {
         std::process::exit(code);
     }
     drop(alive_w);
+    clear_signal_mask();
     die_with_helper(&alive_r);
     run_child(&spec, &options, control, rootless, &alive_r, &seccomp)
+}
+
+/// Unblock every signal (this process is single-threaded).
+fn clear_signal_mask() {
+    // SAFETY: setting this process's signal mask to an empty set.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
 }
 
 /// Docker's default profile for this architecture and Docker's default

@@ -10,15 +10,30 @@ use common::dockerd::Dockerd;
 use common::{Env, require_tool, run};
 use std::process::Output;
 
+/// dockerd 20.10 here fails a container start now and then with runc's
+/// `stat /bin/sh: permission denied` (seen with images of any builder):
+/// such a start is tried again, up to three times.
+fn engine(mut cmd: impl FnMut() -> std::process::Command) -> Output {
+    let mut tries = 0;
+    loop {
+        let o = cmd().output().unwrap();
+        let flake = String::from_utf8_lossy(&o.stderr).contains("stat /bin/sh: permission denied");
+        tries += 1;
+        if !flake || tries == 3 {
+            return o;
+        }
+    }
+}
+
 fn both(d: &Dockerd, env: &Env, layout: &str, flags: &[&str], args: &[&str]) -> (Output, Output) {
-    let docker = d
-        .docker()
-        .args(["run", "--rm", "--network=none"])
-        .args(flags)
-        .arg("rbuild-test/parity:1")
-        .args(args)
-        .output()
-        .unwrap();
+    let docker = engine(|| {
+        let mut c = d.docker();
+        c.args(["run", "--rm", "--network=none"])
+            .args(flags)
+            .arg("rbuild-test/parity:1")
+            .args(args);
+        c
+    });
     let rbuild = env
         .rbuild()
         .args(["run", "--rm", "--network=none"])
@@ -67,17 +82,24 @@ fn an_image_built_by_docker_runs_as_docker_runs_it() {
             "FROM rbuild.local/busybox:latest\nRUN adduser -D app && addgroup -g 2000 extra && addgroup app extra && mkdir /data && echo seeded > /data/seed && chown -R app /data\nENV GREETING=hello\nWORKDIR /data\nUSER app\nVOLUME /data\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD [\"echo $GREETING; id; pwd; ls -l /data | tail -n +2 | sed 's/ .* / /'\"]\n",
         )],
     );
-    run(d
-        .docker()
-        .env("DOCKER_BUILDKIT", "0")
-        .args([
-            "build",
-            "-q",
-            "--network=none",
-            "-t",
-            "rbuild-test/parity:1",
-        ])
-        .arg(&ctx));
+    let built = engine(|| {
+        let mut c = d.docker();
+        c.env("DOCKER_BUILDKIT", "0")
+            .args([
+                "build",
+                "-q",
+                "--network=none",
+                "-t",
+                "rbuild-test/parity:1",
+            ])
+            .arg(&ctx);
+        c
+    });
+    assert!(
+        built.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let saved = env.path("parity.tar");
     run(d
         .docker()

@@ -166,7 +166,10 @@ fn claim_name(store: &Store, name: &str) -> Result<std::fs::File, RunError> {
     Ok(f)
 }
 
-/// Run the container; its exit code (128+N when signal N ended it).
+/// Run the container; its exit code (128+N when signal N ended it). The
+/// signals rbuild forwards are blocked in the calling thread from here on:
+/// they are the container's (see [`signals`]); call
+/// [`signals::block`] before starting any thread so that none takes them.
 pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
     signals::block();
     let _name_lock = req

@@ -2,8 +2,8 @@
 # Build the demo end to end and show the result:
 #  1. the busybox base image, made from Debian's busybox-static;
 #  2. demo/hello on top of it (two independent stages and a final one);
-#  3. what the image holds: its config and files, and its output when run by
-#     a real engine if Docker is installed (it becomes `rbuild run` later);
+#  3. what the image holds (its config and files), then the image run with
+#     `rbuild run`: it prints what its command prints;
 #  4. a registry: Debian's docker-registry started on 127.0.0.1 (its own
 #     config and data under the temporary directory), the base pushed to it,
 #     the classic tutorial's image (demo/baseos) built FROM it as
@@ -48,8 +48,8 @@ for h in c["history"]:
 '
 echo "-- /srv:"
 ls -ln "$work/hello-rootfs/srv"
-echo "-- running the image's command on its files:"
-(cd "$work/hello-rootfs" && cat srv/greeting srv/info)
+echo "-- rbuild run --rm rbuild.local/hello:latest"
+"$RBUILD" run --rm rbuild.local/hello:latest
 
 echo "== 4. a registry on 127.0.0.1, and the classic example.com/baseos:1.0"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

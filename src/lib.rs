@@ -12,4 +12,5 @@ pub mod layer;
 pub mod ops;
 pub mod progress;
 pub mod registry;
+pub mod run;
 pub mod solver;

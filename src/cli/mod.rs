@@ -12,10 +12,12 @@ mod parse;
 mod platforms;
 mod pull;
 mod push;
+mod run;
 mod save_load;
 mod source;
 mod store_cmds;
 mod template;
+mod volume;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -64,12 +66,16 @@ pub enum Command {
     Save(save_load::SaveArgs),
     /// Load images from a docker or OCI archive (as `docker load`).
     Load(save_load::LoadArgs),
+    /// Run a stored image as a container (its writable layer is thrown away when it ends).
+    Run(run::RunArgs),
+    /// Manage volumes (`ls`, `create`, `inspect`, `rm`, `prune`).
+    Volume(volume::VolumeArgs),
 }
 
 /// The subcommands' names: any other first argument means `build`.
 const SUBCOMMANDS: &[&str] = &[
     "build", "check", "parse", "du", "prune", "pull", "push", "tag", "login", "logout", "images",
-    "inspect", "history", "rmi", "save", "load", "help", "--help", "-h",
+    "inspect", "history", "rmi", "save", "load", "run", "volume", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -102,6 +108,8 @@ pub fn main() -> ExitCode {
         Command::Rmi(a) => images::rmi(a),
         Command::Save(a) => save_load::save(a),
         Command::Load(a) => save_load::load(a),
+        Command::Run(a) => run::run(a),
+        Command::Volume(a) => volume::run(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

@@ -119,6 +119,30 @@ pub fn populate(view: &MergedView, root: &Path) -> io::Result<()> {
     walk(view, &[], root)
 }
 
+/// Copy the directory `rel` (resolved components) of `view` into the
+/// existing directory `dest`: its contents, then its own mode, owner and
+/// times (Docker's copy of an image's files into a new volume).
+pub fn populate_dir(view: &MergedView, rel: &[String], dest: &Path) -> io::Result<()> {
+    fn walk(view: &MergedView, rel: &[String], dst: &Path) -> io::Result<()> {
+        for (name, path, m) in view.read_dir(rel) {
+            let d = dst.join(&name);
+            copy_entry(&path, &d, &m)?;
+            if m.is_dir() {
+                let mut sub = rel.to_vec();
+                sub.push(name);
+                walk(view, &sub, &d)?;
+                copy_dir_meta(&m, &d)?;
+            }
+        }
+        Ok(())
+    }
+    walk(view, rel, dest)?;
+    if let Some((_, m)) = view.lookup_exact(rel) {
+        copy_dir_meta(&m, dest)?;
+    }
+    Ok(())
+}
+
 /// Write into `upper` what changed from `before` (the parent's merged view)
 /// to `after` (the root directory the step ran on).
 pub fn diff_to_upper(before: &MergedView, after: &Path, upper: &Path) -> io::Result<()> {

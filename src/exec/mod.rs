@@ -1,9 +1,11 @@
 //! RUN steps: each runs in its own namespaces on an overlay of the parent
 //! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
 
+pub mod attach;
 pub mod caps;
 pub mod copydiff;
 pub mod extra;
+pub mod init;
 pub mod mounts;
 pub mod network;
 pub mod rootfs;

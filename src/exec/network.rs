@@ -294,11 +294,16 @@ pub fn reap_all() {
 /// In the sandbox helper: read the spec, one line on stdin (read byte-wise
 /// in big chunks; nothing follows the line before [`notify`]).
 pub fn read_spec_line() -> std::io::Result<Vec<u8>> {
+    read_spec_line_from(0)
+}
+
+/// [`read_spec_line`] from descriptor `fd`.
+pub fn read_spec_line_from(fd: RawFd) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     loop {
         // SAFETY: reading into a valid buffer from stdin.
-        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -331,5 +336,10 @@ pub fn notify(fd: RawFd) {
 /// In the step's PID 1, just before `exec`: whether rbuild says the network
 /// is up.
 pub fn wait_for_go() -> bool {
-    read_byte(0, -1) == Some(GO)
+    wait_for_go_on(0)
+}
+
+/// [`wait_for_go`] on descriptor `fd`.
+pub fn wait_for_go_on(fd: RawFd) -> bool {
+    read_byte(fd, -1) == Some(GO)
 }

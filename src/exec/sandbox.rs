@@ -14,18 +14,28 @@ use super::extra;
 use super::mounts::{self, cstr, fail};
 use super::rootfs::{self, Rootfs};
 use super::seccomp;
-use super::spec::{Network, SandboxSpec};
+use super::spec::{ContainerOptions, ContainerSpec, Network, SandboxSpec, Stdio};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-/// Entry point of `rbuild __sandbox`. Never returns.
+/// Entry point of `rbuild __sandbox [--control-fd=N]`. Never returns.
+/// The spec and the network's go-ahead come on the control descriptor:
+/// stdin for RUN steps, another one for `rbuild run`, whose stdin is the
+/// container's.
 pub fn sandbox_main() -> ! {
     super::cloexec_inherited();
-    // One line: stdin stays open to say when the step's network is ready.
-    let Ok(input) = super::network::read_spec_line() else {
+    let control = std::env::args()
+        .nth(2)
+        .and_then(|a| a.strip_prefix("--control-fd=")?.parse::<i32>().ok())
+        .unwrap_or(0);
+    // One line: the descriptor stays open to say when the step's network is ready.
+    let Ok(input) = super::network::read_spec_line_from(control) else {
         fail("reading the sandbox spec");
     };
-    let spec: SandboxSpec = match serde_json::from_slice(&input) {
+    let ContainerSpec {
+        base: spec,
+        options,
+    } = match serde_json::from_slice(&input) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rbuild sandbox: bad spec: {e}");
@@ -90,9 +100,17 @@ pub fn sandbox_main() -> ! {
     }
     if pid > 0 {
         drop(alive_r);
+        if options.forward_signals {
+            super::init::forward_signals_to(pid);
+        }
+        // `rbuild run` blocks the signals it forwards, and so did we until
+        // now: what came meanwhile is passed on from here.
+        clear_signal_mask();
         let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: waiting for our own child (again when a forwarded signal interrupts).
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
         let code = if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else if libc::WIFSIGNALED(status) {
@@ -104,8 +122,19 @@ pub fn sandbox_main() -> ! {
         std::process::exit(code);
     }
     drop(alive_w);
+    clear_signal_mask();
     die_with_helper(&alive_r);
-    run_child(&spec, rootless, &alive_r, &seccomp)
+    run_child(&spec, &options, control, rootless, &alive_r, &seccomp)
+}
+
+/// Unblock every signal (this process is single-threaded).
+fn clear_signal_mask() {
+    // SAFETY: setting this process's signal mask to an empty set.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
 }
 
 /// Docker's default profile for this architecture and Docker's default
@@ -152,36 +181,15 @@ fn die_with_helper(alive: &OwnedFd) {
 
 fn run_child(
     spec: &SandboxSpec,
+    options: &ContainerOptions,
+    control: i32,
     rootless: bool,
     alive: &OwnedFd,
     seccomp_filter: &[seccompiler::BpfProgram],
 ) -> ! {
     mounts::mount("", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "");
-    let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
-        vec![spec.empty_lower.to_string_lossy().into_owned()]
-    } else {
-        spec.lowerdirs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect()
-    };
-    let mut opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        spec.upper.display(),
-        spec.work.display()
-    );
-    if rootless {
-        opts.push_str(",userxattr");
-    }
+    mount_root(spec, options, rootless);
     let root = &spec.rootfs;
-    // nodev: a device node made inside the step cannot be opened.
-    if spec.copy_rootfs {
-        let fd = mounts::open_host(root);
-        mounts::bind(fd.as_fd(), fd.as_fd(), mounts::NODEV, &|| "/".into());
-    } else {
-        mounts::mount("overlay", root, "overlay", libc::MS_NODEV, &opts);
-    }
     if spec.network == Network::None {
         // Bring up loopback: 127.0.0.1 works inside, nothing else exists.
         loopback_up();
@@ -196,6 +204,13 @@ fn run_child(
     }
     for m in &spec.mounts {
         extra::extra_mount(&rootfs, m, &spec.empty_lower);
+    }
+    if options.readonly_root {
+        // The working directory first (inside the root), as Docker makes it.
+        drop(rootfs.dir(&spec.cwd));
+        // Only the root's own mount: /proc, /dev, volumes keep theirs.
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NODEV;
+        mounts::mount("", root, "", flags, "");
     }
     let host = cstr(&spec.hostname);
     // SAFETY: valid buffer and length.
@@ -222,14 +237,25 @@ fn run_child(
     {
         fail(&format!("entering the working directory {}", spec.cwd));
     }
+    if options.stdio == Stdio::Tty {
+        // The container's own terminal, from its own /dev/pts.
+        super::init::make_terminal(control, spec.uid, spec.gid);
+    }
     become_user(spec, rootless);
     die_with_helper(alive);
     // The go-ahead comes on stdin, before it becomes /dev/null.
-    if spec.network == Network::Slirp && !super::network::wait_for_go() {
+    if spec.network == Network::Slirp && !super::network::wait_for_go_on(control) {
         eprintln!("rbuild sandbox: the step's network could not be set up");
         std::process::exit(125);
     }
-    detach_terminal();
+    match options.stdio {
+        Stdio::Null => detach_terminal(),
+        Stdio::Inherit | Stdio::Tty => super::init::own_session(options.stdio == Stdio::Tty),
+    }
+    if control != 0 {
+        // SAFETY: closing the control descriptor, which nothing uses any more.
+        unsafe { libc::close(control) };
+    }
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     set_rlimits();
@@ -245,10 +271,53 @@ fn run_child(
         eprintln!("rbuild sandbox: {e}");
         std::process::exit(125);
     }
+    if options.init {
+        super::init::fork_init(options.stdio == Stdio::Tty);
+    }
     use std::os::unix::process::CommandExt;
     let err = cmd.exec();
     eprintln!("rbuild sandbox: cannot run {:?}: {err}", spec.argv[0]);
-    std::process::exit(127);
+    // Docker's codes: 127 when the command is not there, 126 when it cannot
+    // be run (not executable, a directory, no interpreter...).
+    std::process::exit(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    });
+}
+
+/// The root filesystem: an overlay of the layers with the step's upper
+/// directory, or the copy snapshotter's copy bound on itself.
+fn mount_root(spec: &SandboxSpec, options: &ContainerOptions, rootless: bool) {
+    let lowers: Vec<String> = if spec.lowerdirs.is_empty() {
+        vec![spec.empty_lower.to_string_lossy().into_owned()]
+    } else {
+        spec.lowerdirs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        spec.upper.display(),
+        spec.work.display()
+    );
+    if rootless {
+        opts.push_str(",userxattr");
+    }
+    if options.discard_upper {
+        // Never synced: nothing of it is kept (no sync when it is unmounted).
+        opts.push_str(",volatile");
+    }
+    let root = &spec.rootfs;
+    // nodev: a device node made inside the step cannot be opened.
+    if spec.copy_rootfs {
+        let fd = mounts::open_host(root);
+        mounts::bind(fd.as_fd(), fd.as_fd(), mounts::NODEV, &|| "/".into());
+    } else {
+        mounts::mount("overlay", root, "overlay", libc::MS_NODEV, &opts);
+    }
 }
 
 /// Groups, group, Docker's capabilities, then the user.

@@ -96,3 +96,52 @@ pub struct SandboxSpec {
     /// filesystem; bind it instead of mounting an overlay.
     pub copy_rootfs: bool,
 }
+
+/// How the command's standard streams are set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdio {
+    /// RUN steps: /dev/null as stdin, stdout and stderr as given.
+    #[default]
+    Null,
+    /// `rbuild run`: the three streams the helper was given, as they are.
+    Inherit,
+    /// `rbuild run -t`: the streams are a terminal, made the controlling
+    /// terminal of the command's session.
+    Tty,
+}
+
+/// What `rbuild run` adds to a [`SandboxSpec`]. A RUN step sends a bare
+/// `SandboxSpec`, which reads as every option at its default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerOptions {
+    /// Standard streams.
+    #[serde(default)]
+    pub stdio: Stdio,
+    /// Mount the root filesystem read-only once everything is mounted on it
+    /// (`--read-only`).
+    #[serde(default)]
+    pub readonly_root: bool,
+    /// A small init is PID 1: it reaps every orphan and forwards signals to
+    /// the command (`--init`).
+    #[serde(default)]
+    pub init: bool,
+    /// The helper forwards the signals it receives to the command's PID 1
+    /// (RUN steps die with rbuild instead).
+    #[serde(default)]
+    pub forward_signals: bool,
+    /// The upper directory is thrown away afterwards: overlayfs need not
+    /// sync it (`volatile`).
+    #[serde(default)]
+    pub discard_upper: bool,
+}
+
+/// One sandboxed process with its [`ContainerOptions`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The sandbox, as a RUN step has it.
+    #[serde(flatten)]
+    pub base: SandboxSpec,
+    /// The options of `rbuild run`.
+    #[serde(flatten)]
+    pub options: ContainerOptions,
+}

@@ -40,6 +40,16 @@ pub struct CacheRecord {
     pub created: u64,
 }
 
+/// The key a config-only step had last time (no image state: such steps
+/// are folded into the config, never looked up), kept to explain a change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepNote {
+    /// The key.
+    pub key: Digest,
+    /// Its named components.
+    pub components: Vec<(String, String)>,
+}
+
 impl Store {
     fn record_path(&self, key: &Digest) -> std::path::PathBuf {
         self.root.join("cache").join(format!("{}.json", key.hex()))
@@ -93,5 +103,19 @@ impl Store {
         let data = fs::read(self.record_path(&Digest::from_hex(hex.trim())?)).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
         (rec.step_id == step_id).then_some(rec)
+    }
+
+    /// The note of a config-only step, by step id.
+    pub fn step_note(&self, step_id: &str) -> Option<StepNote> {
+        let data = fs::read(self.step_pointer(step_id).with_extension("note")).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Replace the note of a config-only step.
+    pub fn put_step_note(&self, step_id: &str, note: &StepNote) -> Result<()> {
+        let dir = self.root.join("cache/steps");
+        std::fs::create_dir_all(&dir).map_err(super::io_err("creating", &dir))?;
+        let data = serde_json::to_vec(note).expect("serialise step note");
+        write_atomic(&self.step_pointer(step_id).with_extension("note"), &data)
     }
 }

@@ -56,17 +56,7 @@ impl BaseEnv for UnknownImages {
     }
 }
 
-/// What a stage, a `COPY --from` or a `RUN --mount from=` refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "ref", rename_all = "lowercase")]
-pub enum Source {
-    /// The empty filesystem.
-    Scratch,
-    /// An earlier or later stage, by index.
-    Stage(usize),
-    /// An image reference (or `oci-layout://...`).
-    Image(String),
-}
+pub use crate::ops::Source;
 
 /// One instruction after expansion, with the environment it runs in.
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +71,11 @@ pub struct Step {
     pub copy_from: Option<Source>,
     /// RUN mounts, expanded and parsed, with their `from` resolved.
     pub mounts: Vec<(Mount, Option<Source>)>,
+    /// An ONBUILD trigger of the stage's base, run before the stage's own steps.
+    pub trigger: bool,
+    /// The op the solver runs.
+    #[serde(skip)]
+    pub op: std::sync::Arc<dyn crate::ops::Op>,
 }
 
 /// A stage ready for the solver.
@@ -278,7 +273,13 @@ pub fn lower(
             }
         }
         let mut had_workdir = false;
-        for instr in &st.instructions {
+        let mut cmd_set = false;
+        let triggers = base_triggers(df, &base, images, st.span)?;
+        let all = triggers
+            .iter()
+            .map(|t| (t, true))
+            .chain(st.instructions.iter().map(|i| (i, false)));
+        for (instr, trigger) in all {
             let mut out = instr.clone();
             let mut copy_from = None;
             let mut mounts = Vec::new();
@@ -445,12 +446,30 @@ pub fn lower(
                 }
                 _ => {}
             }
+            let op = super::to_ops::op_of(
+                &out.kind,
+                &super::to_ops::OpInputs {
+                    env: &env_vec,
+                    args_in_scope: &args_in_scope,
+                    copy_from: copy_from.as_ref(),
+                    mounts: &mounts,
+                    cmd_set,
+                },
+            );
+            if matches!(out.kind, InstructionKind::Cmd(_)) {
+                cmd_set = true;
+            }
+            if trigger {
+                out.original = format!("ONBUILD {}", out.original);
+            }
             steps.push(Step {
                 instruction: out,
                 env: env_vec.clone(),
                 args_in_scope: args_in_scope.clone(),
                 copy_from,
                 mounts,
+                trigger,
+                op,
             });
         }
         deps.sort_unstable();
@@ -500,6 +519,51 @@ pub fn lower(
         global_args: global,
         unused_build_args,
     })
+}
+
+/// The ONBUILD triggers of a stage's base, as instructions of the stage
+/// (placed at its FROM): an image's from its config, a stage's from its
+/// ONBUILD instructions. They run first, in this build, as BuildKit does.
+fn base_triggers(
+    df: &Dockerfile,
+    base: &Source,
+    images: &dyn BaseEnv,
+    at: Span,
+) -> Result<Vec<Instruction>> {
+    let mut out: Vec<Instruction> = match base {
+        Source::Scratch => Vec::new(),
+        Source::Stage(i) => df.stages[*i]
+            .instructions
+            .iter()
+            .filter_map(|i| match &i.kind {
+                InstructionKind::Onbuild { trigger, .. } => Some((**trigger).clone()),
+                _ => None,
+            })
+            .collect(),
+        Source::Image(r) => {
+            let triggers = images.onbuild(r);
+            if triggers.is_empty() {
+                return Ok(Vec::new());
+            }
+            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+            let (parsed, _) = super::parse_dockerfile(&text).map_err(|e| {
+                FrontendError::new(
+                    at.start,
+                    format!("invalid ONBUILD trigger in base image: {}", e.message),
+                )
+            })?;
+            parsed
+                .stages
+                .into_iter()
+                .next()
+                .map(|s| s.instructions)
+                .unwrap_or_default()
+        }
+    };
+    for i in &mut out {
+        i.span = at;
+    }
+    Ok(out)
 }
 
 struct ExpandCtx<'a> {

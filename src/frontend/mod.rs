@@ -21,6 +21,7 @@ pub mod raw;
 pub mod shell;
 mod stage_refs;
 pub mod suggest;
+pub mod to_ops;
 
 pub use document::{parse_dockerfile, parse_dockerfile_with_checks};
 pub use error::FrontendError;

@@ -7,9 +7,13 @@
 
 mod archive;
 mod job;
+mod op;
+mod previous;
+mod sources;
+
+pub use op::CopyOp;
 
 use crate::context::{Entry, Kind, Selection};
-use crate::frontend::ast::InlineSource;
 use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
 use crate::ops::chmod::Chmod;
@@ -18,6 +22,15 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A heredoc source of COPY/ADD: a file named `name` holding `content`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// The file name.
+    pub name: String,
+    /// Its content (variables already expanded where asked).
+    pub content: String,
+}
 
 /// Errors of COPY/ADD.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +89,7 @@ pub struct CopyPlan<'a> {
     /// Selected sources (context or another stage).
     pub sources: &'a [Selection],
     /// Heredoc sources.
-    pub inline: &'a [InlineSource],
+    pub inline: &'a [InlineFile],
     /// Destination as written (expanded).
     pub dest: &'a str,
     /// The stage's working directory.

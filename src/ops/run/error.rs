@@ -2,8 +2,8 @@
 //! complete successfully: exit code: N`, followed by the last lines of its
 //! output.
 
-use super::SolveError;
 use crate::exec::ExecError;
+use crate::ops::op::OpError;
 
 /// Go's `%q` of a string (enough for command lines: quotes, backslashes and
 /// control characters escaped).
@@ -25,7 +25,8 @@ fn go_quote(s: &str) -> String {
 }
 
 /// The error of a RUN whose process `argv` failed with `e`.
-pub fn run_failed(argv: &[String], e: ExecError) -> SolveError {
+/// `log` is the file holding the step's full output; the message names it.
+pub fn run_failed(argv: &[String], e: ExecError, log: &std::path::Path) -> OpError {
     match e {
         ExecError::Failed { code, tail } => {
             let mut msg = format!(
@@ -36,9 +37,10 @@ pub fn run_failed(argv: &[String], e: ExecError) -> SolveError {
                 msg.push_str("\nlast lines of output:\n");
                 msg.push_str(&tail.join("\n"));
             }
-            SolveError::Unsupported(msg)
+            msg.push_str(&format!("\nfull log: {}", log.display()));
+            OpError::RunFailed(msg)
         }
-        other => SolveError::Unsupported(other.to_string()),
+        other => OpError::Exec(other),
     }
 }
 
@@ -59,10 +61,11 @@ mod tests {
                 code: 3,
                 tail: vec!["a".into()],
             },
+            std::path::Path::new("/store/logs/k.log"),
         );
         assert_eq!(
             e.to_string(),
-            "process \"/bin/sh -c echo \\\"a\\\" && exit 3\" did not complete successfully: exit code: 3\nlast lines of output:\na"
+            "process \"/bin/sh -c echo \\\"a\\\" && exit 3\" did not complete successfully: exit code: 3\nlast lines of output:\na\nfull log: /store/logs/k.log"
         );
     }
 }

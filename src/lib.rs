@@ -11,5 +11,6 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod progress;
+pub mod quote;
 pub mod registry;
 pub mod solver;

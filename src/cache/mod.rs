@@ -12,7 +12,7 @@ mod records;
 pub use blobs::BlobWriter;
 pub use blobs::write_atomic as write_file_atomic;
 pub use images::ImageEntry;
-pub use records::{CacheRecord, ImageState, LayerRef, StepNote};
+pub use records::{CacheRecord, LayerRef, StepNote};
 
 use rustix::fs::{FlockOperation, flock};
 use std::fs::{self, File};

@@ -1,4 +1,5 @@
-//! Cache records: a step's cache key mapped to the image state it produced,
+//! Cache records: a step's cache key mapped to the layers and config it
+//! produced (the config as opaque JSON: the store holds bytes and records),
 //! with the key's components so a miss can be explained.
 
 use super::blobs::write_atomic;
@@ -16,15 +17,6 @@ pub struct LayerRef {
     pub size: u64,
 }
 
-/// The state of an image after a step: its layers and its config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageState {
-    /// Layers, bottom first.
-    pub layers: Vec<LayerRef>,
-    /// The image config (history included).
-    pub config: crate::image::config::ImageConfig,
-}
-
 /// What the index holds for one cache key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheRecord {
@@ -34,8 +26,10 @@ pub struct CacheRecord {
     pub step_id: String,
     /// The named components that went into the key.
     pub components: Vec<(String, String)>,
-    /// The result.
-    pub state: ImageState,
+    /// The result's layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// The result's image config (JSON; the store does not read it).
+    pub config: serde_json::Value,
     /// Seconds since the epoch when recorded (for pruning oldest first).
     pub created: u64,
 }
@@ -59,11 +53,7 @@ impl Store {
     pub fn get_record(&self, key: &Digest) -> Option<CacheRecord> {
         let data = fs::read(self.record_path(key)).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
-        let complete = rec
-            .state
-            .layers
-            .iter()
-            .all(|l| self.has_snapshot(&l.diff_id));
+        let complete = rec.layers.iter().all(|l| self.has_snapshot(&l.diff_id));
         (rec.key == *key && complete).then_some(rec)
     }
 

@@ -3,8 +3,9 @@
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use rbuild::cache::{ImageState, LockMode, Store, default_root};
+use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::digest::Digest;
+use rbuild::image::ImageState;
 use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::source::{ImageRef, load_image, normalize_name};
 use rbuild::layer::compress::Compression;

@@ -3,7 +3,7 @@
 pub mod add_sources;
 pub mod ast;
 pub mod diagnostics;
-pub mod dockerignore;
+pub use crate::context::ignore as dockerignore;
 pub mod document;
 pub mod error;
 pub mod flags;

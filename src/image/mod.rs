@@ -6,3 +6,6 @@ pub mod manifest;
 pub mod reference;
 pub mod resolver;
 pub mod source;
+pub mod state;
+
+pub use state::ImageState;

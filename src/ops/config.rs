@@ -4,7 +4,7 @@
 //! solver folds them into the config as they come, without a cache record.
 
 use super::op::{CacheMap, ExecCtx, Op, OpEnv, OpError, history, now_or_epoch};
-use crate::cache::ImageState;
+use crate::image::ImageState;
 use crate::image::config::{HealthConfig, ImageConfig};
 use serde_json::json;
 
@@ -73,10 +73,7 @@ fn shell_of(cfg: &ImageConfig) -> Vec<String> {
 }
 
 fn go_quote_list(v: &[String]) -> String {
-    let items: Vec<String> = v
-        .iter()
-        .map(|s| crate::frontend::raw::go_quote(s))
-        .collect();
+    let items: Vec<String> = v.iter().map(|s| crate::quote::go_quote(s)).collect();
     format!("[{}]", items.join(" "))
 }
 

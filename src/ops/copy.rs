@@ -13,8 +13,8 @@ mod sources;
 
 pub use op::CopyOp;
 
+use crate::context::ignore::IgnoreMatcher;
 use crate::context::{Entry, Kind, Selection};
-use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
 use crate::ops::chmod::Chmod;
 use job::FileJob;

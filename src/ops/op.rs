@@ -5,9 +5,10 @@
 //! The solver schedules ops by key and never knows what one does.
 
 use super::key::KeyParts;
-use crate::cache::{CacheRecord, ImageState, Store};
+use crate::cache::{CacheRecord, Store};
 use crate::context::Context;
 use crate::digest::Digest;
+use crate::image::ImageState;
 use crate::image::config::{History, ImageConfig, rfc3339};
 use crate::layer::compress::Compression;
 use crate::layer::view::MergedView;

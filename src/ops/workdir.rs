@@ -2,7 +2,7 @@
 //! it (owned by the stage's USER, as BuildKit), which makes a layer.
 
 use super::op::{CacheMap, ExecCtx, Op, OpEnv, OpError, history, now_or_epoch, view_of};
-use crate::cache::ImageState;
+use crate::image::ImageState;
 use crate::layer::view::{MergedView, clean_components};
 use std::path::Path;
 

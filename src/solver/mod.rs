@@ -11,8 +11,9 @@ mod schedule;
 pub mod steps;
 mod vertices;
 
-use crate::cache::{ImageState, Store, StoreError};
+use crate::cache::{Store, StoreError};
 use crate::frontend::lower::BuildPlan;
+use crate::image::ImageState;
 use crate::image::config::ImageConfig;
 use crate::layer::compress::Compression;
 use crate::ops::OpError;

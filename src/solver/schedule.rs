@@ -5,9 +5,10 @@
 
 use super::vertices::{Vertex, vertex_names};
 use super::{BuildRequest, SolveError, keys};
-use crate::cache::{CacheRecord, ImageState, StepNote, Store};
+use crate::cache::{CacheRecord, StepNote, Store};
 use crate::digest::{Digest, KeyHasher};
 use crate::frontend::lower::Source;
+use crate::image::ImageState;
 use crate::image::config::ImageConfig;
 use crate::layer::view::MergedView;
 use crate::ops::op::view_of;
@@ -219,16 +220,15 @@ fn run_op(
         return fold_config(sh, env, cur, op, map, step_id, vid);
     }
     if !sh.req.no_cache
-        && let Some(rec) = sh.store.get_record(&key)
+        && let Some(state) = sh
+            .store
+            .get_record(&key)
+            .and_then(|r| ImageState::from_record(&r))
     {
         sh.progress.send(Event::Cached { id: vid });
         sh.count(true);
-        let view = view_of(&sh.store, &rec.state);
-        return Ok(StageResult {
-            state: rec.state,
-            key,
-            view,
-        });
+        let view = view_of(&sh.store, &state);
+        return Ok(StageResult { state, key, view });
     }
     let mut components = map.parts.parts.clone();
     components.extend(op.explain_inputs(env, &map)?);
@@ -243,7 +243,8 @@ fn run_op(
         key,
         step_id: step_id.to_string(),
         components,
-        state: state.clone(),
+        layers: state.layers.clone(),
+        config: state.config_json(),
         created: now_secs(),
     })?;
     sh.count(false);

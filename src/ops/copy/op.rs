@@ -4,8 +4,8 @@
 use super::previous::previous_copy;
 use super::sources::{CopyInputs, fetch_into, file_listings};
 use super::{CopyPlan, InlineFile, Unpack, execute, parse_chmod};
-use crate::cache::ImageState;
 use crate::digest::Digest;
+use crate::image::ImageState;
 use crate::layer::view::MergedView;
 use crate::ops::op::{
     CacheMap, ExecCtx, Op, OpEnv, OpError, Source, history, now_or_epoch, view_of,

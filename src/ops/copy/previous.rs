@@ -2,8 +2,9 @@
 //! definition, its layer still in the store) lends its unchanged files, so
 //! a rebuild after one changed file copies one file.
 
-use crate::cache::{CacheRecord, ImageState, Store};
+use crate::cache::{CacheRecord, Store};
 use crate::digest::Digest;
+use crate::image::ImageState;
 use crate::ops::key::KeyParts;
 use std::collections::HashMap;
 
@@ -27,11 +28,11 @@ pub fn previous_copy(
     if !same("op")
         || !same("parent")
         || !same("def")
-        || prev.state.layers.len() != parent.layers.len() + 1
+        || prev.layers.len() != parent.layers.len() + 1
     {
         return None;
     }
-    let layer = prev.state.layers.last()?;
+    let layer = prev.layers.last()?;
     let dir = store.snapshot_path(&layer.diff_id);
     if !dir.is_dir() {
         return None;

@@ -4,25 +4,7 @@
 
 use crate::exec::ExecError;
 use crate::ops::op::OpError;
-
-/// Go's `%q` of a string (enough for command lines: quotes, backslashes and
-/// control characters escaped).
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use crate::quote::go_quote;
 
 /// The error of a RUN whose process `argv` failed with `e`.
 /// `log` is the file holding the step's full output; the message names it.

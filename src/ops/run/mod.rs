@@ -6,8 +6,8 @@ pub mod argv;
 pub mod error;
 mod step;
 
-use crate::cache::ImageState;
 use crate::digest::Digest;
+use crate::image::ImageState;
 use crate::ops::mounts::{Mount, MountType, NetworkMode};
 use crate::ops::op::{CacheMap, ExecCtx, Op, OpEnv, OpError, Source, history, now_or_epoch};
 pub use argv::RunCommand;

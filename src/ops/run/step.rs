@@ -3,8 +3,9 @@
 //! the mounts, the sandbox, and the diff that becomes the layer.
 
 use super::RunOp;
-use crate::cache::{ImageState, LayerRef};
+use crate::cache::LayerRef;
 use crate::exec::spec::{Network, SandboxSpec};
+use crate::image::ImageState;
 use crate::layer::view::MergedView;
 use crate::ops::mounts::{MountGuards, NetworkMode, step_mounts};
 use crate::ops::op::{ExecCtx, OpEnv, OpError, view_of};

@@ -1,5 +1,6 @@
 //! rbuild: a Dockerfile image builder.
 
+pub mod build;
 pub mod cache;
 pub mod context;
 pub mod digest;

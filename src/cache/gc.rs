@@ -98,6 +98,19 @@ impl Store {
         (blobs, layers)
     }
 
+    /// Remove the step logs (`logs/<key>.log`) of keys no kept record has:
+    /// failed steps' and pruned ones'.
+    fn prune_logs(&self, kept: &[CacheRecord]) -> Result<()> {
+        let keys: BTreeSet<String> = kept.iter().map(|r| r.key.hex()).collect();
+        for (name, p) in entries(&self.logs_dir()) {
+            let keep = name.strip_suffix(".log").is_some_and(|k| keys.contains(k));
+            if !keep {
+                fs::remove_file(&p).map_err(io_err("removing", &p))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove cache records (all with `all`, else the oldest until the store
     /// fits in `keep_bytes`), then everything no longer reachable. Returns
     /// the bytes reclaimed. Call on a store opened with the exclusive lock.
@@ -178,6 +191,7 @@ impl Store {
                 fs::remove_file(&p).map_err(io_err("removing", &p))?;
             }
         }
+        self.prune_logs(kept)?;
         let tmp = self.root.join("tmp");
         for (_, p) in entries(&tmp) {
             let _ = remove_tree(&p);

@@ -358,6 +358,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         secrets: args.secrets.clone(),
         images,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+        explain: args.explain,
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {

@@ -75,6 +75,9 @@ pub struct BuildRequest {
     pub images: Arc<crate::image::resolver::Resolver>,
     /// `--allow network.host`: RUN may use the host's network.
     pub allow_host_network: bool,
+    /// `--explain`: say for every step why it was or was not taken from
+    /// the cache (hits and first builds too, not only changes).
+    pub explain: bool,
 }
 
 /// The outcome.

@@ -103,6 +103,30 @@ impl Shared {
         Ok(r)
     }
 
+    /// With `--explain`: why a step was taken from the cache.
+    fn explain_hit(&self, vid: usize, key: &Digest, parts: usize) {
+        if self.req.explain && !self.req.no_cache {
+            let line = format!(
+                "cache hit: key {} (parent, definition and {} inputs unchanged)",
+                key,
+                parts.saturating_sub(3)
+            );
+            self.progress.send(Event::Log { id: vid, line });
+        }
+    }
+
+    /// With `--explain`: a step that has never been built here.
+    fn explain_first(&self, vid: usize) {
+        if self.req.explain {
+            let reason = if self.req.no_cache {
+                "--no-cache".to_string()
+            } else {
+                "no earlier build of this step".to_string()
+            };
+            self.progress.send(Event::Miss { id: vid, reason });
+        }
+    }
+
     fn failed(&self, v: &Vertex, e: SolveError) -> SolveError {
         self.progress.send(Event::Failed {
             id: v.id,
@@ -225,6 +249,7 @@ fn run_op(
             .get_record(&key)
             .and_then(|r| ImageState::from_record(&r))
     {
+        sh.explain_hit(vid, &key, map.parts.parts.len());
         sh.progress.send(Event::Cached { id: vid });
         sh.count(true);
         let view = view_of(&sh.store, &state);
@@ -234,9 +259,12 @@ fn run_op(
     components.extend(op.explain_inputs(env, &map)?);
     // Explain the miss against the newest earlier record of this step.
     let previous = sh.store.latest_record_for_step(step_id);
-    if let Some(prev) = &previous {
-        let reason = explain(&sh.store, &components, &prev.components);
-        sh.progress.send(Event::Miss { id: vid, reason });
+    match &previous {
+        Some(prev) => {
+            let reason = explain(&sh.store, &components, &prev.components);
+            sh.progress.send(Event::Miss { id: vid, reason });
+        }
+        None => sh.explain_first(vid),
     }
     let state = exec(sh, env, cur, op, map, previous.as_ref(), &key, vid)?;
     sh.store.put_record(&CacheRecord {
@@ -269,10 +297,13 @@ fn fold_config(
     let note = sh.store.step_note(step_id);
     let unchanged = !sh.req.no_cache && note.as_ref().is_some_and(|n| n.key == key);
     if unchanged {
+        sh.explain_hit(vid, &key, components.len());
         sh.progress.send(Event::Cached { id: vid });
     } else if let Some(n) = &note {
         let reason = explain(&sh.store, &components, &n.components);
         sh.progress.send(Event::Miss { id: vid, reason });
+    } else {
+        sh.explain_first(vid);
     }
     sh.count(unchanged);
     let state = exec(sh, env, cur, op, map, None, &key, vid)?;

@@ -111,6 +111,7 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         secrets: Vec::new(),
         images,
         allow_host_network: false,
+        explain: false,
     };
     let (progress, _rx) = Progress::channel();
     let rt = tokio::runtime::Builder::new_current_thread()

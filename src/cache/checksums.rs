@@ -74,3 +74,26 @@ impl Checksums {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::LockMode;
+
+    #[test]
+    fn remembers_digests_and_forgets_removed_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), LockMode::Shared).unwrap();
+        let snaps = store.root().join("snapshots");
+        std::fs::create_dir_all(snaps.join("aaa")).unwrap();
+        let kept = format!("{}\0 1\01.0", snaps.join("aaa/f").display());
+        let gone = format!("{}\0 1\01.0", snaps.join("bbb/f").display());
+        let m = Checksums::open(&store);
+        m.put(kept.clone(), Digest::of(b"a"));
+        m.put(gone.clone(), Digest::of(b"b"));
+        m.save();
+        let again = Checksums::open(&store);
+        assert_eq!(again.get(&kept), Some(Digest::of(b"a")));
+        assert_eq!(again.get(&gone), None, "bbb is not a snapshot");
+    }
+}

@@ -9,6 +9,7 @@ pub mod network;
 pub mod rootfs;
 pub mod sandbox;
 pub mod seccomp;
+pub mod snapshot;
 pub mod spec;
 
 use spec::{Network, SandboxSpec};

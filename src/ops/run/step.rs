@@ -4,6 +4,7 @@
 
 use super::RunOp;
 use crate::cache::LayerRef;
+use crate::exec::snapshot::{Snapshotter, StepDirs};
 use crate::exec::spec::{Network, SandboxSpec};
 use crate::image::ImageState;
 use crate::layer::view::MergedView;
@@ -49,11 +50,8 @@ fn step_vars(op: &RunOp, env: &OpEnv<'_>, view: &MergedView, uid: u32) -> Vec<(S
     vars
 }
 
-/// Make the step's directories and its /etc/hosts.
-fn step_dir(dir: &Path, hostname: &str) -> Result<(), OpError> {
-    for d in ["upper", "work", "rootfs", "empty"] {
-        std::fs::create_dir(dir.join(d)).map_err(io_err("creating", &dir.join(d)))?;
-    }
+/// The step's /etc/hosts.
+fn write_hosts(dir: &Path, hostname: &str) -> Result<(), OpError> {
     let hosts = dir.join("hosts");
     std::fs::write(
         &hosts,
@@ -62,29 +60,22 @@ fn step_dir(dir: &Path, hostname: &str) -> Result<(), OpError> {
     .map_err(io_err("writing", &hosts))
 }
 
-/// overlayfs when possible; else the copy snapshotter (said once per
-/// process), with the parent's files copied into the rootfs. Returns
-/// whether the copy snapshotter is used.
-fn prepare_rootfs(
+/// The store's snapshotter: overlayfs when possible, else the copy
+/// snapshotter (said once per process).
+fn snapshotter(
     env: &OpEnv<'_>,
-    view: &MergedView,
-    dir: &Path,
     log: &(dyn Fn(String) + Sync),
-) -> Result<bool, OpError> {
-    let Err(reason) = crate::exec::copydiff::overlay_usable(env.store.root()) else {
-        return Ok(false);
-    };
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        log(format!(
-            "warning: overlayfs unavailable ({reason}); using the copy snapshotter"
-        ));
+) -> Box<dyn Snapshotter + Send + Sync> {
+    let (snap, reason) = crate::exec::snapshot::for_store(env.store.root());
+    if let Some(reason) = reason {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log(format!(
+                "warning: overlayfs unavailable ({reason}); using the copy snapshotter"
+            ));
+        }
     }
-    crate::exec::copydiff::populate(view, &dir.join("rootfs")).map_err(io_err(
-        "copying the parent filesystem into",
-        &dir.join("rootfs"),
-    ))?;
-    Ok(true)
+    snap
 }
 
 /// Write a heredoc script inside the step's root (a link planted at its
@@ -146,14 +137,17 @@ pub fn run_layer(
     let mut vars = step_vars(op, env, &view, user.uid);
     let tmp = env.store.temp_dir("run")?;
     let dir = tmp.path();
-    step_dir(dir, env.hostname)?;
-    let copy_mode = prepare_rootfs(env, &view, dir, ctx.log)?;
+    let dirs = StepDirs::create(dir).map_err(io_err("creating the directories of", dir))?;
+    write_hosts(dir, env.hostname)?;
+    let snap = snapshotter(env, ctx.log);
+    snap.prepare(&view, &dirs)
+        .map_err(io_err("preparing the root filesystem in", &dirs.rootfs()))?;
     // The heredoc script file lives in the step's root and is removed afterwards.
     let script_root = match &script {
-        Some((path, content)) => {
-            let at = dir.join(if copy_mode { "rootfs" } else { "upper" });
-            Some((path, place_script(&at, path, content)?))
-        }
+        Some((path, content)) => Some((
+            path,
+            place_script(&snap.writable_root(&dirs), path, content)?,
+        )),
         None => None,
     };
     let mut guards = MountGuards::default();
@@ -174,7 +168,7 @@ pub fn run_layer(
         }
     }
     let spec = SandboxSpec {
-        copy_rootfs: copy_mode,
+        copy_rootfs: snap.copies_rootfs(),
         lowerdirs,
         empty_lower: dir.join("empty"),
         upper: dir.join("upper"),
@@ -202,36 +196,14 @@ pub fn run_layer(
     if let Some((path, root)) = &script_root {
         let _ = root.remove_file(path);
     }
-    let layer = finish(env, &view, dir, copy_mode, &guards)?;
+    snap.diff(&view, &dirs, &guards.targets)
+        .map_err(io_err("computing the changes of", &dirs.rootfs()))?;
     drop(guards);
-    Ok((layer, argv))
-}
-
-/// The step's changes as a layer: the upper dir (or, with the copy
-/// snapshotter, the diff of the rootfs against the parent), without the
-/// mount points the step did not create itself.
-fn finish(
-    env: &OpEnv<'_>,
-    view: &MergedView,
-    dir: &Path,
-    copy_mode: bool,
-    guards: &MountGuards,
-) -> Result<Option<LayerRef>, OpError> {
-    let upper = dir.join("upper");
-    if copy_mode {
-        crate::exec::copydiff::diff_to_upper(view, &dir.join("rootfs"), &upper)
-            .map_err(io_err("computing the changes of", &dir.join("rootfs")))?;
-    }
-    let in_parent = |p: &str| view.stat(&format!("/{p}")).is_some();
-    crate::exec::clean_mountpoints(&upper, &in_parent);
-    for target in &guards.targets {
-        crate::exec::clean_created_path(&upper, target, &in_parent);
-    }
     // The upper dir becomes the layer (already in overlay's whiteout format).
+    let upper = dirs.upper();
     let layer_dir = env.store.temp_dir("layer")?;
     let target = layer_dir.path().join("diff");
     std::fs::rename(&upper, &target).map_err(io_err("moving", &upper))?;
-    Ok(crate::layer::commit::commit_dir_layer(
-        env.store, env.epoch, &target,
-    )?)
+    let layer = crate::layer::commit::commit_dir_layer(env.store, env.epoch, &target)?;
+    Ok((layer, argv))
 }

@@ -11,6 +11,7 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod snapshot;
 pub mod spec;
+pub mod syscall;
 
 use spec::{Network, SandboxSpec};
 use std::io::{BufRead, BufReader, Write};

@@ -103,12 +103,13 @@ pub fn cache_dir(
             }
             materialize(first, &fresh, true).map_err(io("seeding", &fresh))?;
             if m.source.is_none() {
-                apply_owner(&fresh, m, first.root.mode);
+                apply_owner(&fresh, m, first.root.mode)
+                    .map_err(io("setting the owner of", &fresh))?;
             }
         }
         None => {
             std::fs::create_dir(&fresh).map_err(io("creating", &fresh))?;
-            apply_owner(&fresh, m, 0o755);
+            apply_owner(&fresh, m, 0o755).map_err(io("setting the owner of", &fresh))?;
         }
     }
     // Another build may have made it meanwhile: theirs wins, ours goes.
@@ -119,14 +120,23 @@ pub fn cache_dir(
     }
 }
 
-/// The `uid`, `gid` and `mode` of a mount on its new directory or file.
-pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) {
+/// The `uid`, `gid` and `mode` of a mount on its new directory or file. A
+/// chown that an unprivileged rbuild may not make (rootless) is skipped;
+/// every other failure is an error.
+pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
-    let _ = std::fs::set_permissions(
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    match std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
+        Ok(()) => {}
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                && !rustix::process::geteuid().is_root() => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(
         path,
         std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
-    );
+    )
 }
 
 /// Make the directory `source` below the cache `cache` if it is missing

@@ -86,7 +86,10 @@ pub enum OpError {
     /// The step asks for something invalid (a mount on `/`, a missing secret).
     #[error("{0}")]
     Invalid(String),
-    /// Not implemented yet, or refused.
+    /// The build was not granted what the step asks for (an entitlement).
+    #[error("{0}")]
+    Denied(String),
+    /// Not implemented yet.
     #[error("{0}")]
     Unsupported(String),
     /// A stage this op reads failed.

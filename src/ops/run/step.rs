@@ -104,14 +104,14 @@ fn place_script(
 /// Refuse what the builder's entitlements do not grant.
 fn check_entitlements(op: &RunOp, env: &OpEnv<'_>) -> Result<(), OpError> {
     if op.insecure {
-        return Err(OpError::Unsupported(
+        return Err(OpError::Denied(
             "RUN --security=insecure needs an entitlement rbuild does not grant".into(),
         ));
     }
     if op.network == Some(NetworkMode::Host) && !env.allow_host_network {
         // BuildKit's entitlement check: the host's network is granted by
         // whoever runs the build, never by the Dockerfile alone.
-        return Err(OpError::Unsupported(
+        return Err(OpError::Denied(
             "network.host is not allowed (grant it with --allow network.host)".into(),
         ));
     }
@@ -132,7 +132,7 @@ pub fn run_layer(
     let user = crate::ops::users::exec_user(&view, &cfg.config.user)?;
     let (argv, script) = op.command.argv(cfg);
     if argv.is_empty() {
-        return Err(OpError::Unsupported("RUN needs a command".into()));
+        return Err(OpError::Invalid("RUN needs a command".into()));
     }
     let mut vars = step_vars(op, env, &view, user.uid);
     let tmp = env.store.temp_dir("run")?;

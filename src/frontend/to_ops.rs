@@ -175,3 +175,42 @@ pub fn op_of(kind: &InstructionKind, inp: &OpInputs<'_>) -> Arc<dyn Op> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::frontend::lower::{BuildOptions, UnknownImages, lower};
+
+    /// The ops of the last stage of `text`: (kind, definition).
+    fn ops(text: &str) -> Vec<(&'static str, String)> {
+        let (df, mut linter) = crate::frontend::parse_dockerfile(text).unwrap();
+        let plan = lower(&df, &BuildOptions::default(), &UnknownImages, &mut linter).unwrap();
+        let st = &plan.stages[plan.target];
+        st.steps
+            .iter()
+            .map(|s| (s.op.kind(), s.op.definition()))
+            .collect()
+    }
+
+    #[test]
+    fn definitions_do_not_depend_on_positions_or_comments() {
+        let a =
+            ops("FROM scratch\nRUN --mount=type=cache,target=/c make\nONBUILD RUN x\nCOPY a /b\n");
+        let b = ops(
+            "# a comment\nFROM scratch\n\n\nRUN   --mount=type=cache,target=/c make\n# another\nONBUILD    RUN x\nCOPY a /b\n",
+        );
+        assert_eq!(a, b);
+        assert_eq!(
+            a.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["RUN", "ONBUILD", "COPY"]
+        );
+    }
+
+    #[test]
+    fn a_stages_onbuild_triggers_run_first_in_the_child() {
+        let child = ops("FROM scratch AS base\nONBUILD ENV A=1\nFROM base\nENV B=2\n");
+        assert_eq!(
+            child,
+            [("ENV", "A=1".to_string()), ("ENV", "B=2".to_string())]
+        );
+    }
+}

@@ -85,16 +85,53 @@ impl RunOp {
     }
 }
 
+/// A mount as it enters RUN's definition: every field that changes what
+/// the step sees, written out here (not the AST's serialisation).
+fn mount_definition(m: &Mount) -> serde_json::Value {
+    let kind = match m.kind {
+        MountType::Bind => "bind",
+        MountType::Cache => "cache",
+        MountType::Tmpfs => "tmpfs",
+        MountType::Secret => "secret",
+        MountType::Ssh => "ssh",
+    };
+    let sharing = m.sharing.map(|s| match s {
+        crate::ops::mounts::Sharing::Shared => "shared",
+        crate::ops::mounts::Sharing::Private => "private",
+        crate::ops::mounts::Sharing::Locked => "locked",
+    });
+    serde_json::json!({
+        "type": kind,
+        "from": m.from,
+        "source": m.source,
+        "target": m.target,
+        "readonly": m.readonly,
+        "size": m.size,
+        "id": m.id,
+        "sharing": sharing,
+        "required": m.required,
+        "env": m.env,
+        "mode": m.mode,
+        "uid": m.uid,
+        "gid": m.gid,
+    })
+}
+
 impl Op for RunOp {
     fn kind(&self) -> &'static str {
         "RUN"
     }
 
     fn definition(&self) -> String {
+        let network = match self.network {
+            None | Some(NetworkMode::Default) => "default",
+            Some(NetworkMode::None) => "none",
+            Some(NetworkMode::Host) => "host",
+        };
         serde_json::json!({
             "command": self.command.definition(),
-            "mounts": self.mounts.iter().map(|(m, _)| m).collect::<Vec<_>>(),
-            "network": self.network,
+            "mounts": self.mounts.iter().map(|(m, _)| mount_definition(m)).collect::<Vec<_>>(),
+            "network": network,
             "insecure": self.insecure,
         })
         .to_string()

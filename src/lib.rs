@@ -1,5 +1,6 @@
 //! rbuild: a Dockerfile image builder.
 
+pub mod build;
 pub mod cache;
 pub mod context;
 pub mod digest;
@@ -11,6 +12,7 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod progress;
+pub mod quote;
 pub mod registry;
 pub mod run;
 pub mod solver;

@@ -795,3 +795,41 @@ fn secret_mount_source_names_the_secret() {
     );
     assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "s3cr3t");
 }
+
+#[test]
+fn onbuild_triggers_run_as_steps_of_the_child_and_their_env_reaches_it() {
+    let env = with_base();
+    let base = env.project(
+        "ob-env-base",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nONBUILD ENV FROM_TRIGGER=yes\nONBUILD RUN echo trigger > /t\n",
+        )],
+    );
+    env.build_ok(&["-t", "test/ob-env"], &base);
+    let (err, out) = build_to_dir(
+        &env,
+        "ob-env-child",
+        "FROM test/ob-env\nRUN echo \"$FROM_TRIGGER\" > /env\n",
+        &[],
+    );
+    // Each trigger is a step of the child, shown as BuildKit shows it.
+    assert!(err.contains("2/4] ONBUILD ENV FROM_TRIGGER=yes"), "{err}");
+    assert!(err.contains("3/4] ONBUILD RUN echo trigger > /t"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("t")).unwrap(), "trigger\n");
+    assert_eq!(std::fs::read_to_string(out.join("env")).unwrap(), "yes\n");
+    // The triggers ran: the child image does not carry them on.
+    let ctx = env.project("ob-env-layout", &[("Dockerfile", "FROM test/ob-env\n")]);
+    let layout = env.path("ob-env-layout-out");
+    env.build_ok(
+        &["-o", &format!("type=oci-dir,dest={}", layout.display())],
+        &ctx,
+    );
+    let cfg = layout_config(&layout);
+    assert!(
+        cfg["config"]["OnBuild"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{cfg}"
+    );
+}

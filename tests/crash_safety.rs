@@ -16,6 +16,12 @@ fn expected_files(ctx: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// Whether a killed build left work in progress in the store (a temporary
+/// directory or file), the sign it was killed mid-build.
+fn has_partial_work(root: &std::path::Path) -> bool {
+    std::fs::read_dir(root.join("tmp")).is_ok_and(|mut d| d.next().is_some())
+}
+
 #[test]
 fn sigkill_at_any_moment_leaves_a_usable_store() {
     let env = Env::new();
@@ -46,6 +52,7 @@ fn sigkill_at_any_moment_leaves_a_usable_store() {
     std::fs::write(ctx.join("big.bin"), &big).unwrap();
     let want = expected_files(&ctx);
     let bin = assert_cmd::cargo::cargo_bin("rbuild");
+    let (mut running_at_kill, mut mid_build) = (0, 0);
     for (round, delay_ms) in [5u64, 15, 30, 60, 100, 150, 250, 400]
         .into_iter()
         .enumerate()
@@ -61,8 +68,15 @@ fn sigkill_at_any_moment_leaves_a_usable_store() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
+        // The kill must land while the build runs, not after it ended.
+        if child.try_wait().unwrap().is_none() {
+            running_at_kill += 1;
+        }
         let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        if !status.success() && has_partial_work(&env.root()) {
+            mid_build += 1;
+        }
         // The next build must succeed and produce exactly the right filesystem.
         let out = env.path(&format!("out{round}"));
         env.build_ok(
@@ -91,6 +105,14 @@ fn sigkill_at_any_moment_leaves_a_usable_store() {
             "round {round}: big.bin"
         );
     }
+    assert!(
+        running_at_kill >= 6,
+        "only {running_at_kill} of 8 kills hit a running build"
+    );
+    assert!(
+        mid_build >= 1,
+        "no kill interrupted a build with work in progress"
+    );
     // A store full of interrupted builds still prunes and reports cleanly.
     env.rbuild().args(["prune"]).assert().success();
     let tmp_left = std::fs::read_dir(env.root().join("tmp")).unwrap().count();

@@ -78,6 +78,28 @@ fn a_failing_step_reports_its_exit_code_and_last_lines() {
         "{err}"
     );
     assert!(err.contains("went wrong"), "{err}");
+    // The full log is kept in a file named after the step's cache key, and
+    // the error says where.
+    let log = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("full log: "))
+        .unwrap_or_else(|| panic!("no log file named: {err}"));
+    let log = std::path::Path::new(log);
+    assert!(
+        log.starts_with(env.root().join("logs")),
+        "{}",
+        log.display()
+    );
+    let name = log.file_stem().unwrap().to_string_lossy().into_owned();
+    assert_eq!(name.len(), 64, "a sha256 key: {name}");
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        text.contains("first line") && text.contains("went wrong"),
+        "{text}"
+    );
+    // A failed step's log has no record to keep it: prune removes it.
+    env.rbuild().arg("prune").assert().success();
+    assert!(!log.exists(), "prune leaves {}", log.display());
 }
 
 #[test]

@@ -82,12 +82,33 @@ impl Store {
             blobs.insert(entry.config);
             blobs.extend(entry.manifest);
             if let Ok(cfg) = self.read_blob(&entry.config)
-                && let Ok(cfg) = serde_json::from_slice::<crate::image::config::ImageConfig>(&cfg)
+                && let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&cfg)
             {
-                layers.extend(cfg.rootfs.diff_ids);
+                // Only the diff_ids matter here: read them without the image module.
+                let ids = cfg["rootfs"]["diff_ids"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                layers.extend(
+                    ids.iter()
+                        .filter_map(|d| d.as_str()?.parse::<Digest>().ok()),
+                );
             }
         }
         (blobs, layers)
+    }
+
+    /// Remove the step logs (`logs/<key>.log`) of keys no kept record has:
+    /// failed steps' and pruned ones'.
+    fn prune_logs(&self, kept: &[CacheRecord]) -> Result<()> {
+        let keys: BTreeSet<String> = kept.iter().map(|r| r.key.hex()).collect();
+        for (name, p) in entries(&self.logs_dir()) {
+            let keep = name.strip_suffix(".log").is_some_and(|k| keys.contains(k));
+            if !keep {
+                fs::remove_file(&p).map_err(io_err("removing", &p))?;
+            }
+        }
+        Ok(())
     }
 
     /// Remove cache records (all with `all`, else the oldest until the store
@@ -100,7 +121,7 @@ impl Store {
         let (image_blobs, image_layers) = self.image_roots();
         let layer_size: HashMap<Digest, u64> = records
             .iter()
-            .flat_map(|r| r.state.layers.iter())
+            .flat_map(|r| r.layers.iter())
             .map(|l| {
                 (
                     l.diff_id,
@@ -111,7 +132,7 @@ impl Store {
         let live_size = |recs: &[CacheRecord]| -> u64 {
             let mut set: BTreeSet<Digest> = image_layers.clone();
             for r in recs {
-                set.extend(r.state.layers.iter().map(|l| l.diff_id));
+                set.extend(r.layers.iter().map(|l| l.diff_id));
             }
             set.iter()
                 .map(|d| layer_size.get(d).copied().unwrap_or(0))
@@ -134,7 +155,7 @@ impl Store {
         // Reachable layers and blobs.
         let mut layers = image_layers;
         for r in kept {
-            layers.extend(r.state.layers.iter().map(|l| l.diff_id));
+            layers.extend(r.layers.iter().map(|l| l.diff_id));
         }
         let mut blobs = image_blobs;
         for l in &layers {
@@ -170,6 +191,7 @@ impl Store {
                 fs::remove_file(&p).map_err(io_err("removing", &p))?;
             }
         }
+        self.prune_logs(kept)?;
         let tmp = self.root.join("tmp");
         for (_, p) in entries(&tmp) {
             let _ = remove_tree(&p);

@@ -4,6 +4,7 @@
 //! filesystem, fsync, rename", so a crash leaves each object whole or absent.
 
 mod blobs;
+pub mod checksums;
 pub mod gc;
 mod images;
 mod records;
@@ -11,7 +12,7 @@ mod records;
 pub use blobs::BlobWriter;
 pub use blobs::write_atomic as write_file_atomic;
 pub use images::ImageEntry;
-pub use records::{CacheRecord, ImageState, LayerRef};
+pub use records::{CacheRecord, LayerRef, StepNote};
 
 use rustix::fs::{FlockOperation, flock};
 use std::fs::{self, File};

@@ -1,4 +1,5 @@
-//! Cache records: a step's cache key mapped to the image state it produced,
+//! Cache records: a step's cache key mapped to the layers and config it
+//! produced (the config as opaque JSON: the store holds bytes and records),
 //! with the key's components so a miss can be explained.
 
 use super::blobs::write_atomic;
@@ -16,15 +17,6 @@ pub struct LayerRef {
     pub size: u64,
 }
 
-/// The state of an image after a step: its layers and its config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageState {
-    /// Layers, bottom first.
-    pub layers: Vec<LayerRef>,
-    /// The image config (history included).
-    pub config: crate::image::config::ImageConfig,
-}
-
 /// What the index holds for one cache key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheRecord {
@@ -34,10 +26,22 @@ pub struct CacheRecord {
     pub step_id: String,
     /// The named components that went into the key.
     pub components: Vec<(String, String)>,
-    /// The result.
-    pub state: ImageState,
+    /// The result's layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// The result's image config (JSON; the store does not read it).
+    pub config: serde_json::Value,
     /// Seconds since the epoch when recorded (for pruning oldest first).
     pub created: u64,
+}
+
+/// The key a config-only step had last time (no image state: such steps
+/// are folded into the config, never looked up), kept to explain a change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepNote {
+    /// The key.
+    pub key: Digest,
+    /// Its named components.
+    pub components: Vec<(String, String)>,
 }
 
 impl Store {
@@ -49,11 +53,7 @@ impl Store {
     pub fn get_record(&self, key: &Digest) -> Option<CacheRecord> {
         let data = fs::read(self.record_path(key)).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
-        let complete = rec
-            .state
-            .layers
-            .iter()
-            .all(|l| self.has_snapshot(&l.diff_id));
+        let complete = rec.layers.iter().all(|l| self.has_snapshot(&l.diff_id));
         (rec.key == *key && complete).then_some(rec)
     }
 
@@ -93,5 +93,19 @@ impl Store {
         let data = fs::read(self.record_path(&Digest::from_hex(hex.trim())?)).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
         (rec.step_id == step_id).then_some(rec)
+    }
+
+    /// The note of a config-only step, by step id.
+    pub fn step_note(&self, step_id: &str) -> Option<StepNote> {
+        let data = fs::read(self.step_pointer(step_id).with_extension("note")).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Replace the note of a config-only step.
+    pub fn put_step_note(&self, step_id: &str, note: &StepNote) -> Result<()> {
+        let dir = self.root.join("cache/steps");
+        std::fs::create_dir_all(&dir).map_err(super::io_err("creating", &dir))?;
+        let data = serde_json::to_vec(note).expect("serialise step note");
+        write_atomic(&self.step_pointer(step_id).with_extension("note"), &data)
     }
 }

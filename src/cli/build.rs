@@ -3,19 +3,18 @@
 use super::source::parse_build_arg;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use rbuild::build::{BuildOutcome, Outputs, Pusher, finish, solve_saving};
 use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::context::Context;
-use rbuild::export::{OutputSpec, OutputType, parse_output};
+use rbuild::export::{OutputSpec, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile_with_checks;
-use rbuild::image::manifest::{MediaTypes, write_image};
 use rbuild::image::resolver::Resolver;
-use rbuild::image::source::normalize_name;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
 use rbuild::registry::RegistryOptions;
+use rbuild::solver::BuildRequest;
 use rbuild::solver::steps::SecretSource;
-use rbuild::solver::{BuildRequest, solve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -212,16 +211,41 @@ fn print_warnings(
     }
 }
 
-/// Run a build.
-pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    let mode = progress_mode(&args.progress, args.quiet)?;
+/// Push through the registry client, printing what is pushed (unless quiet).
+struct RegistryPusher {
+    registry: RegistryOptions,
+    quiet: bool,
+}
+
+impl Pusher for RegistryPusher {
+    fn push(
+        &self,
+        store: &Arc<Store>,
+        manifest: &rbuild::digest::Digest,
+        names: &[String],
+        insecure: bool,
+    ) -> Result<(), String> {
+        let mut registry = self.registry.clone();
+        let mut run = || -> Result<()> {
+            for t in super::push::targets(names)? {
+                if insecure {
+                    registry.insecure.push(t.domain().to_string());
+                }
+                super::push::push_one(store, manifest, &t, &registry, self.quiet)?;
+            }
+            Ok(())
+        };
+        run().map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The outputs asked for (`-o`, `--push`), checked before the build starts.
+fn outputs_of(args: &BuildArgs) -> Result<Vec<OutputSpec>> {
     for t in &args.tags {
         if let Err(e) = rbuild::registry::reference::validate(t) {
             bail!("invalid argument {t:?} for \"-t, --tag\" flag: {e}");
         }
     }
-    let mut registry = RegistryOptions::load()?;
-    registry.insecure = args.insecure_registries.clone();
     let mut outputs: Vec<OutputSpec> = args
         .outputs
         .iter()
@@ -240,24 +264,61 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         super::push::targets(&o.names)?;
     }
     check_secrets(&args.secrets)?;
-    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
-    let src = &prepared.dockerfile;
+    Ok(outputs)
+}
+
+/// Parse and lower the Dockerfile; diagnostics are printed and give None.
+fn plan_of(
+    args: &BuildArgs,
+    src: &super::source::DockerfileSource,
+    opts: &BuildOptions,
+    images: &Resolver,
+    mode: Mode,
+) -> Option<(
+    rbuild::frontend::lower::BuildPlan,
+    rbuild::frontend::lint::Linter,
+)> {
     let checks = args
         .build_args
         .iter()
         .rev()
         .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
         .map(|(_, v)| v.as_str());
+    let show = |pos, msg: &str| eprint!("{}", render(&src.display, &src.text, pos, "error", msg));
     let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => {
-            eprint!(
-                "{}",
-                render(&src.display, &src.text, e.pos, "error", &e.message)
-            );
-            return Ok(ExitCode::FAILURE);
+            show(e.pos, &e.message);
+            return None;
         }
     };
+    let plan = match lower(&df, opts, &StoreImages(images), &mut linter) {
+        Ok(p) => p,
+        Err(e) => {
+            show(e.pos, &e.message);
+            return None;
+        }
+    };
+    if let Err((pos, msg)) = super::platforms::check_stages(&plan, &opts.build_platform) {
+        show(pos, &msg);
+        return None;
+    }
+    if let Some(v) = linter.violation() {
+        print_warnings(src, &linter, mode);
+        eprintln!("error: {v}");
+        return None;
+    }
+    Some((plan, linter))
+}
+
+/// Run a build.
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let mut registry = RegistryOptions::load()?;
+    registry.insecure = args.insecure_registries.clone();
+    let outputs = outputs_of(&args)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let src = &prepared.dockerfile;
     let root = default_root();
     let store = Arc::new(
         Store::open(&root, LockMode::Shared)
@@ -280,25 +341,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         args.pull,
         opts.target_platform.clone(),
     ));
-    let plan = match lower(&df, &opts, &StoreImages(&images), &mut linter) {
-        Ok(p) => p,
-        Err(e) => {
-            eprint!(
-                "{}",
-                render(&src.display, &src.text, e.pos, "error", &e.message)
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some((plan, linter)) = plan_of(&args, src, &opts, &images, mode) else {
+        return Ok(ExitCode::FAILURE);
     };
-    if let Err((pos, msg)) = super::platforms::check_stages(&plan, &opts.build_platform) {
-        eprint!("{}", render(&src.display, &src.text, pos, "error", &msg));
-        return Ok(ExitCode::FAILURE);
-    }
-    if let Some(v) = linter.violation() {
-        print_warnings(src, &linter, mode);
-        eprintln!("error: {v}");
-        return Ok(ExitCode::FAILURE);
-    }
     let unused_args = plan.unused_build_args.clone();
     let dockerfile_path = prepared.dockerfile_path.clone();
     let context = Arc::new(Context::open(
@@ -306,15 +351,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         &dockerfile_path,
         Some(&store.root().join("statcache")),
     )?);
-    let epoch = source_date_epoch(&args.build_args)?;
-    let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
     let req = BuildRequest {
         plan,
-        context: Some(context.clone()),
+        context: Some(context),
         no_cache: args.no_cache,
-        epoch,
-        compression,
+        epoch: source_date_epoch(&args.build_args)?,
+        compression: outputs.first().map(|o| o.compression).unwrap_or_default(),
         platform: opts.target_platform.clone(),
         build_id,
         labels: args.labels.clone(),
@@ -322,21 +365,32 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         secrets: args.secrets.clone(),
         images,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+        explain: args.explain,
     };
     let (progress, rx) = Progress::channel();
-    let renderer = spawn_renderer(
-        rx,
-        if args.explain && mode == Mode::Auto {
-            Mode::Plain
-        } else {
-            mode
-        },
-    );
+    let shown = if args.explain && mode == Mode::Auto {
+        Mode::Plain
+    } else {
+        mode
+    };
+    let renderer = spawn_renderer(rx, shown);
+    let pusher = RegistryPusher {
+        registry,
+        quiet: mode == Mode::Quiet,
+    };
+    let out = Outputs {
+        tags: args.tags.clone(),
+        outputs,
+        metadata: args.metadata_file.is_some(),
+        pusher: &pusher,
+    };
+    // Solve, let the progress view finish, then store and export (as
+    // rbuild::build::build does, with the view's last lines before the pushes').
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(solve(store.clone(), req, progress));
-    context.save_cache();
+    let solved = runtime.block_on(solve_saving(store.clone(), req, progress));
+    drop(runtime);
     let _ = renderer.join();
     print_warnings(src, &linter, mode);
     if !unused_args.is_empty() && mode != Mode::Quiet {
@@ -345,104 +399,29 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             unused_args.join(" ")
         );
     }
-    let result = match result {
+    let solved = match solved {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let names: Vec<String> = args.tags.iter().map(|t| normalize_name(t)).collect();
-    // The local store keeps the config (the image ID) and uncompressed
-    // snapshots, as Docker's store does; blobs and a manifest are made only
-    // for outputs that carry them.
-    let config = result.state.config.clone();
-    let (image_id, _) = store.put_blob(&{
-        let mut c = config.clone();
-        c.rootfs.diff_ids = result.state.layers.iter().map(|l| l.diff_id).collect();
-        c.to_json()
-    })?;
-    for n in &names {
-        store.tag(n, image_id)?;
-    }
-    let mut written: Vec<rbuild::image::manifest::WrittenImage> = Vec::new();
-    let mut manifest_for = |c: rbuild::layer::compress::Compression,
-                            t: MediaTypes|
-     -> Result<rbuild::image::manifest::WrittenImage> {
-        if let Some(w) = written
-            .iter()
-            .find(|w| w.compression == c && w.media_types == t)
-        {
-            return Ok(w.clone());
-        }
-        let w = write_image(&store, &result.state, c, t)?;
-        written.push(w.clone());
-        Ok(w)
-    };
-    for o in &outputs {
-        let dest = o.dest.clone().unwrap_or_default();
-        let out_names: Vec<String> = if o.names.is_empty() {
-            names.clone()
-        } else {
-            o.names.iter().map(|n| normalize_name(n)).collect()
-        };
-        match o.kind {
-            OutputType::Image => {
-                for n in &out_names {
-                    store.tag(&normalize_name(n), image_id)?;
-                }
-                if o.push {
-                    let manifest = manifest_for(o.compression, o.media_types)?.manifest;
-                    let mut registry = registry.clone();
-                    for t in super::push::targets(&out_names)? {
-                        if o.insecure {
-                            registry.insecure.push(t.domain().to_string());
-                        }
-                        super::push::push_one(
-                            &store,
-                            &manifest,
-                            &t,
-                            &registry,
-                            mode == Mode::Quiet,
-                        )?;
-                    }
-                }
-            }
-            OutputType::OciDir => rbuild::export::write_oci_layout(
-                &store,
-                &manifest_for(o.compression, o.media_types)?,
-                &out_names,
-                &dest,
-            )?,
-            OutputType::OciArchive => rbuild::export::write_oci_archive(
-                &store,
-                &manifest_for(o.compression, o.media_types)?,
-                &out_names,
-                &dest,
-            )?,
-            OutputType::DockerArchive => rbuild::export::write_docker_archive(
-                &store,
-                &manifest_for(o.compression, o.media_types)?,
-                &out_names,
-                &dest,
-            )?,
-            OutputType::Local => {
-                let view = rbuild::solver::steps::view_of(&store, &result.state);
-                rbuild::export::export_rootfs(&view, &dest)?;
-            }
-        }
-    }
-    let image_id = image_id.to_string();
+    let outcome = finish(&store, solved, &out)?;
+    report(&args, &outcome)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--iidfile`, `--metadata-file`, and the image ID and names printed.
+fn report(args: &BuildArgs, outcome: &BuildOutcome) -> Result<()> {
+    let image_id = outcome.image_id.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
     }
-    if let Some(f) = &args.metadata_file {
-        let types = outputs.first().map(|o| o.media_types).unwrap_or_default();
-        let image = manifest_for(compression, types)?;
+    if let (Some(f), Some(image)) = (&args.metadata_file, &outcome.metadata) {
         let meta = serde_json::json!({
             "containerimage.digest": image.manifest,
             "containerimage.config.digest": image.config,
-            "image.name": names.join(","),
+            "image.name": outcome.names.join(","),
         });
         std::fs::write(f, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", f.display()))?;
@@ -451,9 +430,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         println!("{image_id}");
     } else {
         eprintln!("image {image_id}");
-        for n in &names {
+        for n in &outcome.names {
             eprintln!("tagged {n}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -4,12 +4,13 @@
 //! it), and content digests with a stat cache.
 
 mod entry;
+pub mod ignore;
 pub mod statcache;
 
 pub use entry::{Entry, Kind};
 
+use crate::context::ignore::{IgnoreMatcher, Pattern, clean_path};
 use crate::digest::{Digest, KeyHasher, hash_reader};
-use crate::frontend::dockerignore::{IgnoreMatcher, Pattern, clean_path};
 use crate::fsroot::Root;
 use rayon::prelude::*;
 use statcache::StatCache;
@@ -45,7 +46,7 @@ pub enum ContextError {
     },
     /// Bad .dockerignore.
     #[error(transparent)]
-    Ignore(#[from] crate::frontend::dockerignore::IgnoreError),
+    Ignore(#[from] crate::context::ignore::IgnoreError),
 }
 
 /// A source matched by one COPY/ADD argument.

@@ -34,8 +34,13 @@ pub fn drop_capabilities() -> std::io::Result<()> {
     }
     for cap in 0..64u32 {
         if mask & (1u64 << cap) == 0 {
-            // SAFETY: plain prctl; EINVAL for caps the kernel does not know is fine.
-            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            // SAFETY: plain prctl.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            // EINVAL: a capability this kernel does not know, so nobody has it.
+            let e = std::io::Error::last_os_error();
+            if r != 0 && e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
         }
     }
     #[repr(C)]

@@ -11,7 +11,9 @@ pub mod network;
 pub mod rootfs;
 pub mod sandbox;
 pub mod seccomp;
+pub mod snapshot;
 pub mod spec;
+pub mod syscall;
 
 use spec::{Network, SandboxSpec};
 use std::io::{BufRead, BufReader, Write};

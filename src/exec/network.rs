@@ -219,7 +219,9 @@ impl Slirp {
             cmd.pre_exec(move || {
                 keep_across_exec(ready_w)?;
                 keep_across_exec(exit_r)?;
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -327,9 +329,9 @@ pub fn read_spec_line_from(fd: RawFd) -> std::io::Result<Vec<u8>> {
 /// then close it so the step never inherits it.
 pub fn notify(fd: RawFd) {
     // SAFETY: a one-byte write and a close on the descriptor rbuild passed us.
-    unsafe {
-        let _ = libc::write(fd, [1u8].as_ptr().cast(), 1);
-        libc::close(fd);
+    let ok = unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) == 1 && libc::close(fd) == 0 };
+    if !ok {
+        super::mounts::fail("telling rbuild the namespaces are ready");
     }
 }
 

@@ -80,31 +80,32 @@ impl Rootfs {
     }
 }
 
+/// Create `name` below `dir` (a directory, or an empty file; one that
+/// exists is fine) and open it; None when that fails.
 fn create_below(dir: BorrowedFd, name: &str, directory: bool) -> Option<OwnedFd> {
-    let c = mounts::cstr(name);
-    // SAFETY: valid fd and path.
-    unsafe {
-        if directory {
-            libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755);
-        } else {
-            let fd = libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o666,
-            );
-            if fd >= 0 {
-                libc::close(fd);
-            }
-        }
+    use rustix::fs::{Mode, OFlags};
+    let made = if directory {
+        rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+    } else {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o666)).map(drop)
+    };
+    match made {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => open_below(dir, name),
+        Err(_) => None,
     }
-    open_below(dir, name)
 }
 
+/// A symlink `name` -> `target` below `dir` (one already there is kept).
 fn symlink_below(dir: BorrowedFd, target: &str, name: &str) {
-    let (t, n) = (mounts::cstr(target), mounts::cstr(name));
-    // SAFETY: valid fd and strings.
-    unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
+    match rustix::fs::symlinkat(target, dir, name) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => {
+            eprintln!("rbuild sandbox: linking /dev/{name}: {e}");
+            std::process::exit(125);
+        }
+    }
 }
 
 /// /dev: a `nodev` tmpfs holding bind mounts of the allowed host devices,

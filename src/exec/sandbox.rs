@@ -15,6 +15,7 @@ use super::mounts::{self, cstr, fail};
 use super::rootfs::{self, Rootfs};
 use super::seccomp;
 use super::spec::{ContainerOptions, ContainerSpec, Network, SandboxSpec, Stdio};
+use super::syscall::{self, Linux, Syscall};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -43,42 +44,21 @@ pub fn sandbox_main() -> ! {
         }
     };
     // Die with rbuild (and do not start when it is already gone).
-    // SAFETY: plain getppid/prctl.
-    unsafe {
-        let parent = libc::getppid();
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::getppid() != parent {
-            std::process::exit(125);
-        }
+    let parent = rustix::process::getppid();
+    if Linux.kill_with_parent().is_err() {
+        fail("setting the parent-death signal");
+    }
+    if rustix::process::getppid() != parent {
+        std::process::exit(125);
     }
     let seccomp = compile_seccomp();
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.network != Network::Host {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // SAFETY: plain getters.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let rootless = euid != 0;
-    if rootless {
-        flags |= libc::CLONE_NEWUSER;
-    }
-    // SAFETY: unshare in a single-threaded process.
-    if unsafe { libc::unshare(flags) } != 0 {
-        fail("creating namespaces");
-    }
-    if rootless {
-        // A fresh user namespace where our own user is root (and only it).
-        for (f, v) in [
-            ("/proc/self/setgroups", "deny".to_string()),
-            ("/proc/self/uid_map", format!("0 {euid} 1\n")),
-            ("/proc/self/gid_map", format!("0 {egid} 1\n")),
-        ] {
-            if std::fs::write(f, v).is_err() {
-                fail(&format!("writing {f}"));
-            }
-        }
-    }
+    let euid = rustix::process::geteuid().as_raw();
+    let egid = rustix::process::getegid().as_raw();
+    let rootless = syscall::enter_namespaces(&Linux, spec.network == Network::Host, euid, egid)
+        .unwrap_or_else(|e| {
+            eprintln!("rbuild sandbox: {e}");
+            std::process::exit(125);
+        });
     if let Some(fd) = spec.sync_fd {
         // rbuild now attaches slirp4netns to our network namespace.
         super::network::notify(fd);
@@ -106,11 +86,7 @@ pub fn sandbox_main() -> ! {
         // `rbuild run` blocks the signals it forwards, and so did we until
         // now: what came meanwhile is passed on from here.
         clear_signal_mask();
-        let mut status = 0;
-        // SAFETY: waiting for our own child (again when a forwarded signal interrupts).
-        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {}
+        let status = wait_for(pid);
         let code = if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else if libc::WIFSIGNALED(status) {
@@ -134,6 +110,21 @@ fn clear_signal_mask() {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// Wait for our child `pid` (through interruptions); its wait status.
+fn wait_for(pid: libc::pid_t) -> libc::c_int {
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child into a valid int.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return status;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            fail("waiting for the step");
+        }
     }
 }
 
@@ -164,8 +155,9 @@ fn compile_seccomp() -> Vec<seccompiler::BpfProgram> {
 /// Arm PDEATHSIG (again: a credential change clears it), then make sure
 /// the helper did not die before it was armed.
 fn die_with_helper(alive: &OwnedFd) {
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if Linux.kill_with_parent().is_err() {
+        fail("setting the parent-death signal");
+    }
     let mut p = libc::pollfd {
         fd: alive.as_raw_fd(),
         events: libc::POLLIN,
@@ -212,9 +204,7 @@ fn run_child(
         let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NODEV;
         mounts::mount("", root, "", flags, "");
     }
-    let host = cstr(&spec.hostname);
-    // SAFETY: valid buffer and length.
-    if unsafe { libc::sethostname(host.as_ptr(), spec.hostname.len()) } != 0 {
+    if Linux.sethostname(&spec.hostname).is_err() {
         fail("setting the hostname");
     }
     // pivot_root(".", ".") then detach the old root: no directory left behind.
@@ -256,8 +246,9 @@ fn run_child(
         // SAFETY: closing the control descriptor, which nothing uses any more.
         unsafe { libc::close(control) };
     }
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if Linux.set_no_new_privs().is_err() {
+        fail("setting no_new_privs");
+    }
     set_rlimits();
     let mut cmd = std::process::Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear();
@@ -322,29 +313,9 @@ fn mount_root(spec: &SandboxSpec, options: &ContainerOptions, rootless: bool) {
 
 /// Groups, group, Docker's capabilities, then the user.
 fn become_user(spec: &SandboxSpec, rootless: bool) {
-    if rootless && (spec.uid != 0 || spec.gid != 0) {
-        eprintln!(
-            "rbuild sandbox: USER {}:{} needs rbuild to run as root (a rootless build maps only root)",
-            spec.uid, spec.gid
-        );
+    if let Err(e) = syscall::become_user(&Linux, spec.uid, spec.gid, &spec.groups, rootless) {
+        eprintln!("rbuild sandbox: {e}");
         std::process::exit(125);
-    }
-    // SAFETY: setgroups/setgid as root, before exec.
-    unsafe {
-        if !rootless && libc::setgroups(spec.groups.len(), spec.groups.as_ptr()) != 0 {
-            fail("setgroups");
-        }
-        if libc::setgid(spec.gid) != 0 {
-            fail("setgid");
-        }
-    }
-    // A non-root user loses them all at setuid (no keep-caps).
-    if caps::drop_capabilities().is_err() {
-        fail("setting capabilities");
-    }
-    // SAFETY: dropping to the step's user.
-    if spec.uid != 0 && unsafe { libc::setuid(spec.uid) } != 0 {
-        fail("setuid");
     }
 }
 
@@ -359,10 +330,9 @@ fn detach_terminal() {
     // SAFETY: valid path; dup2 onto stdin, then close the original.
     unsafe {
         let fd = libc::open(null.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 || libc::dup2(fd, 0) < 0 {
+        if fd < 0 || libc::dup2(fd, 0) < 0 || libc::close(fd) != 0 {
             fail("opening /dev/null as stdin");
         }
-        libc::close(fd);
     }
 }
 
@@ -375,7 +345,9 @@ fn set_rlimits() {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
+            fail("disabling core dumps");
+        }
         let mut nofile = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -383,7 +355,9 @@ fn set_rlimits() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 {
             nofile.rlim_max = nofile.rlim_max.min(1 << 20);
             nofile.rlim_cur = nofile.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &nofile);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) != 0 {
+                fail("setting the open-file limit");
+            }
         }
     }
 }

@@ -8,7 +8,6 @@ use super::{ExportError, io_err};
 use crate::context::{Entry, Kind};
 use crate::fsroot::Root;
 use crate::layer::view::MergedView;
-use crate::ops::view_select::walk_view;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::fs;
 use std::io;
@@ -133,12 +132,11 @@ fn finish_dir(root: &Root, e: &Entry, root_user: bool) -> io::Result<()> {
 pub fn export_rootfs(view: &MergedView, dest: &Path) -> Result<(), ExportError> {
     fs::create_dir_all(dest).map_err(io_err("creating", dest))?;
     let root = Root::open(dest).map_err(io_err("opening", dest))?;
-    let mut entries = Vec::new();
-    walk_view(view, &[], "", &mut entries).map_err(|e| ExportError::Io {
-        what: "reading image filesystem for",
-        path: dest.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let entries = view
+        .walk(&[])
+        .into_iter()
+        .map(|(rel, path, _)| Entry::from_path(rel, path.clone()).map_err(io_err("reading", &path)))
+        .collect::<Result<Vec<Entry>, ExportError>>()?;
     let root_user = rustix::process::geteuid().is_root();
     let mut linked = std::collections::HashMap::new();
     for e in &entries {

@@ -40,88 +40,14 @@ pub fn parse_instruction(node: &RawNode) -> Result<Parsed> {
     let cmd = node.command();
     let kind = match cmd.as_str() {
         "from" => return parse_from(node).map(Parsed::From),
-        "env" | "label" => {
-            Flags::parse(&node.flags, &[])?;
-            let upper = cmd.to_ascii_uppercase();
-            at_least_one(node, &upper)?;
-            if !node.args.len().is_multiple_of(3) {
-                return Err(err(
-                    node,
-                    format!("Bad input to {upper}, too many arguments"),
-                ));
-            }
-            let mut pairs = Vec::new();
-            for t in node.args.chunks(3) {
-                if t[0].value.is_empty() {
-                    return Err(FrontendError::new(
-                        t[0].pos,
-                        format!("{upper} names can not be blank"),
-                    ));
-                }
-                pairs.push(KeyValue {
-                    key: t[0].value.clone(),
-                    value: t[1].value.clone(),
-                    legacy: t[2].value.is_empty(),
-                    pos: t[0].pos,
-                });
-            }
-            if cmd == "env" {
-                InstructionKind::Env { pairs }
-            } else {
-                InstructionKind::Label { pairs }
-            }
-        }
+        "env" | "label" => parse_pairs(node, &cmd)?,
         "maintainer" => {
             let name = exactly_one(node, "MAINTAINER")?;
             Flags::parse(&node.flags, &[])?;
             InstructionKind::Maintainer { name }
         }
-        "add" => {
-            if node.args.len() < 2 {
-                return Err(err(node, no_destination("ADD")));
-            }
-            let f = Flags::parse(
-                &node.flags,
-                &[
-                    ("chown", FlagKind::String),
-                    ("chmod", FlagKind::String),
-                    ("link", FlagKind::Bool),
-                    ("keep-git-dir", FlagKind::Bool),
-                    ("checksum", FlagKind::String),
-                    ("unpack", FlagKind::Bool),
-                    ("exclude", FlagKind::Strings),
-                ],
-            )?;
-            InstructionKind::Add(Add {
-                paths: sources_and_dest(node, "ADD")?,
-                checksum: f.string("checksum"),
-                keep_git_dir: f.bool("keep-git-dir"),
-                unpack: f.bool("unpack"),
-                options: copy_options(&f),
-            })
-        }
-        "copy" => {
-            if node.args.len() < 2 {
-                return Err(err(node, no_destination("COPY")));
-            }
-            let f = Flags::parse(
-                &node.flags,
-                &[
-                    ("chown", FlagKind::String),
-                    ("from", FlagKind::String),
-                    ("chmod", FlagKind::String),
-                    ("link", FlagKind::Bool),
-                    ("exclude", FlagKind::Strings),
-                    ("parents", FlagKind::Bool),
-                ],
-            )?;
-            InstructionKind::Copy(Copy {
-                paths: sources_and_dest(node, "COPY")?,
-                from: f.string("from"),
-                parents: f.bool("parents").unwrap_or(false),
-                options: copy_options(&f),
-            })
-        }
+        "add" => parse_add(node)?,
+        "copy" => parse_copy(node)?,
         "onbuild" => parse_onbuild(node)?,
         "workdir" => {
             let path = exactly_one(node, "WORKDIR")?;
@@ -150,63 +76,12 @@ pub fn parse_instruction(node: &RawNode) -> Result<Parsed> {
             Flags::parse(&node.flags, &[])?;
             InstructionKind::User { user }
         }
-        "volume" => {
-            at_least_one(node, "VOLUME")?;
-            Flags::parse(&node.flags, &[])?;
-            let mut paths = Vec::new();
-            for a in &node.args {
-                let v = a.value.trim();
-                if v.is_empty() {
-                    return Err(FrontendError::new(
-                        a.pos,
-                        "VOLUME specified can not be an empty string",
-                    ));
-                }
-                paths.push(v.to_string());
-            }
-            InstructionKind::Volume { paths }
-        }
+        "volume" => parse_volume(node)?,
         "stopsignal" => InstructionKind::Stopsignal {
             signal: exactly_one(node, "STOPSIGNAL")?,
         },
-        "arg" => {
-            at_least_one(node, "ARG")?;
-            Flags::parse(&node.flags, &[])?;
-            let mut args = Vec::new();
-            for a in &node.args {
-                let (name, default) = match a.value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (a.value.clone(), None),
-                };
-                if name.is_empty() {
-                    return Err(FrontendError::new(a.pos, "ARG names can not be blank"));
-                }
-                args.push(ArgDecl {
-                    name,
-                    default,
-                    pos: a.pos,
-                });
-            }
-            InstructionKind::Arg { args }
-        }
-        "shell" => {
-            Flags::parse(&node.flags, &[])?;
-            if node.args.is_empty() {
-                return Err(err(node, "SHELL requires at least one argument"));
-            }
-            if !node.json {
-                return Err(err(
-                    node,
-                    format!(
-                        "SHELL requires the arguments to be in JSON form: {}",
-                        node.original.trim()
-                    ),
-                ));
-            }
-            InstructionKind::Shell {
-                shell: node.arg_values(),
-            }
-        }
+        "arg" => parse_arg(node)?,
+        "shell" => parse_shell(node)?,
         _ => {
             return Err(err(
                 node,
@@ -223,6 +98,149 @@ pub fn parse_instruction(node: &RawNode) -> Result<Parsed> {
         keyword: node.keyword.clone(),
         kind,
     }))
+}
+
+/// ENV and LABEL: `key value` triples from the line parser.
+fn parse_pairs(node: &RawNode, cmd: &str) -> Result<InstructionKind> {
+    Flags::parse(&node.flags, &[])?;
+    let upper = cmd.to_ascii_uppercase();
+    at_least_one(node, &upper)?;
+    if !node.args.len().is_multiple_of(3) {
+        return Err(err(
+            node,
+            format!("Bad input to {upper}, too many arguments"),
+        ));
+    }
+    let mut pairs = Vec::new();
+    for t in node.args.chunks(3) {
+        if t[0].value.is_empty() {
+            return Err(FrontendError::new(
+                t[0].pos,
+                format!("{upper} names can not be blank"),
+            ));
+        }
+        pairs.push(KeyValue {
+            key: t[0].value.clone(),
+            value: t[1].value.clone(),
+            legacy: t[2].value.is_empty(),
+            pos: t[0].pos,
+        });
+    }
+    Ok(if cmd == "env" {
+        InstructionKind::Env { pairs }
+    } else {
+        InstructionKind::Label { pairs }
+    })
+}
+
+/// ADD and its flags.
+fn parse_add(node: &RawNode) -> Result<InstructionKind> {
+    if node.args.len() < 2 {
+        return Err(err(node, no_destination("ADD")));
+    }
+    let f = Flags::parse(
+        &node.flags,
+        &[
+            ("chown", FlagKind::String),
+            ("chmod", FlagKind::String),
+            ("link", FlagKind::Bool),
+            ("keep-git-dir", FlagKind::Bool),
+            ("checksum", FlagKind::String),
+            ("unpack", FlagKind::Bool),
+            ("exclude", FlagKind::Strings),
+        ],
+    )?;
+    Ok(InstructionKind::Add(Add {
+        paths: sources_and_dest(node, "ADD")?,
+        checksum: f.string("checksum"),
+        keep_git_dir: f.bool("keep-git-dir"),
+        unpack: f.bool("unpack"),
+        options: copy_options(&f),
+    }))
+}
+
+/// COPY and its flags.
+fn parse_copy(node: &RawNode) -> Result<InstructionKind> {
+    if node.args.len() < 2 {
+        return Err(err(node, no_destination("COPY")));
+    }
+    let f = Flags::parse(
+        &node.flags,
+        &[
+            ("chown", FlagKind::String),
+            ("from", FlagKind::String),
+            ("chmod", FlagKind::String),
+            ("link", FlagKind::Bool),
+            ("exclude", FlagKind::Strings),
+            ("parents", FlagKind::Bool),
+        ],
+    )?;
+    Ok(InstructionKind::Copy(Copy {
+        paths: sources_and_dest(node, "COPY")?,
+        from: f.string("from"),
+        parents: f.bool("parents").unwrap_or(false),
+        options: copy_options(&f),
+    }))
+}
+
+/// VOLUME paths (none empty).
+fn parse_volume(node: &RawNode) -> Result<InstructionKind> {
+    at_least_one(node, "VOLUME")?;
+    Flags::parse(&node.flags, &[])?;
+    let mut paths = Vec::new();
+    for a in &node.args {
+        let v = a.value.trim();
+        if v.is_empty() {
+            return Err(FrontendError::new(
+                a.pos,
+                "VOLUME specified can not be an empty string",
+            ));
+        }
+        paths.push(v.to_string());
+    }
+    Ok(InstructionKind::Volume { paths })
+}
+
+/// ARG names with optional defaults.
+fn parse_arg(node: &RawNode) -> Result<InstructionKind> {
+    at_least_one(node, "ARG")?;
+    Flags::parse(&node.flags, &[])?;
+    let mut args = Vec::new();
+    for a in &node.args {
+        let (name, default) = match a.value.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.value.clone(), None),
+        };
+        if name.is_empty() {
+            return Err(FrontendError::new(a.pos, "ARG names can not be blank"));
+        }
+        args.push(ArgDecl {
+            name,
+            default,
+            pos: a.pos,
+        });
+    }
+    Ok(InstructionKind::Arg { args })
+}
+
+/// SHELL, JSON form only.
+fn parse_shell(node: &RawNode) -> Result<InstructionKind> {
+    Flags::parse(&node.flags, &[])?;
+    if node.args.is_empty() {
+        return Err(err(node, "SHELL requires at least one argument"));
+    }
+    if !node.json {
+        return Err(err(
+            node,
+            format!(
+                "SHELL requires the arguments to be in JSON form: {}",
+                node.original.trim()
+            ),
+        ));
+    }
+    Ok(InstructionKind::Shell {
+        shell: node.arg_values(),
+    })
 }
 
 fn no_destination(cmd: &str) -> String {

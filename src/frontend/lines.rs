@@ -140,12 +140,7 @@ pub fn scan(source: &str) -> Result<Lines> {
         let line_no = i + 1;
         i += 1;
         if is_comment(raw) {
-            let text = raw.trim_start_matches(is_go_space)[1..].trim_matches(is_go_space);
-            if text.is_empty() {
-                comments.clear();
-            } else {
-                comments.push(text.to_string());
-            }
+            note_comment(raw, &mut comments);
         }
         let trimmed = trim_newline(raw);
         let lead = trimmed.len() - trimmed.trim_start_matches(is_go_space).len();
@@ -153,19 +148,7 @@ pub fn scan(source: &str) -> Result<Lines> {
         if let Some(d) = directives.parse(token, line_no)? {
             comments.pop();
             if d.name == "escape" {
-                out.escape = match d.value.as_str() {
-                    "\\" => '\\',
-                    "`" => '`',
-                    other => {
-                        return Err(FrontendError::new(
-                            Pos {
-                                line: line_no,
-                                col: 1,
-                            },
-                            format!("invalid escape token '{other}' does not match ` or \\"),
-                        ));
-                    }
-                };
+                out.escape = escape_token(&d.value, line_no)?;
             }
             out.directives.push(d);
         }
@@ -220,42 +203,15 @@ pub fn scan(source: &str) -> Result<Lines> {
             });
         }
         let span = Span { start, end_line };
-        let mut heredocs = Vec::new();
-        if text.contains("<<") && may_have_heredoc(&text) {
-            // Whether heredocs apply depends on the parsed form (not JSON).
-            let logical = LogicalLine {
-                text: &text,
-                base: 0,
-                map: &map,
-                escape: out.escape,
-            };
-            let node = parse_line(&logical, span, Vec::new())?;
-            if can_contain_heredoc(&node) {
-                for mut doc in heredocs_in_line(&text, start)? {
-                    let mut content = String::new();
-                    let mut terminated = false;
-                    while i < physical.len() {
-                        let body = physical[i];
-                        i += 1;
-                        end_line = i;
-                        let mut candidate = trim_newline(body);
-                        if doc.chomp {
-                            candidate = candidate.trim_start_matches('\t');
-                        }
-                        if candidate == doc.name {
-                            terminated = true;
-                            break;
-                        }
-                        content.push_str(body);
-                    }
-                    if !terminated {
-                        return Err(FrontendError::new(start, "unterminated heredoc"));
-                    }
-                    doc.content = content;
-                    heredocs.push(doc);
-                }
-            }
-        }
+        let heredocs = read_heredocs(
+            &physical,
+            &mut i,
+            &mut end_line,
+            &text,
+            &map,
+            span,
+            out.escape,
+        )?;
         if !infos.is_empty() {
             joined.push('\n');
         }
@@ -283,6 +239,82 @@ pub fn scan(source: &str) -> Result<Lines> {
         ));
     }
     Ok(out)
+}
+
+/// The `# escape=` directive's token.
+fn escape_token(value: &str, line_no: usize) -> Result<char> {
+    match value {
+        "\\" => Ok('\\'),
+        "`" => Ok('`'),
+        other => Err(FrontendError::new(
+            Pos {
+                line: line_no,
+                col: 1,
+            },
+            format!("invalid escape token '{other}' does not match ` or \\"),
+        )),
+    }
+}
+
+/// A comment line: kept for the next instruction; an empty one clears them.
+fn note_comment(raw: &str, comments: &mut Vec<String>) {
+    let text = raw.trim_start_matches(is_go_space)[1..].trim_matches(is_go_space);
+    if text.is_empty() {
+        comments.clear();
+    } else {
+        comments.push(text.to_string());
+    }
+}
+
+/// The heredoc bodies a logical line opens (when its form allows them),
+/// read from the physical lines after it; `i` and `end_line` move past them.
+fn read_heredocs(
+    physical: &[&str],
+    i: &mut usize,
+    end_line: &mut usize,
+    text: &str,
+    map: &LineMap,
+    span: Span,
+    escape: char,
+) -> Result<Vec<Heredoc>> {
+    let start = span.start;
+    let mut heredocs = Vec::new();
+    if text.contains("<<") && may_have_heredoc(text) {
+        // Whether heredocs apply depends on the parsed form (not JSON).
+        let logical = LogicalLine {
+            text,
+            base: 0,
+            map,
+            escape,
+        };
+        let node = parse_line(&logical, span, Vec::new())?;
+        if can_contain_heredoc(&node) {
+            for mut doc in heredocs_in_line(text, start)? {
+                let mut content = String::new();
+                let mut terminated = false;
+                while *i < physical.len() {
+                    let body = physical[*i];
+                    *i += 1;
+                    *end_line = *i;
+                    let mut candidate = trim_newline(body);
+                    if doc.chomp {
+                        candidate = candidate.trim_start_matches('\t');
+                    }
+                    if candidate == doc.name {
+                        terminated = true;
+                        break;
+                    }
+                    content.push_str(body);
+                }
+                if !terminated {
+                    return Err(FrontendError::new(start, "unterminated heredoc"));
+                }
+                doc.content = content;
+                heredocs.push(doc);
+            }
+        }
+    }
+    Ok(heredocs)
 }
 
 /// Cheap pre-check on the keyword: only ADD, COPY, RUN (or ONBUILD of them) take heredocs.

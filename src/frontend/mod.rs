@@ -3,7 +3,7 @@
 pub mod add_sources;
 pub mod ast;
 pub mod diagnostics;
-pub mod dockerignore;
+pub use crate::context::ignore as dockerignore;
 pub mod document;
 pub mod error;
 pub mod flags;
@@ -21,6 +21,7 @@ pub mod raw;
 pub mod shell;
 mod stage_refs;
 pub mod suggest;
+pub mod to_ops;
 
 pub use document::{parse_dockerfile, parse_dockerfile_with_checks};
 pub use error::FrontendError;

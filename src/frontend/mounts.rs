@@ -123,121 +123,140 @@ pub fn parse_mount_fields(fields: Vec<String>) -> Result<Mount, String> {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
             None => (field.to_ascii_lowercase(), None),
         };
-        let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => {
-                    m.readonly = true;
-                    ro_auto = false;
-                }
-                "readwrite" | "rw" => {
-                    m.readonly = false;
-                    ro_auto = false;
-                }
-                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
-                    m.required = true
-                }
-                "required" => {
-                    return Err(format!(
-                        "unexpected key '{key}' for mount type '{}'",
-                        kind_name(m.kind)
-                    ));
-                }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
-            }
-            continue;
-        };
-        match key.as_str() {
-            "type" => {
-                m.kind = match value.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
-                        return Err(with_suggestion(
-                            format!("unsupported mount type \"{value}\""),
-                            &value,
-                            &["bind", "cache", "tmpfs", "secret", "ssh"],
-                        ));
-                    }
-                }
-            }
-            "from" => m.from = Some(value),
-            "source" | "src" => m.source = Some(value),
-            "target" | "dst" | "destination" => m.target = Some(value),
-            "readonly" | "ro" => {
-                m.readonly = parse_bool(&key, &value)?;
-                ro_auto = false;
-            }
-            "readwrite" | "rw" => {
-                m.readonly = !parse_bool(&key, &value)?;
-                ro_auto = false;
-            }
-            "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
-                m.required = parse_bool(&key, &value)?
-            }
-            "required" => {
-                return Err(format!(
-                    "unexpected key '{key}' for mount type '{}'",
-                    kind_name(m.kind)
-                ));
-            }
-            "size" if m.kind == MountType::Tmpfs => {
-                m.size =
-                    Some(parse_size(&value).ok_or(format!("invalid value for {key}: {value}"))?)
-            }
-            "size" => {
-                return Err(format!(
-                    "unexpected key '{key}' for mount type '{}'",
-                    kind_name(m.kind)
-                ));
-            }
-            "id" => m.id = Some(value),
-            "sharing" => {
-                m.sharing = Some(match value.to_ascii_lowercase().as_str() {
-                    "shared" => Sharing::Shared,
-                    "private" => Sharing::Private,
-                    "locked" => Sharing::Locked,
-                    _ => {
-                        return Err(with_suggestion(
-                            format!("unsupported sharing value \"{value}\""),
-                            &value,
-                            &["shared", "private", "locked"],
-                        ));
-                    }
-                })
-            }
-            "mode" => {
-                m.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
-                )
-            }
-            "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
-            }
-            "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
-            }
-            "env" => m.env = Some(value),
-            _ => {
-                return Err(with_suggestion(
-                    format!("unexpected key '{key}' in '{field}'"),
-                    &key,
-                    &MOUNT_KEYS,
-                ));
-            }
+        match value {
+            None => flag_field(&mut m, &key, &field, &mut ro_auto)?,
+            Some(value) => value_field(&mut m, &key, value, &field, &mut ro_auto)?,
         }
     }
+    check_mount(m, ro_auto)
+}
+
+/// A field without a value (`ro`, `rw`, `required`).
+fn flag_field(m: &mut Mount, key: &str, field: &str, ro_auto: &mut bool) -> Result<(), String> {
+    match key {
+        "readonly" | "ro" => {
+            m.readonly = true;
+            *ro_auto = false;
+        }
+        "readwrite" | "rw" => {
+            m.readonly = false;
+            *ro_auto = false;
+        }
+        "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
+        "required" => {
+            return Err(format!(
+                "unexpected key '{key}' for mount type '{}'",
+                kind_name(m.kind)
+            ));
+        }
+        _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+    }
+    Ok(())
+}
+
+/// A `key=value` field.
+fn value_field(
+    m: &mut Mount,
+    key: &str,
+    value: String,
+    field: &str,
+    ro_auto: &mut bool,
+) -> Result<(), String> {
+    match key {
+        "type" => {
+            m.kind = match value.to_ascii_lowercase().as_str() {
+                "bind" => MountType::Bind,
+                "cache" => MountType::Cache,
+                "tmpfs" => MountType::Tmpfs,
+                "secret" => MountType::Secret,
+                "ssh" => MountType::Ssh,
+                _ => {
+                    return Err(with_suggestion(
+                        format!("unsupported mount type \"{value}\""),
+                        &value,
+                        &["bind", "cache", "tmpfs", "secret", "ssh"],
+                    ));
+                }
+            }
+        }
+        "from" => m.from = Some(value),
+        "source" | "src" => m.source = Some(value),
+        "target" | "dst" | "destination" => m.target = Some(value),
+        "readonly" | "ro" => {
+            m.readonly = parse_bool(key, &value)?;
+            *ro_auto = false;
+        }
+        "readwrite" | "rw" => {
+            m.readonly = !parse_bool(key, &value)?;
+            *ro_auto = false;
+        }
+        "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+            m.required = parse_bool(key, &value)?
+        }
+        "required" => {
+            return Err(format!(
+                "unexpected key '{key}' for mount type '{}'",
+                kind_name(m.kind)
+            ));
+        }
+        "size" if m.kind == MountType::Tmpfs => {
+            m.size = Some(parse_size(&value).ok_or(format!("invalid value for {key}: {value}"))?)
+        }
+        "size" => {
+            return Err(format!(
+                "unexpected key '{key}' for mount type '{}'",
+                kind_name(m.kind)
+            ));
+        }
+        "id" => m.id = Some(value),
+        "sharing" => {
+            m.sharing = Some(match value.to_ascii_lowercase().as_str() {
+                "shared" => Sharing::Shared,
+                "private" => Sharing::Private,
+                "locked" => Sharing::Locked,
+                _ => {
+                    return Err(with_suggestion(
+                        format!("unsupported sharing value \"{value}\""),
+                        &value,
+                        &["shared", "private", "locked"],
+                    ));
+                }
+            })
+        }
+        "mode" => {
+            m.mode = Some(
+                u32::from_str_radix(&value, 8)
+                    .map_err(|_| format!("invalid value {value} for mode"))?,
+            )
+        }
+        "uid" => {
+            m.uid = Some(
+                value
+                    .parse()
+                    .map_err(|_| format!("invalid value {value} for uid"))?,
+            )
+        }
+        "gid" => {
+            m.gid = Some(
+                value
+                    .parse()
+                    .map_err(|_| format!("invalid value {value} for gid"))?,
+            )
+        }
+        "env" => m.env = Some(value),
+        _ => {
+            return Err(with_suggestion(
+                format!("unexpected key '{key}' in '{field}'"),
+                key,
+                &MOUNT_KEYS,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a mount's type allows, and its defaults.
+fn check_mount(mut m: Mount, ro_auto: bool) -> Result<Mount, String> {
     let file_info_allowed = matches!(
         m.kind,
         MountType::Secret | MountType::Ssh | MountType::Cache

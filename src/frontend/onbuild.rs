@@ -3,7 +3,10 @@
 //! stages, as in BuildKit, so those stages are dependencies of the stage
 //! whose base carries the trigger.
 
-use super::ast::{Instruction, InstructionKind};
+use super::ast::{Dockerfile, Instruction, InstructionKind};
+use super::error::{FrontendError, Result};
+use super::lower::{BaseEnv, Source};
+use super::position::Span;
 
 /// The `--from` / mount `from=` names a trigger instruction reads.
 fn refs_of(instr: &Instruction, out: &mut Vec<String>) {
@@ -42,6 +45,61 @@ pub fn stage_trigger_refs(instructions: &[Instruction]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The names read by trigger instructions themselves.
+pub fn stage_trigger_refs_of(triggers: &[Instruction]) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in triggers {
+        refs_of(i, &mut out);
+    }
+    out
+}
+
+/// The ONBUILD triggers of a stage's base, as instructions of the stage
+/// (placed at its FROM): an image's from its config, a stage's from its
+/// ONBUILD instructions. They run first, in this build, as BuildKit does,
+/// so the solver never parses.
+pub fn base_triggers(
+    df: &Dockerfile,
+    base: &Source,
+    images: &dyn BaseEnv,
+    at: Span,
+) -> Result<Vec<Instruction>> {
+    let mut out: Vec<Instruction> = match base {
+        Source::Scratch => Vec::new(),
+        Source::Stage(i) => df.stages[*i]
+            .instructions
+            .iter()
+            .filter_map(|i| match &i.kind {
+                InstructionKind::Onbuild { trigger, .. } => Some((**trigger).clone()),
+                _ => None,
+            })
+            .collect(),
+        Source::Image(r) => {
+            let triggers = images.onbuild(r);
+            if triggers.is_empty() {
+                return Ok(Vec::new());
+            }
+            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+            let (parsed, _) = super::parse_dockerfile(&text).map_err(|e| {
+                FrontendError::new(
+                    at.start,
+                    format!("invalid ONBUILD trigger in base image: {}", e.message),
+                )
+            })?;
+            parsed
+                .stages
+                .into_iter()
+                .next()
+                .map(|s| s.instructions)
+                .unwrap_or_default()
+        }
+    };
+    for i in &mut out {
+        i.span = at;
+    }
+    Ok(out)
 }
 
 /// The index of the stage `name` refers to (a name, case-insensitive, or an

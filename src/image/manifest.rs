@@ -1,8 +1,9 @@
 //! Image manifests: make sure each layer has a compressed blob, write the
 //! config and manifest blobs, and describe the result.
 
+use super::ImageState;
 use super::config::ImageConfig;
-use crate::cache::{ImageState, Store, StoreError};
+use crate::cache::{Store, StoreError};
 use crate::digest::Digest;
 use crate::layer::LayerError;
 use crate::layer::compress::{Compression, LayerCompressor};

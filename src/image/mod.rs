@@ -11,3 +11,6 @@ pub mod reference;
 pub mod remove;
 pub mod resolver;
 pub mod source;
+pub mod state;
+
+pub use state::ImageState;

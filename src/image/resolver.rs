@@ -133,7 +133,7 @@ impl Resolver {
             })
             .collect();
         Ok(LoadedImage {
-            state: crate::cache::ImageState { layers, config },
+            state: crate::image::ImageState { layers, config },
             manifest,
         })
     }

@@ -4,8 +4,9 @@
 //! verified. Pulling from registries is `crate::registry`, tied in by
 //! `super::resolver`.
 
+use super::ImageState;
 use super::config::ImageConfig;
-use crate::cache::{ImageState, LayerRef, Store, StoreError};
+use crate::cache::{LayerRef, Store, StoreError};
 use crate::digest::Digest;
 use crate::layer::LayerError;
 use crate::layer::unpack::unpack_layer;

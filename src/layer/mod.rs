@@ -1,6 +1,7 @@
 //! Layers: deterministic tar from a diff directory, parallel compression,
 //! unpacking into a diff directory, and a merged view over a layer stack.
 
+pub mod commit;
 pub mod compress;
 pub mod extract;
 pub mod tarball;

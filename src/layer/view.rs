@@ -186,6 +186,36 @@ impl MergedView {
         self.lookup_exact(&rel)
     }
 
+    /// Every entry below the directory `dir`, depth first in name order:
+    /// (path relative to `dir`, path in its layer, metadata).
+    pub fn walk(&self, dir: &[String]) -> Vec<(String, PathBuf, fs::Metadata)> {
+        let mut out = Vec::new();
+        self.walk_into(dir, "", &mut out);
+        out
+    }
+
+    fn walk_into(
+        &self,
+        dir: &[String],
+        prefix: &str,
+        out: &mut Vec<(String, PathBuf, fs::Metadata)>,
+    ) {
+        for (name, path, meta) in self.read_dir(dir) {
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let is_dir = meta.is_dir();
+            out.push((rel.clone(), path, meta));
+            if is_dir {
+                let mut sub = dir.to_vec();
+                sub.push(name);
+                self.walk_into(&sub, &rel, out);
+            }
+        }
+    }
+
     /// Entries of a directory in the merged view (names sorted), with the
     /// file each name resolves to.
     pub fn read_dir(&self, rel: &[String]) -> Vec<(String, PathBuf, fs::Metadata)> {

@@ -7,10 +7,14 @@
 
 mod archive;
 mod job;
+mod op;
+mod previous;
+mod sources;
 
+pub use op::CopyOp;
+
+use crate::context::ignore::IgnoreMatcher;
 use crate::context::{Entry, Kind, Selection};
-use crate::frontend::ast::InlineSource;
-use crate::frontend::dockerignore::IgnoreMatcher;
 use crate::layer::view::{MergedView, clean_components};
 use crate::ops::chmod::Chmod;
 use job::FileJob;
@@ -18,6 +22,15 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A heredoc source of COPY/ADD: a file named `name` holding `content`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// The file name.
+    pub name: String,
+    /// Its content (variables already expanded where asked).
+    pub content: String,
+}
 
 /// Errors of COPY/ADD.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +89,7 @@ pub struct CopyPlan<'a> {
     /// Selected sources (context or another stage).
     pub sources: &'a [Selection],
     /// Heredoc sources.
-    pub inline: &'a [InlineSource],
+    pub inline: &'a [InlineFile],
     /// Destination as written (expanded).
     pub dest: &'a str,
     /// The stage's working directory.
@@ -421,95 +434,10 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
         w.ensure_dir(&dest_parts)?;
     }
     for sel in plan.sources {
-        let mut base_parts = dest_parts.clone();
-        // --parents: the path below the pivot (`/./`, else the root) is kept.
-        let kept: Vec<String> = if plan.parents {
-            clean_components(&sel.path)
-                .into_iter()
-                .skip(pivot_depth(&sel.source))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if plan.parents {
-            base_parts.extend(kept.iter().take(kept.len().saturating_sub(1)).cloned());
-        }
-        match sel.root.kind {
-            Kind::Dir => {
-                if plan.parents {
-                    base_parts.extend(kept.last().cloned());
-                }
-                // A new destination directory is made like any parent (0755,
-                // root or --chown), as BuildKit's copy does.
-                w.ensure_dir(&base_parts)?;
-                for e in &sel.children {
-                    if excluded(&exclude, &e.rel) {
-                        continue;
-                    }
-                    let mut parts = base_parts.clone();
-                    parts.extend(clean_components(&e.rel));
-                    let key = format!("{}/{}", sel.path, e.rel);
-                    w.put_keyed(&parts, e, &key)?;
-                }
-            }
-            _ => {
-                let name = Path::new(&sel.path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                if excluded(&exclude, name.as_deref().unwrap_or("")) {
-                    continue;
-                }
-                if plan.unpack.applies_to(sel)
-                    && sel.root.kind == Kind::File
-                    && let Some(reader) = archive_reader(&sel.root)
-                {
-                    archive::add_archive(&mut w, sel, reader, &base_parts)?;
-                    continue;
-                }
-                let mut parts = base_parts.clone();
-                if dest_is_dir || plan.parents {
-                    parts.push(name.unwrap_or_default());
-                }
-                w.put_keyed(&parts, &sel.root, &sel.path)?;
-            }
-        }
+        put_selection(&mut w, sel, &exclude, &dest_parts, dest_is_dir)?;
     }
     for inline in plan.inline {
-        let mut parts = dest_parts.clone();
-        if dest_is_dir {
-            parts.push(inline.name.clone());
-        }
-        let (parent, _) = parts.split_at(parts.len() - 1);
-        let dir = w.ensure_dir(parent)?;
-        let target = dir.join(parts.last().expect("a file name"));
-        match fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => {
-                crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?
-            }
-            Ok(_) => fs::remove_file(&target).map_err(io_err("replacing", &target))?,
-            Err(_) => {}
-        }
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&target)
-                .map_err(io_err("creating", &target))?;
-            io::Write::write_all(&mut f, inline.content.as_bytes())
-                .map_err(io_err("writing", &target))?;
-        }
-        fs::set_permissions(
-            &target,
-            fs::Permissions::from_mode(
-                plan.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false)),
-            ),
-        )
-        .map_err(io_err("chmod", &target))?;
-        let (u, g) = plan.owner.unwrap_or((0, 0));
-        lchown(&target, u, g)?;
-        set_mtime(&target, plan.created_time, 0);
+        put_inline(&mut w, inline, &dest_parts, dest_is_dir)?;
     }
     {
         use rayon::prelude::*;
@@ -524,5 +452,115 @@ pub fn execute(plan: &CopyPlan<'_>, out: &Path) -> Result<(), CopyError> {
             job::set_times_nolinks(&w.out_root, &rel, *s, *n);
         }
     }
+    Ok(())
+}
+
+/// Copy one selected source (a directory's contents, or a file, which an
+/// ADD may unpack) under `dest_parts`.
+fn put_selection(
+    w: &mut Writer<'_>,
+    sel: &Selection,
+    exclude: &Option<IgnoreMatcher>,
+    dest_parts: &[String],
+    dest_is_dir: bool,
+) -> Result<(), CopyError> {
+    let plan = w.plan;
+    let mut base_parts = dest_parts.to_vec();
+    // --parents: the path below the pivot (`/./`, else the root) is kept.
+    let kept: Vec<String> = if plan.parents {
+        clean_components(&sel.path)
+            .into_iter()
+            .skip(pivot_depth(&sel.source))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if plan.parents {
+        base_parts.extend(kept.iter().take(kept.len().saturating_sub(1)).cloned());
+    }
+    match sel.root.kind {
+        Kind::Dir => {
+            if plan.parents {
+                base_parts.extend(kept.last().cloned());
+            }
+            // A new destination directory is made like any parent (0755,
+            // root or --chown), as BuildKit's copy does.
+            w.ensure_dir(&base_parts)?;
+            for e in &sel.children {
+                if excluded(exclude, &e.rel) {
+                    continue;
+                }
+                let mut parts = base_parts.clone();
+                parts.extend(clean_components(&e.rel));
+                let key = format!("{}/{}", sel.path, e.rel);
+                w.put_keyed(&parts, e, &key)?;
+            }
+        }
+        _ => {
+            let name = Path::new(&sel.path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            if excluded(exclude, name.as_deref().unwrap_or("")) {
+                return Ok(());
+            }
+            if plan.unpack.applies_to(sel)
+                && sel.root.kind == Kind::File
+                && let Some(reader) = archive_reader(&sel.root)
+            {
+                archive::add_archive(w, sel, reader, &base_parts)?;
+                return Ok(());
+            }
+            let mut parts = base_parts.clone();
+            if dest_is_dir || plan.parents {
+                parts.push(name.unwrap_or_default());
+            }
+            w.put_keyed(&parts, &sel.root, &sel.path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Write a heredoc source as a file (mode 0644 or `--chmod`, owned by
+/// `--chown` or root).
+fn put_inline(
+    w: &mut Writer<'_>,
+    inline: &InlineFile,
+    dest_parts: &[String],
+    dest_is_dir: bool,
+) -> Result<(), CopyError> {
+    let plan = w.plan;
+    let mut parts = dest_parts.to_vec();
+    if dest_is_dir {
+        parts.push(inline.name.clone());
+    }
+    let (parent, _) = parts.split_at(parts.len() - 1);
+    let dir = w.ensure_dir(parent)?;
+    let target = dir.join(parts.last().expect("a file name"));
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            crate::cache::remove_tree(&target).map_err(io_err("replacing", &target))?
+        }
+        Ok(_) => fs::remove_file(&target).map_err(io_err("replacing", &target))?,
+        Err(_) => {}
+    }
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)
+            .map_err(io_err("creating", &target))?;
+        io::Write::write_all(&mut f, inline.content.as_bytes())
+            .map_err(io_err("writing", &target))?;
+    }
+    fs::set_permissions(
+        &target,
+        fs::Permissions::from_mode(plan.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false))),
+    )
+    .map_err(io_err("chmod", &target))?;
+    let (u, g) = plan.owner.unwrap_or((0, 0));
+    lchown(&target, u, g)?;
+    set_mtime(&target, plan.created_time, 0);
     Ok(())
 }

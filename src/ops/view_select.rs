@@ -1,8 +1,8 @@
 //! COPY --from sources: select paths in another stage's (or image's) merged
 //! filesystem with the same rules as the build context.
 
+use crate::context::ignore::Pattern;
 use crate::context::{ContextError, Entry, Kind, Selection, has_wildcards};
-use crate::frontend::dockerignore::Pattern;
 use crate::layer::view::MergedView;
 
 fn entry(rel: String, path: &std::path::Path) -> Result<Entry, ContextError> {
@@ -14,25 +14,20 @@ fn entry(rel: String, path: &std::path::Path) -> Result<Entry, ContextError> {
 }
 
 /// Walk a directory of the view: every entry below it, sorted, with paths
-/// relative to it.
+/// relative to it (under `prefix`).
 pub fn walk_view(
     view: &MergedView,
     dir: &[String],
     prefix: &str,
     out: &mut Vec<Entry>,
 ) -> Result<(), ContextError> {
-    for (name, path, meta) in view.read_dir(dir) {
+    for (rel, path, _) in view.walk(dir) {
         let rel = if prefix.is_empty() {
-            name.clone()
+            rel
         } else {
-            format!("{prefix}/{name}")
+            format!("{prefix}/{rel}")
         };
-        out.push(entry(rel.clone(), &path)?);
-        if meta.is_dir() {
-            let mut sub = dir.to_vec();
-            sub.push(name);
-            walk_view(view, &sub, &rel, out)?;
-        }
+        out.push(entry(rel, &path)?);
     }
     Ok(())
 }

@@ -3,40 +3,10 @@
 //! comments) and the digests of its inputs. Each named component is kept in
 //! the cache record so a later miss can say what changed.
 
-use crate::digest::{Digest, KeyHasher};
+#[cfg(test)]
+use crate::digest::Digest;
 
-/// The named parts of a key, in a fixed order.
-#[derive(Debug, Clone, Default)]
-pub struct KeyParts {
-    /// (name, value) pairs.
-    pub parts: Vec<(String, String)>,
-}
-
-impl KeyParts {
-    /// Start with the parent key and the op kind.
-    pub fn new(parent: &Digest, kind: &str) -> Self {
-        let mut k = KeyParts::default();
-        k.add("parent", parent.to_string());
-        k.add("op", kind);
-        k
-    }
-
-    /// Add a component.
-    pub fn add(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
-        self.parts.push((name.into(), value.into()));
-        self
-    }
-
-    /// The key.
-    pub fn key(&self) -> Digest {
-        let mut h = KeyHasher::new();
-        h.part("rbuild-cache-v2");
-        for (n, v) in &self.parts {
-            h.part(n).part(v);
-        }
-        h.finish()
-    }
-}
+pub use crate::ops::key::KeyParts;
 
 /// Explain the difference between this key's parts and an earlier record's.
 pub fn explain(

@@ -2,30 +2,13 @@
 //! complete successfully: exit code: N`, followed by the last lines of its
 //! output.
 
-use super::SolveError;
 use crate::exec::ExecError;
-
-/// Go's `%q` of a string (enough for command lines: quotes, backslashes and
-/// control characters escaped).
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use crate::ops::op::OpError;
+use crate::quote::go_quote;
 
 /// The error of a RUN whose process `argv` failed with `e`.
-pub fn run_failed(argv: &[String], e: ExecError) -> SolveError {
+/// `log` is the file holding the step's full output; the message names it.
+pub fn run_failed(argv: &[String], e: ExecError, log: &std::path::Path) -> OpError {
     match e {
         ExecError::Failed { code, tail } => {
             let mut msg = format!(
@@ -36,9 +19,10 @@ pub fn run_failed(argv: &[String], e: ExecError) -> SolveError {
                 msg.push_str("\nlast lines of output:\n");
                 msg.push_str(&tail.join("\n"));
             }
-            SolveError::Unsupported(msg)
+            msg.push_str(&format!("\nfull log: {}", log.display()));
+            OpError::RunFailed(msg)
         }
-        other => SolveError::Unsupported(other.to_string()),
+        other => OpError::Exec(other),
     }
 }
 
@@ -59,10 +43,11 @@ mod tests {
                 code: 3,
                 tail: vec!["a".into()],
             },
+            std::path::Path::new("/store/logs/k.log"),
         );
         assert_eq!(
             e.to_string(),
-            "process \"/bin/sh -c echo \\\"a\\\" && exit 3\" did not complete successfully: exit code: 3\nlast lines of output:\na"
+            "process \"/bin/sh -c echo \\\"a\\\" && exit 3\" did not complete successfully: exit code: 3\nlast lines of output:\na\nfull log: /store/logs/k.log"
         );
     }
 }

@@ -135,6 +135,106 @@ fn stale_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// A file (`src=`).
+    File(PathBuf),
+    /// An environment variable of rbuild (`env=`).
+    Env(String),
+}
+
+impl SecretSource {
+    fn read(&self) -> Option<Vec<u8>> {
+        match self {
+            SecretSource::File(p) => std::fs::read(p).ok(),
+            SecretSource::Env(v) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
+        }
+    }
+}
+
+/// A `RUN --mount=type=secret`: the value as a file in the step's private
+/// secret directory, bound read-only at the target (`/run/secrets/ID` by
+/// default), and/or as the variable `env=`. None when an optional secret
+/// is not given.
+pub fn secret_mount(
+    env: &crate::ops::op::OpEnv<'_>,
+    m: &super::Mount,
+    target: &str,
+    vars: &mut Vec<(String, String)>,
+    guards: &mut super::MountGuards,
+) -> Result<Option<crate::exec::spec::ExtraMount>, crate::ops::op::OpError> {
+    use crate::ops::op::OpError;
+    let id = m.id.clone().unwrap_or_else(|| {
+        Path::new(target)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let value = env
+        .secrets
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, s)| s.read());
+    let Some(value) = value else {
+        if m.required {
+            return Err(OpError::Invalid(format!(
+                "secret {id}: not found (provide it with --secret id={id},src=FILE)"
+            )));
+        }
+        return Ok(None);
+    };
+    if let Some(var) = &m.env {
+        vars.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+        if m.target.is_none() {
+            return Ok(None);
+        }
+    }
+    let file = write_secret(env, guards, m, &value)?;
+    let t = if target.is_empty() {
+        format!("/run/secrets/{id}")
+    } else {
+        target.to_string()
+    };
+    guards.targets.push(t.clone());
+    Ok(Some(crate::exec::spec::ExtraMount::Bind {
+        beneath: None,
+        source: file,
+        target: t,
+        readonly: true,
+    }))
+}
+
+/// Write a secret's value into the step's private secret directory (made
+/// on first use) with the mount's owner and mode (root, 0400 by default).
+fn write_secret(
+    env: &crate::ops::op::OpEnv<'_>,
+    guards: &mut super::MountGuards,
+    m: &super::Mount,
+    value: &[u8],
+) -> Result<PathBuf, crate::ops::op::OpError> {
+    use crate::ops::op::OpError;
+    let store_tmp = env.store.root().join("tmp");
+    if guards.secrets.is_none() {
+        let d = SecretDir::create(&store_tmp).map_err(|source| OpError::Io {
+            what: "creating a secret directory for",
+            path: store_tmp.clone(),
+            source,
+        })?;
+        guards.secrets = Some(d);
+    }
+    let Some(dir) = guards.secrets.as_mut() else {
+        return Err(OpError::Internal("no secret directory".into()));
+    };
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    dir.write(value, uid, gid, m.mode.unwrap_or(0o400))
+        .map_err(|source| OpError::Io {
+            what: "writing a secret in",
+            path: dir.path().to_path_buf(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

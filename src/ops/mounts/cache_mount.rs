@@ -8,10 +8,10 @@
 //! or asked for with another owner, is another cache. It is created once,
 //! under a temporary name renamed into place, and then persists.
 
-use super::StageResult;
+use super::Mount;
 use super::context_mount::materialize;
 use crate::digest::Digest;
-use crate::frontend::ast::Mount;
+use crate::ops::op::StageResult;
 use std::path::{Path, PathBuf};
 
 /// Errors preparing a cache mount.
@@ -103,12 +103,13 @@ pub fn cache_dir(
             }
             materialize(first, &fresh, true).map_err(io("seeding", &fresh))?;
             if m.source.is_none() {
-                apply_owner(&fresh, m, first.root.mode);
+                apply_owner(&fresh, m, first.root.mode)
+                    .map_err(io("setting the owner of", &fresh))?;
             }
         }
         None => {
             std::fs::create_dir(&fresh).map_err(io("creating", &fresh))?;
-            apply_owner(&fresh, m, 0o755);
+            apply_owner(&fresh, m, 0o755).map_err(io("setting the owner of", &fresh))?;
         }
     }
     // Another build may have made it meanwhile: theirs wins, ours goes.
@@ -119,14 +120,23 @@ pub fn cache_dir(
     }
 }
 
-/// The `uid`, `gid` and `mode` of a mount on its new directory or file.
-pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) {
+/// The `uid`, `gid` and `mode` of a mount on its new directory or file. A
+/// chown that an unprivileged rbuild may not make (rootless) is skipped;
+/// every other failure is an error.
+pub fn apply_owner(path: &Path, m: &Mount, default_mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
-    let _ = std::fs::set_permissions(
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    match std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
+        Ok(()) => {}
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                && !rustix::process::geteuid().is_root() => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(
         path,
         std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
-    );
+    )
 }
 
 /// Make the directory `source` below the cache `cache` if it is missing
@@ -155,28 +165,27 @@ pub fn ensure_subdir(cache: &Path, source: &str) -> Result<(), CacheMountError> 
 /// A `RUN --mount=type=cache`: its directory (created and seeded when new),
 /// locked as `sharing=` asks, as a bind of the step.
 pub fn mount(
-    env: &super::steps::StepEnv<'_>,
+    env: &crate::ops::op::OpEnv<'_>,
     m: &Mount,
-    src: Option<&crate::frontend::lower::Source>,
+    src: Option<&crate::ops::op::Source>,
     target: &str,
     private: &Path,
     locks: &mut Vec<std::fs::File>,
-) -> Result<crate::exec::spec::ExtraMount, super::SolveError> {
-    use super::SolveError;
-    use crate::frontend::ast::Sharing;
-    use crate::frontend::lower::Source;
+) -> Result<crate::exec::spec::ExtraMount, crate::ops::op::OpError> {
+    use super::Sharing;
+    use crate::ops::op::OpError;
+    use crate::ops::op::Source;
     use rustix::fs::{FlockOperation, flock};
     let from = match src {
-        Some(Source::Stage(i)) => Some((env.stages)(*i).ok_or(SolveError::DependencyFailed)?),
+        Some(Source::Stage(i)) => Some((env.stages)(*i).ok_or(OpError::DependencyFailed)?),
         Some(Source::Image(name)) => Some((env.image)(name)?),
         _ => None,
     };
     let name = cache_name(m, target, from.as_ref());
     let base = env.store.root().join("cachemounts");
-    let mut source = cache_dir(&base, &name, m, from.as_ref())
-        .map_err(|e| SolveError::Unsupported(e.to_string()))?;
+    let mut source = cache_dir(&base, &name, m, from.as_ref()).map_err(OpError::CacheMount)?;
     let lock_path = base.join(format!("{name}.lock"));
-    let lock_err = |e: std::io::Error| SolveError::Io {
+    let lock_err = |e: std::io::Error| OpError::Io {
         what: "locking",
         path: lock_path.clone(),
         source: e,
@@ -194,7 +203,7 @@ pub fn mount(
                 locks.push(f);
             } else {
                 // In use by another build: a fresh, throw-away cache.
-                std::fs::create_dir_all(private).map_err(|e| SolveError::Io {
+                std::fs::create_dir_all(private).map_err(|e| OpError::Io {
                     what: "creating",
                     path: private.to_path_buf(),
                     source: e,
@@ -207,7 +216,7 @@ pub fn mount(
     // the lock is held; opened beneath the cache when mounted).
     let beneath = match (&from, &m.source) {
         (None, Some(sub)) => {
-            ensure_subdir(&source, sub).map_err(|e| SolveError::Unsupported(e.to_string()))?;
+            ensure_subdir(&source, sub).map_err(OpError::CacheMount)?;
             Some(sub.clone())
         }
         _ => None,

@@ -1,9 +1,9 @@
 //! Where `RUN --mount`s land: a missing or relative `target` is resolved
 //! against the step's working directory, as BuildKit does; `/` is refused.
 
-use super::SolveError;
-use crate::frontend::ast::{Mount, MountType};
-use crate::frontend::lower::Source;
+use super::{Mount, MountType};
+use crate::ops::op::OpError;
+use crate::ops::op::Source;
 
 /// Join `workdir` and `target` and clean the result (`..` stops at `/`).
 fn clean_join(workdir: &str, target: &str) -> String {
@@ -42,7 +42,7 @@ fn clean_id(target: &str) -> String {
 pub fn resolve(
     mounts: &[(Mount, Option<Source>)],
     workdir: &str,
-) -> Result<Vec<(Mount, Option<Source>)>, SolveError> {
+) -> Result<Vec<(Mount, Option<Source>)>, OpError> {
     let mut out = Vec::with_capacity(mounts.len());
     for (m, src) in mounts {
         let mut m = m.clone();
@@ -53,7 +53,7 @@ pub fn resolve(
             }
             let target = clean_join(workdir, &raw);
             if target == "/" {
-                return Err(SolveError::Unsupported(format!(
+                return Err(OpError::Invalid(format!(
                     "invalid mount target \"{target}\""
                 )));
             }

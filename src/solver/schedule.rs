@@ -1,0 +1,364 @@
+//! What runs when: a stage starts from its base and runs its ops in order.
+//! An op whose key is in the store is not run (layer ops have a record
+//! each); config-only ops are folded into the config as they come, with a
+//! note of their key kept only to explain a later change.
+
+use super::vertices::{Vertex, vertex_names};
+use super::{BuildRequest, SolveError, keys};
+use crate::cache::{CacheRecord, StepNote, Store};
+use crate::digest::{Digest, KeyHasher};
+use crate::frontend::lower::Source;
+use crate::image::ImageState;
+use crate::image::config::ImageConfig;
+use crate::layer::view::MergedView;
+use crate::ops::op::view_of;
+use crate::ops::{ExecCtx, Op, OpEnv, OpError, StageResult};
+use crate::progress::{Event, Progress};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+
+/// What the stages of one build share.
+pub struct Shared {
+    pub(super) store: std::sync::Arc<Store>,
+    pub(super) req: BuildRequest,
+    progress: Progress,
+    /// Finished stages: their result, or None when they failed.
+    results: Mutex<HashMap<usize, Option<StageResult>>>,
+    done: Condvar,
+    images: Mutex<HashMap<String, StageResult>>,
+    vertices: HashMap<(usize, usize), Vertex>,
+    counts: Mutex<(usize, usize)>,
+}
+
+impl Shared {
+    /// The shared state of a build about to start.
+    pub fn new(store: std::sync::Arc<Store>, req: BuildRequest, progress: Progress) -> Self {
+        Shared {
+            store,
+            vertices: vertex_names(&req.plan),
+            progress,
+            results: Mutex::new(HashMap::new()),
+            done: Condvar::new(),
+            images: Mutex::new(HashMap::new()),
+            counts: Mutex::new((0, 0)),
+            req,
+        }
+    }
+
+    /// Record stage `si`'s result (None: it failed) and wake its readers.
+    pub fn finish_stage(&self, si: usize, r: Option<StageResult>) {
+        if let Ok(mut results) = self.results.lock() {
+            results.insert(si, r);
+        }
+        self.done.notify_all();
+    }
+
+    /// (cached, executed) steps so far.
+    pub fn counts(&self) -> (usize, usize) {
+        self.counts.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn count(&self, cached: bool) {
+        if let Ok(mut c) = self.counts.lock() {
+            if cached {
+                c.0 += 1;
+            } else {
+                c.1 += 1;
+            }
+        }
+    }
+
+    /// Block until stage `i` has finished; its result, or None if it failed.
+    fn wait_stage(&self, i: usize) -> Option<StageResult> {
+        let mut results = self.results.lock().ok()?;
+        loop {
+            if let Some(r) = results.get(&i) {
+                return r.clone();
+            }
+            results = self.done.wait(results).ok()?;
+        }
+    }
+
+    /// Stage `i`'s result if it finished well.
+    pub fn stage(&self, i: usize) -> Option<StageResult> {
+        self.results.lock().ok()?.get(&i).cloned().flatten()
+    }
+
+    fn image(&self, name: &str) -> Result<StageResult, OpError> {
+        if let Some(r) = self.images.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(r);
+        }
+        let loaded = self.req.images.load(name)?;
+        let mut h = KeyHasher::new();
+        h.part("image").part(loaded.manifest.to_string());
+        let view = view_of(&self.store, &loaded.state);
+        let r = StageResult {
+            state: loaded.state,
+            key: h.finish(),
+            view,
+        };
+        if let Ok(mut m) = self.images.lock() {
+            m.insert(name.to_string(), r.clone());
+        }
+        Ok(r)
+    }
+
+    /// With `--explain`: why a step was taken from the cache.
+    fn explain_hit(&self, vid: usize, key: &Digest, parts: usize) {
+        if self.req.explain && !self.req.no_cache {
+            let line = format!(
+                "cache hit: key {} (parent, definition and {} inputs unchanged)",
+                key,
+                parts.saturating_sub(3)
+            );
+            self.progress.send(Event::Log { id: vid, line });
+        }
+    }
+
+    /// With `--explain`: a step that has never been built here.
+    fn explain_first(&self, vid: usize) {
+        if self.req.explain {
+            let reason = if self.req.no_cache {
+                "--no-cache".to_string()
+            } else {
+                "no earlier build of this step".to_string()
+            };
+            self.progress.send(Event::Miss { id: vid, reason });
+        }
+    }
+
+    fn failed(&self, v: &Vertex, e: SolveError) -> SolveError {
+        self.progress.send(Event::Failed {
+            id: v.id,
+            error: e.to_string(),
+        });
+        SolveError::Step {
+            step: v.name.clone(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The state a stage starts from.
+fn stage_base(sh: &Shared, si: usize, from: &Vertex) -> Result<StageResult, SolveError> {
+    let req = &sh.req;
+    match &req.plan.stages[si].base {
+        Source::Scratch => {
+            let p = &req.platform;
+            let mut h = KeyHasher::new();
+            h.part("scratch").part(p.to_string());
+            Ok(StageResult {
+                state: ImageState {
+                    layers: Vec::new(),
+                    config: ImageConfig::scratch(&p.os, &p.arch, &p.variant),
+                },
+                key: h.finish(),
+                view: MergedView::default(),
+            })
+        }
+        Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
+        Source::Image(name) => {
+            let r = sh.image(name)?;
+            if let Some(line) = req.images.describe(name) {
+                sh.progress.send(Event::Log { id: from.id, line });
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// Build stage `si`: its base, then its ops in order.
+pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
+    let req = &sh.req;
+    let from = &sh.vertices[&(si, 0)];
+    sh.progress.send(Event::Started {
+        id: from.id,
+        name: from.name.clone(),
+    });
+    let t0 = std::time::Instant::now();
+    let mut cur = stage_base(sh, si, from).map_err(|e| sh.failed(from, e))?;
+    cur.state.config.ensure_path();
+    // The base's ONBUILD triggers are steps of this stage (lowered by the frontend).
+    cur.state.config.config.on_build.clear();
+    sh.progress.send(Event::Done {
+        id: from.id,
+        seconds: t0.elapsed().as_secs_f64(),
+    });
+    let stage_fn = |i: usize| sh.wait_stage(i);
+    let image_fn = |n: &str| sh.image(n);
+    let proxies = super::proxy::proxy_env(&req.build_args);
+    let hostname = req
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, v)| k == "BUILDKIT_SANDBOX_HOSTNAME" && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(crate::ops::run::DEFAULT_HOSTNAME);
+    let env = OpEnv {
+        store: &sh.store,
+        context: req.context.as_deref(),
+        epoch: req.epoch,
+        compression: req.compression,
+        stages: &stage_fn,
+        image: &image_fn,
+        secrets: &req.secrets,
+        allow_host_network: req.allow_host_network,
+        proxy_env: &proxies,
+        hostname,
+    };
+    let stage_name = req.plan.stages[si]
+        .name
+        .clone()
+        .unwrap_or_else(|| si.to_string());
+    for (k, step) in req.plan.stages[si].steps.iter().enumerate() {
+        let v = &sh.vertices[&(si, k + 1)];
+        sh.progress.send(Event::Started {
+            id: v.id,
+            name: v.name.clone(),
+        });
+        let t = std::time::Instant::now();
+        let step_id = format!("{}|{stage_name}|{k}", req.build_id);
+        cur = run_op(sh, &env, &cur, step.op.as_ref(), &step_id, v.id)
+            .map_err(|e| sh.failed(v, e))?;
+        sh.progress.send(Event::Done {
+            id: v.id,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(cur)
+}
+
+/// Run one op on `cur`: from the cache when its key is there (layer ops),
+/// folded into the config (config-only ops), else executed and recorded.
+fn run_op(
+    sh: &Shared,
+    env: &OpEnv<'_>,
+    cur: &StageResult,
+    op: &dyn Op,
+    step_id: &str,
+    vid: usize,
+) -> Result<StageResult, SolveError> {
+    let map = op.cache_map(env, &cur.key)?;
+    let key = map.parts.key();
+    if !op.makes_layer() {
+        return fold_config(sh, env, cur, op, map, step_id, vid);
+    }
+    if !sh.req.no_cache
+        && let Some(state) = sh
+            .store
+            .get_record(&key)
+            .and_then(|r| ImageState::from_record(&r))
+    {
+        sh.explain_hit(vid, &key, map.parts.parts.len());
+        sh.progress.send(Event::Cached { id: vid });
+        sh.count(true);
+        let view = view_of(&sh.store, &state);
+        return Ok(StageResult { state, key, view });
+    }
+    let mut components = map.parts.parts.clone();
+    components.extend(op.explain_inputs(env, &map)?);
+    // Explain the miss against the newest earlier record of this step.
+    let previous = sh.store.latest_record_for_step(step_id);
+    match &previous {
+        Some(prev) => {
+            let reason = explain(&sh.store, &components, &prev.components);
+            sh.progress.send(Event::Miss { id: vid, reason });
+        }
+        None => sh.explain_first(vid),
+    }
+    let state = exec(sh, env, cur, op, map, previous.as_ref(), &key, vid)?;
+    sh.store.put_record(&CacheRecord {
+        key,
+        step_id: step_id.to_string(),
+        components,
+        layers: state.layers.clone(),
+        config: state.config_json(),
+        created: now_secs(),
+    })?;
+    sh.count(false);
+    let view = view_of(&sh.store, &state);
+    Ok(StageResult { state, key, view })
+}
+
+/// A config-only op: applied to the config, never looked up. Its key's
+/// parts are noted under the step's id, so a later change is explained
+/// and an unchanged one shown as cached.
+fn fold_config(
+    sh: &Shared,
+    env: &OpEnv<'_>,
+    cur: &StageResult,
+    op: &dyn Op,
+    map: crate::ops::CacheMap,
+    step_id: &str,
+    vid: usize,
+) -> Result<StageResult, SolveError> {
+    let key = map.parts.key();
+    let components = map.parts.parts.clone();
+    let note = sh.store.step_note(step_id);
+    let unchanged = !sh.req.no_cache && note.as_ref().is_some_and(|n| n.key == key);
+    if unchanged {
+        sh.explain_hit(vid, &key, components.len());
+        sh.progress.send(Event::Cached { id: vid });
+    } else if let Some(n) = &note {
+        let reason = explain(&sh.store, &components, &n.components);
+        sh.progress.send(Event::Miss { id: vid, reason });
+    } else {
+        sh.explain_first(vid);
+    }
+    sh.count(unchanged);
+    let state = exec(sh, env, cur, op, map, None, &key, vid)?;
+    if !unchanged {
+        sh.store
+            .put_step_note(step_id, &StepNote { key, components })?;
+    }
+    Ok(StageResult {
+        state,
+        key,
+        view: cur.view.clone(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec(
+    sh: &Shared,
+    env: &OpEnv<'_>,
+    cur: &StageResult,
+    op: &dyn Op,
+    map: crate::ops::CacheMap,
+    previous: Option<&CacheRecord>,
+    key: &Digest,
+    vid: usize,
+) -> Result<ImageState, SolveError> {
+    let progress = Mutex::new(sh.progress.clone());
+    let log = move |line: String| {
+        if let Ok(p) = progress.lock() {
+            p.send(Event::Log { id: vid, line });
+        }
+    };
+    let ctx = ExecCtx {
+        previous,
+        log: &log,
+        log_file: sh.store.logs_dir().join(format!("{}.log", key.hex())),
+    };
+    Ok(op.exec(env, &cur.state, map, &ctx)?)
+}
+
+/// Why a key differs from an earlier one of the same step.
+fn explain(store: &Store, now: &[(String, String)], before: &[(String, String)]) -> String {
+    let file_diff = |old: &str, new: &str| -> Option<String> {
+        let a = store.read_blob(&old.parse().ok()?).ok()?;
+        let b = store.read_blob(&new.parse().ok()?).ok()?;
+        Some(keys::diff_file_lists(
+            &String::from_utf8_lossy(&a),
+            &String::from_utf8_lossy(&b),
+        ))
+    };
+    keys::explain(now, before, file_diff)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -78,23 +78,9 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
             .ok_or_else(|| bad(&format!("field {field:?} is not key=value")))?;
         match k.trim() {
             "type" => {
-                kind = Some(match v {
-                    "oci" => OutputType::OciArchive,
-                    "oci-dir" | "oci-layout" => OutputType::OciDir,
-                    "oci-archive" => OutputType::OciArchive,
-                    "docker" | "docker-archive" => OutputType::DockerArchive,
-                    "local" => OutputType::Local,
-                    "image" => OutputType::Image,
-                    "registry" => {
-                        push = true;
-                        OutputType::Image
-                    }
-                    other => {
-                        return Err(bad(&format!(
-                            "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image, registry)"
-                        )));
-                    }
-                })
+                let (t, registry) = parse_type(v).map_err(|r| bad(&r))?;
+                kind = Some(t);
+                push |= registry;
             }
             "dest" => dest = Some(PathBuf::from(v)),
             "name" => names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
@@ -127,22 +113,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
     if !tar && kind == OutputType::OciArchive {
         kind = OutputType::OciDir;
     }
-    let compression = match comp_name.as_str() {
-        "gzip" => Compression::Gzip {
-            level: level
-                .map(|l| l.clamp(1, 9) as u32)
-                .unwrap_or(DEFAULT_GZIP_LEVEL),
-        },
-        "zstd" => Compression::Zstd {
-            level: level.unwrap_or(3).clamp(1, 19),
-        },
-        "uncompressed" => Compression::None,
-        other => {
-            return Err(bad(&format!(
-                "unknown compression {other:?} (gzip, zstd, uncompressed)"
-            )));
-        }
-    };
+    let compression = parse_compression(&comp_name, level).map_err(|r| bad(&r))?;
     // `type=docker` without a destination loads into the Docker engine (buildx's `--load`).
     if !matches!(kind, OutputType::Image | OutputType::DockerArchive) && dest.is_none() {
         return Err(bad("missing dest="));
@@ -168,6 +139,43 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, ExportError> {
         media_types,
         push,
         insecure,
+    })
+}
+
+/// The exporter a `type=` names, and whether it pushes (`registry`).
+fn parse_type(v: &str) -> Result<(OutputType, bool), String> {
+    Ok(match v {
+        "oci" | "oci-archive" => (OutputType::OciArchive, false),
+        "oci-dir" | "oci-layout" => (OutputType::OciDir, false),
+        "docker" | "docker-archive" => (OutputType::DockerArchive, false),
+        "local" => (OutputType::Local, false),
+        "image" => (OutputType::Image, false),
+        "registry" => (OutputType::Image, true),
+        other => {
+            return Err(format!(
+                "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image, registry)"
+            ));
+        }
+    })
+}
+
+/// `compression=` and `compression-level=` as one layer compression.
+fn parse_compression(name: &str, level: Option<i32>) -> Result<Compression, String> {
+    Ok(match name {
+        "gzip" => Compression::Gzip {
+            level: level
+                .map(|l| l.clamp(1, 9) as u32)
+                .unwrap_or(DEFAULT_GZIP_LEVEL),
+        },
+        "zstd" => Compression::Zstd {
+            level: level.unwrap_or(3).clamp(1, 19),
+        },
+        "uncompressed" => Compression::None,
+        other => {
+            return Err(format!(
+                "unknown compression {other:?} (gzip, zstd, uncompressed)"
+            ));
+        }
     })
 }
 

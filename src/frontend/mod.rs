@@ -5,6 +5,7 @@ pub mod ast;
 pub mod diagnostics;
 pub use crate::context::ignore as dockerignore;
 pub mod document;
+pub mod duration;
 pub mod error;
 pub mod flags;
 pub mod grammar;

@@ -194,6 +194,22 @@ fn docker_save_loads_into_rbuild_and_is_built_on() {
         seen,
         "from the archive\nbuilt by docker\nfrom the archive\nbuilt by docker\nno-vi\n1\n"
     );
+    // `docker save` → `rbuild load` → `rbuild run`: its CMD, WORKDIR and ENV
+    // as `docker run` gives them.
+    let ran = ok(env
+        .rbuild()
+        .args(["run", "--rm", "--network", "none", "made/by-docker:1"])
+        .output()
+        .unwrap());
+    assert_eq!(ran, run(&mut docker_run(&d, &["made/by-docker:1"])));
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "--network", "none", "made/by-docker:1"])
+        .args(["sh", "-c", "pwd; echo $FROM_DOCKER; exit 4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/srv\n1\n");
     // And back: the layers keep their bytes, so Docker takes the image again
     // under the same ID.
     let back = env.path("back.tar");

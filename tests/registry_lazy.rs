@@ -203,3 +203,80 @@ fn the_resolver_loads_a_base_lazily_and_the_image_written_on_it_is_pushed_by_mou
     };
     assert_eq!(digests(&pushed_manifest), digests(&base_manifest));
 }
+
+#[test]
+fn a_build_that_never_reads_its_base_is_pushed_without_downloading_the_base() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let base_manifest = remote_manifest(&base);
+    let layers: Vec<String> = base_manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+    assert!(!layers.is_empty());
+
+    // FROM, config instructions and COPY --link, pushed to the base's
+    // registry from a fresh store: the base's layers are never fetched.
+    let env = isolated();
+    let target = format!("{host}/team/lazy:1");
+    let dockerfile = format!(
+        "FROM {base}\nLABEL lazy=yes\nENV GREETING=hi\nCOPY --link --chown=1000:1000 <<EOT /hello.txt\nhello\nEOT\nCMD [\"cat\", \"/hello.txt\"]\n"
+    );
+    let before = reg.requests().len();
+    build(&env, &["-t", &target, "--push"], &dockerfile, true);
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &layers {
+        assert!(
+            !reqs.iter().any(|q| q.starts_with("GET ") && q.contains(l)),
+            "{l} was downloaded: {reqs:#?}"
+        );
+        let enc = l.replace(':', "%3A");
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with("POST /v2/team/lazy/blobs/uploads/?")
+                    && q.contains(&format!("mount={enc}"))
+                    && q.ends_with(" 201")),
+            "{l} mounted: {reqs:#?}"
+        );
+    }
+    let pushed = remote_manifest(&target);
+    let pushed_layers = pushed["layers"].as_array().expect("layers");
+    assert_eq!(pushed_layers.len(), layers.len() + 1);
+    assert_eq!(
+        pushed_layers[..layers.len()],
+        base_manifest["layers"].as_array().unwrap()[..]
+    );
+
+    // The pushed image is whole: a build on it in another store reads the
+    // base's files and the new one.
+    let other = isolated();
+    build_local(
+        &other,
+        &format!(
+            "FROM {target}\nRUN ls /bin/busybox > /o && cat /hello.txt >> /o && stat -c %u /hello.txt >> /o && echo $GREETING >> /o\n"
+        ),
+        &other.path("out"),
+        &[],
+    );
+    assert_eq!(read(other.path("out/o")), "/bin/busybox\nhello\n1000\nhi\n");
+
+    // A step that reads the base (a named owner) downloads it.
+    let env = isolated();
+    let before = reg.requests().len();
+    let dockerfile = format!("FROM {base}\nCOPY --link --chown=root <<EOT /x\nx\nEOT\n");
+    build(&env, &["-t", &target, "--push"], &dockerfile, true);
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(
+        layers
+            .iter()
+            .all(|l| reqs.iter().any(|q| q.starts_with("GET ") && q.contains(l))),
+        "{reqs:#?}"
+    );
+}

@@ -11,6 +11,7 @@ use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile_with_checks;
 use rbuild::image::resolver::Resolver;
+use rbuild::layer::compress::Compression;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
 use rbuild::registry::RegistryOptions;
 use rbuild::solver::BuildRequest;
@@ -145,23 +146,56 @@ fn check_secrets(secrets: &[(String, SecretSource)]) -> Result<()> {
     Ok(())
 }
 
-/// Base image environments, from the store, OCI layouts and registries.
-struct StoreImages<'a>(&'a Resolver);
+/// Base image environments, from the store, OCI layouts and registries;
+/// with `lazy`, from a base's config alone (its layers may stay remote).
+struct StoreImages<'a> {
+    resolver: &'a Resolver,
+    lazy: bool,
+}
+
+impl StoreImages<'_> {
+    fn config(&self, image: &str) -> Option<rbuild::image::config::ImageConfig> {
+        let loaded = match self.lazy {
+            true => self.resolver.load_lazy(image),
+            false => self.resolver.load(image),
+        };
+        loaded.ok().map(|i| i.state.config)
+    }
+}
 
 impl BaseEnv for StoreImages<'_> {
     fn env(&self, image: &str) -> Option<Vec<(String, String)>> {
-        self.0.load(image).ok().map(|i| {
-            let mut c = i.state.config;
+        self.config(image).map(|mut c| {
             c.ensure_path();
             c.env_pairs()
         })
     }
     fn onbuild(&self, image: &str) -> Vec<String> {
-        self.0
-            .load(image)
-            .map(|i| i.state.config.config.on_build)
+        self.config(image)
+            .map(|c| c.config.on_build)
             .unwrap_or_default()
     }
+}
+
+/// When every output is a push of gzip layers: the registries pushed to
+/// (bases there may stay lazy). None otherwise.
+fn push_only_hosts(args: &BuildArgs, outputs: &[OutputSpec]) -> Option<Vec<String>> {
+    let gzip = |o: &OutputSpec| matches!(o.compression, Compression::Gzip { .. });
+    if outputs.is_empty() || !outputs.iter().all(|o| o.push && gzip(o)) {
+        return None;
+    }
+    let mut hosts = Vec::new();
+    for o in outputs {
+        let names = if o.names.is_empty() {
+            &args.tags
+        } else {
+            &o.names
+        };
+        for t in super::push::targets(names).ok()? {
+            hosts.push(t.domain().to_string());
+        }
+    }
+    Some(hosts)
 }
 
 fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
@@ -273,6 +307,7 @@ fn plan_of(
     src: &super::source::DockerfileSource,
     opts: &BuildOptions,
     images: &Resolver,
+    lazy: bool,
     mode: Mode,
 ) -> Option<(
     rbuild::frontend::lower::BuildPlan,
@@ -292,7 +327,11 @@ fn plan_of(
             return None;
         }
     };
-    let plan = match lower(&df, opts, &StoreImages(images), &mut linter) {
+    let bases = StoreImages {
+        resolver: images,
+        lazy,
+    };
+    let plan = match lower(&df, opts, &bases, &mut linter) {
         Ok(p) => p,
         Err(e) => {
             show(e.pos, &e.message);
@@ -341,9 +380,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         args.pull,
         opts.target_platform.clone(),
     ));
-    let Some((plan, linter)) = plan_of(&args, src, &opts, &images, mode) else {
+    let push_hosts = push_only_hosts(&args, &outputs);
+    let Some((plan, linter)) = plan_of(&args, src, &opts, &images, push_hosts.is_some(), mode)
+    else {
         return Ok(ExitCode::FAILURE);
     };
+    let lazy_bases = push_hosts
+        .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
+        .unwrap_or_default();
     let unused_args = plan.unused_build_args.clone();
     let dockerfile_path = prepared.dockerfile_path.clone();
     let context = Arc::new(Context::open(
@@ -366,6 +410,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         images,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         explain: args.explain,
+        lazy_bases,
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {

@@ -185,6 +185,14 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Whether running the op reads the files of the state it starts from
+    /// (a config-only op does not; nor does `COPY --link` without a named
+    /// `--chown`). A base that no op reads may stay in its registry
+    /// (BuildKit's lazy refs).
+    fn reads_parent_files(&self) -> bool {
+        self.makes_layer()
+    }
+
     /// The key parts: definition plus the digests of the op's inputs.
     fn cache_map(&self, _env: &OpEnv<'_>, parent_key: &Digest) -> Result<CacheMap, OpError> {
         Ok(CacheMap::new(parent_key, self.kind(), self.definition()))

@@ -78,6 +78,9 @@ pub struct BuildRequest {
     /// `--explain`: say for every step why it was or was not taken from
     /// the cache (hits and first builds too, not only changes).
     pub explain: bool,
+    /// Base images whose files no step reads and whose layers may stay in
+    /// their registry (see [`crate::build::lazy_bases`]).
+    pub lazy_bases: std::collections::HashSet<String>,
 }
 
 /// The outcome.

@@ -88,7 +88,11 @@ impl Shared {
         if let Some(r) = self.images.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(r);
         }
-        let loaded = self.req.images.load(name)?;
+        let loaded = if self.req.lazy_bases.contains(name) {
+            self.req.images.load_lazy(name)?
+        } else {
+            self.req.images.load(name)?
+        };
         let mut h = KeyHasher::new();
         h.part("image").part(loaded.manifest.to_string());
         let view = view_of(&self.store, &loaded.state);

@@ -137,6 +137,13 @@ impl Op for CopyOp {
         if self.add { "ADD" } else { "COPY" }
     }
 
+    fn reads_parent_files(&self) -> bool {
+        // `--link` builds on nothing; only a named owner is looked up in
+        // the parent's /etc/passwd and /etc/group.
+        let numeric = |c: &str| c.split(':').all(|p| p.parse::<u32>().is_ok());
+        !self.link || self.chown.as_deref().is_some_and(|c| !numeric(c))
+    }
+
     fn definition(&self) -> String {
         if self.add {
             format!(

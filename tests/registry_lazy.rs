@@ -254,6 +254,22 @@ fn a_build_that_never_reads_its_base_is_pushed_without_downloading_the_base() {
         base_manifest["layers"].as_array().unwrap()[..]
     );
 
+    // Run where it was built: the layers left in the registry are fetched.
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["run", "--rm", "--network", "none", &target])
+        .output()
+        .expect("rbuild run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The pushed image is whole: a build on it in another store reads the
     // base's files and the new one.
     let other = isolated();

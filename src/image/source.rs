@@ -179,8 +179,14 @@ pub fn load_local(store: &Store, id: &Digest) -> Result<LoadedImage, ImageError>
             let known = store.layer_blobs(diff_id);
             let Some((name, (blob, _))) = known.blobs.iter().find(|(_, (d, _))| store.has_blob(d))
             else {
+                let lazy = match crate::registry::lazy::is_recorded(store, diff_id) {
+                    true => {
+                        " (left in its registry by a push-only build on a lazily pulled base; `rbuild pull NAME` downloads it)"
+                    }
+                    false => "",
+                };
                 return Err(ImageError::Store(StoreError::NotFound(format!(
-                    "layer {diff_id} of image {id}"
+                    "layer {diff_id} of image {id}{lazy}"
                 ))));
             };
             let media = match name.as_str() {

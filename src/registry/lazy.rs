@@ -20,6 +20,11 @@ pub fn record(store: &Store, diff_id: &Digest, blob: &Digest) -> crate::cache::R
     crate::cache::write_file_atomic(&p, blob.to_string().as_bytes())
 }
 
+/// Whether `diff_id` was recorded as a layer left in its registry.
+pub fn is_recorded(store: &Store, diff_id: &Digest) -> bool {
+    path(store, diff_id).exists()
+}
+
 /// Whether `blob` is `diff_id`'s layer left in its registry: recorded so,
 /// and neither the blob nor the layer's files are in the store.
 pub fn is_remote(store: &Store, diff_id: &Digest, blob: &Digest) -> bool {

@@ -254,6 +254,28 @@ fn a_build_that_never_reads_its_base_is_pushed_without_downloading_the_base() {
         base_manifest["layers"].as_array().unwrap()[..]
     );
 
+    // Again with --pull: one HEAD for the base, shared by the Dockerfile's
+    // lowering and the solver; still nothing downloaded.
+    let before = reg.requests().len();
+    build(
+        &env,
+        &["-t", &target, "--push", "--pull"],
+        &dockerfile,
+        true,
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    let heads = reqs
+        .iter()
+        .filter(|q| q.starts_with("HEAD /v2/library/busybox/manifests/"))
+        .count();
+    assert_eq!(heads, 1, "{reqs:#?}");
+    assert!(
+        !reqs
+            .iter()
+            .any(|q| q.starts_with("GET /v2/library/busybox/blobs/")),
+        "{reqs:#?}"
+    );
+
     // Run where it was built: the layers left in the registry are fetched.
     let out = env
         .rbuild()

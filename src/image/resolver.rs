@@ -22,6 +22,9 @@ pub struct Resolver {
     memo: Mutex<HashMap<String, Slot>>,
     /// Normalised name → what resolving it did, for the progress output.
     notes: Mutex<HashMap<String, String>>,
+    /// Normalised name → the `--pull` check's answer, asked once per build
+    /// (the lazy and the full load of one base share it).
+    checked: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Resolver {
@@ -40,6 +43,7 @@ impl Resolver {
             platform,
             memo: Mutex::new(HashMap::new()),
             notes: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -163,9 +167,13 @@ impl Resolver {
     /// With `--pull`, a stored image whose tag still names it at the
     /// registry (one HEAD request): the host that said so.
     fn stored_is_current(&self, reference: &crate::registry::Reference) -> Option<String> {
-        let entry = self.store.images().get(&reference.to_string()).cloned()?;
+        let key = reference.to_string();
+        if let Some(answer) = self.checked.lock().expect("checked").get(&key) {
+            return answer.clone();
+        }
+        let entry = self.store.images().get(&key).cloned()?;
         let manifest = entry.manifest.filter(|m| self.store.has_blob(m))?;
-        crate::registry::check::is_current(
+        let answer = crate::registry::check::is_current(
             &self.store,
             reference,
             &self.registry,
@@ -173,7 +181,12 @@ impl Resolver {
             &manifest,
         )
         .ok()
-        .flatten()
+        .flatten();
+        self.checked
+            .lock()
+            .expect("checked")
+            .insert(key, answer.clone());
+        answer
     }
 
     fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {

@@ -13,6 +13,9 @@ use crate::progress::Progress;
 use crate::solver::{BuildRequest, BuildResult, SolveError, solve};
 use std::sync::Arc;
 
+mod lazy;
+pub use lazy::{LazyFallback, lazy_bases};
+
 /// Errors of a build after lowering.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -218,48 +221,4 @@ fn write_output(
         }
     }
     Ok(())
-}
-
-/// The base images a build may leave in their registry (BuildKit's lazy
-/// refs): every output is a push of gzip layers (`push_hosts` are the
-/// registries pushed to); the target stage starts from the image, none of
-/// its steps reads the base's files (config instructions, `COPY --link`
-/// without a named `--chown`), nothing else in the build uses that image,
-/// and it lives on every registry pushed to, so the push mounts its layers.
-pub fn lazy_bases(
-    plan: &crate::frontend::lower::BuildPlan,
-    push_hosts: &[String],
-) -> std::collections::HashSet<String> {
-    use crate::ops::Source;
-    let mut lazy = std::collections::HashSet::new();
-    let Some(target) = plan.stages.get(plan.target) else {
-        return lazy;
-    };
-    let Source::Image(name) = &target.base else {
-        return lazy;
-    };
-    let Ok(reference) = crate::registry::Reference::parse(name) else {
-        return lazy;
-    };
-    let uses = plan
-        .order
-        .iter()
-        .filter_map(|i| plan.stages.get(*i))
-        .flat_map(|st| {
-            let steps = st.steps.iter().flat_map(|s| {
-                s.copy_from
-                    .iter()
-                    .chain(s.mounts.iter().filter_map(|(_, m)| m.as_ref()))
-            });
-            std::iter::once(&st.base).chain(steps)
-        })
-        .filter(|s| matches!(s, Source::Image(n) if n == name))
-        .count();
-    let reads = target.steps.iter().any(|s| s.op.reads_parent_files());
-    let same_registry =
-        !push_hosts.is_empty() && push_hosts.iter().all(|h| h == reference.domain());
-    if uses == 1 && !reads && same_registry {
-        lazy.insert(name.clone());
-    }
-    lazy
 }

@@ -318,3 +318,88 @@ fn a_build_that_never_reads_its_base_is_pushed_without_downloading_the_base() {
         "{reqs:#?}"
     );
 }
+
+#[test]
+fn a_push_whose_registry_does_not_mount_the_lazy_base_downloads_the_base_and_uploads_it() {
+    // The base is resolved through a mirror: its layers are on the mirror,
+    // not on the registry pushed to, so no mount can work there.
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let mirror = Registry::start_logged();
+    let origin = Registry::start_logged();
+    let (mhost, host) = (mirror.host(), origin.host());
+    push(
+        &layout,
+        "latest",
+        &format!("{mhost}/library/busybox:latest"),
+        None,
+        false,
+    );
+    let layers: Vec<String> = remote_manifest(&format!("{mhost}/library/busybox:latest"))["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+    let env = isolated();
+    std::fs::write(
+        env.path("registries.toml"),
+        format!("[registry.\"{host}\"]\nmirrors = [\"{mhost}\"]\n"),
+    )
+    .expect("config");
+    let target = format!("{host}/team/app:1");
+    let dockerfile = format!(
+        "FROM {host}/library/busybox\nLABEL lazy=yes\nCOPY --link <<EOT /hello.txt\nhello\nEOT\n"
+    );
+    let err = build(&env, &["-t", &target, "--push"], &dockerfile, true);
+    assert!(
+        err.contains("the push needs base layers left in their registry"),
+        "{err}"
+    );
+    // The base's layers came from the mirror once the mount was refused,
+    // and were uploaded to the registry pushed to.
+    let from_mirror = mirror.requests();
+    let at_origin = origin.requests();
+    for l in &layers {
+        assert!(
+            from_mirror
+                .iter()
+                .any(|q| q.starts_with("GET ") && q.contains(l.as_str()) && q.ends_with(" 200")),
+            "{l} downloaded: {from_mirror:#?}"
+        );
+        let enc = l.replace(':', "%3A");
+        assert!(
+            !at_origin
+                .iter()
+                .any(|q| q.contains(&format!("mount={enc}")) && q.ends_with(" 201")),
+            "{l} was mounted: {at_origin:#?}"
+        );
+    }
+    // The pushed image is whole: skopeo copies every blob of it.
+    let pushed = remote_manifest(&target);
+    assert_eq!(
+        pushed["layers"].as_array().expect("layers").len(),
+        layers.len() + 1
+    );
+    let copy = seed.path("copy");
+    let out = std::process::Command::new(common::require_tool("skopeo", "skopeo"))
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:x", copy.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = isolated();
+    build_local(
+        &other,
+        &format!("FROM {target}\nRUN ls /bin/busybox > /o && cat /hello.txt >> /o\n"),
+        &other.path("out"),
+        &[],
+    );
+    assert_eq!(read(other.path("out/o")), "/bin/busybox\nhello\n");
+}

@@ -3,7 +3,7 @@
 use super::source::parse_build_arg;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use rbuild::build::{BuildOutcome, Outputs, Pusher, finish, solve_saving};
+use rbuild::build::{BuildOutcome, LazyFallback, Outputs, Pusher, finish, solve_saving};
 use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::context::Context;
 use rbuild::export::{OutputSpec, parse_output};
@@ -388,6 +388,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let lazy_bases = push_hosts
         .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
         .unwrap_or_default();
+    let lazy_list: Vec<String> = lazy_bases.iter().cloned().collect();
+    let resolver = images.clone();
     let unused_args = plan.unused_build_args.clone();
     let dockerfile_path = prepared.dockerfile_path.clone();
     let context = Arc::new(Context::open(
@@ -419,9 +421,18 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         mode
     };
     let renderer = spawn_renderer(rx, shown);
-    let pusher = RegistryPusher {
-        registry,
-        quiet: mode == Mode::Quiet,
+    let quiet = mode == Mode::Quiet;
+    let pusher = RegistryPusher { registry, quiet };
+    let notify = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let pusher = LazyFallback {
+        inner: &pusher,
+        images: resolver,
+        bases: lazy_list,
+        notify: &notify,
     };
     let out = Outputs {
         tags: args.tags.clone(),

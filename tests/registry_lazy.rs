@@ -403,3 +403,93 @@ fn a_push_whose_registry_does_not_mount_the_lazy_base_downloads_the_base_and_upl
     );
     assert_eq!(read(other.path("out/o")), "/bin/busybox\nhello\n");
 }
+
+/// The layer digests of a manifest in a registry.
+fn layer_digests(image: &str) -> Vec<String> {
+    remote_manifest(image)["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+#[test]
+fn a_base_of_several_layers_stays_in_its_registry_and_a_run_step_downloads_it() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let busybox = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &busybox, None, false);
+    // A base of several layers: busybox's and two more, pushed by rbuild.
+    let base = format!("{host}/library/base:1");
+    build(
+        &isolated(),
+        &["-t", &base, "--push"],
+        &format!("FROM {busybox}\nRUN echo a > /a\nRUN echo b > /b\n"),
+        true,
+    );
+    let layers = layer_digests(&base);
+    assert_eq!(layers.len(), layer_digests(&busybox).len() + 2);
+
+    // Config instructions and COPY --link: no layer of the base is fetched,
+    // each is mounted.
+    let env = isolated();
+    let app = format!("{host}/team/app:1");
+    let before = reg.requests().len();
+    build(
+        &env,
+        &["-t", &app, "--push"],
+        &format!("FROM {base}\nLABEL a=b\nENV E=1\nCOPY --link <<EOT /w/f\nf\nEOT\n"),
+        true,
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &layers {
+        assert!(
+            !reqs
+                .iter()
+                .any(|q| q.starts_with("GET ") && q.contains(l.as_str())),
+            "{l} was downloaded: {reqs:#?}"
+        );
+        let enc = l.replace(':', "%3A");
+        assert!(
+            reqs.iter().any(|q| q.contains(&format!("mount={enc}"))
+                && q.contains("from=library%2Fbase")
+                && q.ends_with(" 201")),
+            "{l} mounted: {reqs:#?}"
+        );
+    }
+    assert_eq!(layer_digests(&app)[..layers.len()], layers[..]);
+
+    // A RUN step reads the base: its layers are downloaded, and the image
+    // pushed has the base's files and the step's.
+    let env = isolated();
+    let ran = format!("{host}/team/app:2");
+    let before = reg.requests().len();
+    build(
+        &env,
+        &["-t", &ran, "--push"],
+        &format!("FROM {base}\nRUN cat /a /b > /c\n"),
+        true,
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    for l in &layers {
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with("GET ") && q.contains(l.as_str()) && q.ends_with(" 200")),
+            "{l} not downloaded: {reqs:#?}"
+        );
+    }
+    let other = isolated();
+    build_local(
+        &other,
+        &format!(
+            "FROM {app} AS app\nFROM {ran}\nCOPY --from=app /w/f /f\nRUN cat /a /b /c /f > /o\n"
+        ),
+        &other.path("out"),
+        &[],
+    );
+    assert_eq!(read(other.path("out/o")), "a\nb\na\nb\nf\n");
+}

@@ -493,3 +493,74 @@ fn a_base_of_several_layers_stays_in_its_registry_and_a_run_step_downloads_it() 
     );
     assert_eq!(read(other.path("out/o")), "a\nb\na\nb\nf\n");
 }
+
+#[test]
+fn a_zstd_base_stays_in_its_registry_only_under_oci_media_types() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout_compressed(&seed, &layout, "zstd");
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:zstd");
+    push(&layout, "latest", &base, None, false);
+    let base_layers = remote_manifest(&base)["layers"].clone();
+    let layers = layer_digests(&base);
+    let dockerfile = format!("FROM {base}\nLABEL z=1\nCOPY --link <<EOT /f\nf\nEOT\n");
+
+    // OCI media types (the default; gzip new layers): the zstd blobs are
+    // pointed at as they are, mounted, never fetched.
+    let env = isolated();
+    let oci = format!("{host}/team/oci:1");
+    let before = reg.requests().len();
+    build(&env, &["-t", &oci, "--push"], &dockerfile, true);
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(
+        !reqs
+            .iter()
+            .any(|q| q.starts_with("GET ") && layers.iter().any(|l| q.contains(l.as_str()))),
+        "{reqs:#?}"
+    );
+    let pushed = remote_manifest(&oci);
+    let pushed_layers = pushed["layers"].as_array().expect("layers");
+    assert_eq!(
+        pushed_layers[..layers.len()],
+        base_layers.as_array().unwrap()[..]
+    );
+    assert_eq!(
+        pushed_layers[layers.len()]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+
+    // Docker media types have no zstd: the base is downloaded and its
+    // layers pushed as gzip.
+    let env = isolated();
+    let docker = format!("{host}/team/docker:1");
+    let before = reg.requests().len();
+    let out = format!("type=image,name={docker},push=true,oci-mediatypes=false");
+    build(&env, &["-o", &out], &dockerfile, true);
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(
+        layers.iter().all(|l| reqs
+            .iter()
+            .any(|q| q.starts_with("GET ") && q.contains(l.as_str()))),
+        "{reqs:#?}"
+    );
+    let pushed = remote_manifest(&docker);
+    for l in pushed["layers"].as_array().expect("layers") {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+    // Both results are whole images.
+    let other = isolated();
+    build_local(
+        &other,
+        &format!(
+            "FROM {oci} AS o\nFROM {docker}\nCOPY --from=o /f /g\nRUN cat /f /g > /o && ls /bin/busybox >> /o\n"
+        ),
+        &other.path("out"),
+        &[],
+    );
+    assert_eq!(read(other.path("out/o")), "f\nf\n/bin/busybox\n");
+}

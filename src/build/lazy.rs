@@ -116,3 +116,27 @@ fn missing_blobs(store: &Store, manifest: &Digest) -> Vec<Digest> {
         .filter(|d| !store.has_blob(d))
         .collect()
 }
+
+/// Whether the stored manifest of the base `name` (resolved lazily) has
+/// layers an output with `oci` media types (else Docker's) can point at as
+/// they are: zstd layers have no Docker media type, so under Docker media
+/// types such a base is downloaded and its layers recompressed.
+pub fn blobs_fit(store: &Store, name: &str, oci: bool) -> bool {
+    if oci {
+        return true;
+    }
+    let key = crate::image::source::normalize_name(name);
+    let Some(layers) = store
+        .images()
+        .get(&key)
+        .and_then(|e| e.manifest)
+        .and_then(|m| store.read_blob(&m).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return false;
+    };
+    layers["layers"].as_array().is_some_and(|ls| {
+        ls.iter()
+            .all(|l| !l["mediaType"].as_str().unwrap_or("").ends_with("zstd"))
+    })
+}

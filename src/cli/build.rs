@@ -10,6 +10,7 @@ use rbuild::export::{OutputSpec, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile_with_checks;
+use rbuild::image::manifest::MediaTypes;
 use rbuild::image::resolver::Resolver;
 use rbuild::layer::compress::Compression;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
@@ -385,9 +386,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     else {
         return Ok(ExitCode::FAILURE);
     };
-    let lazy_bases = push_hosts
+    let oci = outputs.iter().all(|o| o.media_types == MediaTypes::Oci);
+    let mut lazy_bases = push_hosts
         .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
         .unwrap_or_default();
+    lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
     let lazy_list: Vec<String> = lazy_bases.iter().cloned().collect();
     let resolver = images.clone();
     let unused_args = plan.unused_build_args.clone();

@@ -289,6 +289,10 @@ fn layer_blobs(
 ) -> Result<Vec<LayerBlob>, LayerError> {
     let mut layers = Vec::new();
     for diff_id in &config.rootfs.diff_ids {
+        if let Some(l) = remote_as_is(store, diff_id, comp, types) {
+            layers.push(l);
+            continue;
+        }
         let (digest, size) = ensure_layer_blob(store, diff_id, comp)?;
         layers.push(LayerBlob {
             media_type: types.layer(comp).to_string(),
@@ -298,6 +302,41 @@ fn layer_blobs(
         });
     }
     Ok(layers)
+}
+
+/// A layer of a lazily resolved base known only as a blob left in its
+/// registry compressed otherwise than `comp` (nothing here to recompress):
+/// that blob as it is, as BuildKit keeps a base's blobs unless compression
+/// is forced. Not for zstd under Docker media types (which have none).
+fn remote_as_is(
+    store: &Store,
+    diff_id: &Digest,
+    comp: Compression,
+    types: MediaTypes,
+) -> Option<LayerBlob> {
+    let known = store.layer_blobs(diff_id);
+    if known.blobs.contains_key(comp.name())
+        || store.has_snapshot(diff_id)
+        || known.blobs.values().any(|(d, _)| store.has_blob(d))
+    {
+        return None;
+    }
+    let (name, (digest, size)) = known
+        .blobs
+        .iter()
+        .find(|(_, (d, _))| crate::registry::lazy::is_remote(store, diff_id, d))?;
+    let c = match name.as_str() {
+        "gzip" => Compression::default(),
+        "zstd" if types == MediaTypes::Docker => return None,
+        "zstd" => Compression::Zstd { level: 3 },
+        _ => Compression::None,
+    };
+    Some(LayerBlob {
+        media_type: types.layer(c).to_string(),
+        digest: *digest,
+        size: *size,
+        diff_id: *diff_id,
+    })
 }
 
 fn finish_image(

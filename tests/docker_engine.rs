@@ -1,6 +1,7 @@
 //! The docker archive loads into a real Docker engine (Debian's docker.io),
 //! `docker image inspect` shows what the Dockerfile says, and the image runs;
-//! an image rbuild pushed to a registry on 127.0.0.1 is pulled and run.
+//! an image rbuild pushed to a registry on 127.0.0.1 is pulled and run, also
+//! one pushed on a base whose layers stayed in the registry (lazy).
 //! The test starts its own dockerd on a private socket and data directory,
 //! without touching the host's network configuration.
 
@@ -100,4 +101,59 @@ fn an_image_rbuild_pushed_to_a_registry_is_pulled_and_run_by_a_real_engine() {
     assert_eq!(v[0]["Config"]["Labels"]["Version"], "1.0");
     let out = run(docker(&d).args(["run", "--rm", "--network=none", &image]));
     assert_eq!(out, "Asia/Shanghai\n");
+}
+
+#[test]
+fn an_image_pushed_on_a_base_left_in_its_registry_is_pulled_and_run_by_a_real_engine() {
+    use common::registry::{Registry, build, busybox_layout, isolated, push};
+    require_tool("docker", "docker.io");
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let base = format!("{}/library/busybox:latest", reg.host());
+    push(&layout, "latest", &base, None, false);
+    // Config instructions and COPY --link only: the base stays in the
+    // registry (nothing of it fetched), its layers are mounted.
+    let env = isolated();
+    let image = format!("{}/test/lazy:1", reg.host());
+    build(
+        &env,
+        &["-t", &image, "--push"],
+        &format!(
+            "FROM {base}\nLABEL Version=2.0\nCOPY --link <<EOT /hello\nhello from a lazy base\nEOT\nCMD [\"cat\", \"/hello\"]\n"
+        ),
+        true,
+    );
+    let reqs = reg.requests();
+    let config = remote_config(&base);
+    assert!(
+        !reqs
+            .iter()
+            .any(|q| q.starts_with("GET /v2/library/busybox/blobs/") && !q.contains(&config)),
+        "{reqs:#?}"
+    );
+    let d = start_dockerd();
+    run(docker(&d).args(["pull", &image]));
+    let inspect = run(docker(&d).args(["image", "inspect", &image]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["Config"]["Labels"]["Version"], "2.0");
+    let out = run(docker(&d).args([
+        "run",
+        "--rm",
+        "--network=none",
+        &image,
+        "sh",
+        "-c",
+        "cat /hello && ls /bin/busybox",
+    ]));
+    assert_eq!(out, "hello from a lazy base\n/bin/busybox\n");
+}
+
+/// The config digest of an image in a registry.
+fn remote_config(image: &str) -> String {
+    common::registry::remote_manifest(image)["config"]["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_string()
 }

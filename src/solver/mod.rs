@@ -78,6 +78,8 @@ pub struct BuildRequest {
     /// `--explain`: say for every step why it was or was not taken from
     /// the cache (hits and first builds too, not only changes).
     pub explain: bool,
+    /// Caches imported with `--cache-from`, consulted after the store.
+    pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
 }
 
 /// The outcome.
@@ -89,6 +91,8 @@ pub struct BuildResult {
     pub cached: usize,
     /// Steps run.
     pub executed: usize,
+    /// The keys of the steps the build went through (for `--cache-to`).
+    pub steps: Vec<crate::remote_cache::StepKey>,
 }
 
 /// Stage-level DAG (petgraph): edges from a stage to the stages that read it.
@@ -158,6 +162,7 @@ pub async fn solve(
         state,
         cached,
         executed,
+        steps: shared.step_keys(),
     })
 }
 

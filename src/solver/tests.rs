@@ -112,6 +112,7 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         images,
         allow_host_network: false,
         explain: false,
+        imported: None,
     };
     let (progress, _rx) = Progress::channel();
     let rt = tokio::runtime::Builder::new_current_thread()

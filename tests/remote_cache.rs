@@ -173,3 +173,141 @@ fn remote_manifest_as(image: &str) -> serde_json::Value {
     );
     serde_json::from_str(&raw).expect("manifest")
 }
+
+#[test]
+fn mode_min_holds_only_the_final_stage_and_a_local_layout_travels_too() {
+    let (_seed, _reg, host) = auth_registry();
+    let a = logged_in(&host);
+    let ctx_a = project(&a, "first", &host, "hello\n");
+    let dir = a.path("cache-dir");
+    let local = format!("type=local,dest={},mode=max", dir.display());
+    let cache = format!("{host}/cache/app:min");
+    let min = format!("type=registry,ref={cache}");
+    let log = ok(
+        &a,
+        &[
+            "--cache-to",
+            &local,
+            "--cache-to",
+            &min,
+            "--metadata-file",
+            &meta(&a, "m.json"),
+        ],
+        &ctx_a,
+    );
+    assert!(log.contains("exported cache to local:"), "{log}");
+    assert!(dir.join("index.json").is_file() && dir.join("oci-layout").is_file());
+
+    // mode=min: the side stage's RUN is not in the cache and runs again.
+    let b = logged_in(&host);
+    let ctx_b = project(&b, "b", &host, "hello\n");
+    let log = ok(&b, &["--cache-from", &cache], &ctx_b);
+    assert!(log.contains("1 step run, 4 cached"), "{log}");
+
+    // The layout (mode=max), on a fresh store: nothing runs, same image.
+    let c = logged_in(&host);
+    let ctx_c = project(&c, "c", &host, "hello\n");
+    let src = format!("type=local,src={}", dir.display());
+    let log = ok(
+        &c,
+        &["--cache-from", &src, "--metadata-file", &meta(&c, "m.json")],
+        &ctx_c,
+    );
+    assert!(log.contains("0 steps run, 5 cached"), "{log}");
+    assert_eq!(digests(&a, "m.json"), digests(&c, "m.json"));
+}
+
+#[test]
+fn bad_caches_are_warnings_and_never_give_a_wrong_layer() {
+    let (_seed, reg, host) = auth_registry();
+    let a = logged_in(&host);
+    let ctx = project(&a, "first", &host, "hello\n");
+
+    // A cache that does not exist: a warning and a cold build.
+    let missing = format!("type=registry,ref={host}/cache/none:nothing");
+    let log = ok(&a, &["--cache-from", &missing], &ctx);
+    assert!(
+        log.contains(&format!("warning: --cache-from {host}/cache/none:nothing"))
+            && log.contains("not used"),
+        "{log}"
+    );
+    assert!(log.contains("5 steps run"), "{log}");
+
+    // An image that is not a cache: a clear warning, ignored.
+    let foreign = format!("{host}/library/busybox:latest");
+    let log = ok(&a, &["--cache-from", &foreign], &ctx);
+    assert!(
+        log.contains("warning: --cache-from") && log.contains("not an rbuild cache"),
+        "{log}"
+    );
+
+    // Export refused by the registry (no credentials for this one): an
+    // error naming the cause; a warning with ignore-error=true.
+    let other = Registry::start(Some(USER));
+    let refused = format!("type=registry,ref={}/cache/app:c", other.host());
+    let (success, log) = rbuild(&a, &["--cache-to", &refused], &ctx);
+    assert!(!success, "{log}");
+    assert!(
+        log.contains("error: exporting cache to") && log.contains("authorization required"),
+        "{log}"
+    );
+    let (success, log) = rbuild(
+        &a,
+        &["--cache-to", &format!("{refused},ignore-error=true")],
+        &ctx,
+    );
+    assert!(success, "{log}");
+    assert!(
+        log.contains("warning: exporting cache to") && log.contains("ignore-error=true"),
+        "{log}"
+    );
+
+    // A cache whose layer blobs were altered in the registry: the blobs are
+    // rejected, the steps run, and the image is the one built from source.
+    let cache = format!("{host}/cache/app:buildcache");
+    let to = format!("type=registry,ref={cache},mode=max");
+    let log = ok(
+        &a,
+        &["--cache-to", &to, "--metadata-file", &meta(&a, "m.json")],
+        &ctx,
+    );
+    assert!(log.contains("exported cache to"), "{log}");
+    let base = remote_manifest_as(&format!("{host}/library/busybox:latest"));
+    let base_layers: Vec<&serde_json::Value> = base["layers"].as_array().unwrap().iter().collect();
+    let m = remote_manifest_as(&cache);
+    let mut altered = 0;
+    for l in m["layers"].as_array().unwrap() {
+        if base_layers.iter().any(|b| b["digest"] == l["digest"]) {
+            continue;
+        }
+        let f = reg.blob_file(l["digest"].as_str().unwrap());
+        let mut bytes = std::fs::read(&f).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&f, bytes).unwrap();
+        altered += 1;
+    }
+    assert!(altered >= 3, "{m}");
+    let d = logged_in(&host);
+    let ctx_d = project(&d, "d", &host, "hello\n");
+    let from = format!("type=registry,ref={cache}");
+    let log = ok(
+        &d,
+        &[
+            "--cache-from",
+            &from,
+            "--metadata-file",
+            &meta(&d, "m.json"),
+        ],
+        &ctx_d,
+    );
+    assert!(
+        log.contains("warning: imported cache") && log.contains("the step is run"),
+        "{log}"
+    );
+    // The steps whose layers were altered run; COPY --from's layers are
+    // then all in the store (the same diff_ids, built here) and ENV
+    // (config only) is known to the cache.
+    assert!(log.contains("3 steps run, 2 cached"), "{log}");
+    assert_eq!(digests(&a, "m.json"), digests(&d, "m.json"));
+}

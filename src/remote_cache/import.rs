@@ -209,8 +209,10 @@ impl Imported {
                     .lock()
                     .map_err(|_| RemoteCacheError::Format("poisoned lock".into()))?;
                 if !*pulled {
-                    crate::registry::pull(store, r, &self.registry, &self.platform)?;
+                    // Tried once: a failed download (a blob that does not
+                    // match its digest) leaves the remaining hits to run.
                     *pulled = true;
+                    crate::registry::pull(store, r, &self.registry, &self.platform)?;
                 }
                 if !store.has_blob(d) {
                     return Err(RemoteCacheError::Format(format!(

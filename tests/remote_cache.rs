@@ -137,6 +137,22 @@ fn a_fresh_store_takes_every_step_from_the_registry_cache() {
     assert!(log.contains("0 steps run"), "{log}");
     assert_eq!(digests(&a, "m.json"), digests(&b, "m.json"), "{log}");
 
+    // Only the layers a taken step needs are downloaded: building the side
+    // stage alone leaves the final stage's layers in the registry.
+    let d = logged_in(&host);
+    let ctx_d = project(&d, "side-only", &host, "hello\n");
+    let log = ok(&d, &["--cache-from", &from, "--target", "side"], &ctx_d);
+    assert!(log.contains("0 steps run, 1 cached"), "{log}");
+    let layers = m["layers"].as_array().expect("layers");
+    let stored = layers
+        .iter()
+        .filter(|l| {
+            let hex = l["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            d.root().join("blobs/sha256").join(hex).is_file()
+        })
+        .count();
+    assert!(stored < layers.len(), "every cache layer was downloaded");
+
     // A changed file: the steps from it on run (ENV's key changes too);
     // the side stage still comes from the cache.
     let ctx_c = project(&b, "changed", &host, "changed\n");

@@ -12,7 +12,7 @@ use crate::registry::{Reference, RegistryOptions};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Where a cache's blobs come from.
 enum Origin {
@@ -26,8 +26,6 @@ struct Source {
     name: String,
     origin: Origin,
     config: CacheConfig,
-    /// Whether the registry cache's blobs were downloaded already.
-    pulled: Mutex<bool>,
 }
 
 /// The caches imported for one build.
@@ -36,7 +34,6 @@ pub struct Imported {
     /// key → (source, record) (the first `--cache-from` that has it).
     index: HashMap<Digest, (usize, usize)>,
     registry: RegistryOptions,
-    platform: Platform,
 }
 
 impl Imported {
@@ -62,7 +59,6 @@ pub fn import(
         sources: Vec::new(),
         index: HashMap::new(),
         registry: registry.clone(),
-        platform: platform.clone(),
     };
     let mut warnings = Vec::new();
     for f in from {
@@ -77,7 +73,6 @@ pub fn import(
                     name,
                     origin,
                     config,
-                    pulled: Mutex::new(false),
                 });
             }
             Err(e) => warnings.push(format!("--cache-from {name}: {e}; not used")),
@@ -193,9 +188,7 @@ impl Imported {
         Ok(out)
     }
 
-    /// Get one blob of `src` into the store, verified. A registry cache's
-    /// missing blobs are downloaded all at once, on the first hit that
-    /// needs one (not lazily per layer yet).
+    /// Get one blob of `src` into the store, verified against its digest.
     fn fetch_blob(
         &self,
         store: &Arc<Store>,
@@ -204,22 +197,7 @@ impl Imported {
     ) -> Result<(), RemoteCacheError> {
         match &src.origin {
             Origin::Registry(r) => {
-                let mut pulled = src
-                    .pulled
-                    .lock()
-                    .map_err(|_| RemoteCacheError::Format("poisoned lock".into()))?;
-                if !*pulled {
-                    // Tried once: a failed download (a blob that does not
-                    // match its digest) leaves the remaining hits to run.
-                    *pulled = true;
-                    crate::registry::pull(store, r, &self.registry, &self.platform)?;
-                }
-                if !store.has_blob(d) {
-                    return Err(RemoteCacheError::Format(format!(
-                        "blob {d} was not downloaded from {}",
-                        src.name
-                    )));
-                }
+                crate::registry::blobs::download_blobs(store, r, &self.registry, &[*d])?;
                 Ok(())
             }
             Origin::Local(dir) => {

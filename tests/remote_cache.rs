@@ -137,6 +137,11 @@ fn a_fresh_store_takes_every_step_from_the_registry_cache() {
     assert!(log.contains("0 steps run"), "{log}");
     assert_eq!(digests(&a, "m.json"), digests(&b, "m.json"), "{log}");
 
+    // Exported again from there: the same cache, every blob already in
+    // the registry, none uploaded.
+    let log = ok(&b, &["--cache-from", &from, "--cache-to", &to], &ctx_b);
+    assert!(log.contains("0 blobs uploaded, 0 mounted"), "{log}");
+
     // Only the layers a taken step needs are downloaded: building the side
     // stage alone leaves the final stage's layers in the registry.
     let d = logged_in(&host);
@@ -217,7 +222,9 @@ fn mode_min_holds_only_the_final_stage_and_a_local_layout_travels_too() {
     // mode=min: the side stage's RUN is not in the cache and runs again.
     let b = logged_in(&host);
     let ctx_b = project(&b, "b", &host, "hello\n");
-    let log = ok(&b, &["--cache-from", &cache], &ctx_b);
+    // Several --cache-from: a missing one is skipped, the next one used.
+    let none = format!("{host}/cache/none:x");
+    let log = ok(&b, &["--cache-from", &none, "--cache-from", &cache], &ctx_b);
     assert!(log.contains("1 step run, 4 cached"), "{log}");
 
     // The layout (mode=max), on a fresh store: nothing runs, same image.

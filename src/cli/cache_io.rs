@@ -48,8 +48,14 @@ pub fn export(
         {
             Ok(s) => {
                 if mode != Mode::Quiet {
+                    let sent = s
+                        .sent
+                        .map(|(u, m, e)| {
+                            format!("; {u} blobs uploaded, {m} mounted, {e} already present")
+                        })
+                        .unwrap_or_default();
                     eprintln!(
-                        "exported cache to {}: {} records, {} layers (manifest {})",
+                        "exported cache to {}: {} records, {} layers (manifest {}){sent}",
                         s.target, s.records, s.layers, s.manifest
                     );
                 }

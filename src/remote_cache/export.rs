@@ -25,6 +25,8 @@ pub struct ExportSummary {
     pub layers: usize,
     /// Where (`--cache-to`'s target, described).
     pub target: String,
+    /// For a registry: blobs (uploaded, mounted, already there).
+    pub sent: Option<(usize, usize, usize)>,
 }
 
 /// Export the records of `steps` (`final_stage`: the plan's target) as `to` says.
@@ -45,22 +47,27 @@ pub fn export(
     let manifest_bytes =
         serde_json::to_vec(&config.manifest((&cd, cs))).expect("serialise cache manifest");
     let (manifest, _) = store.put_blob(&manifest_bytes)?;
-    match &to.target {
+    let sent = match &to.target {
         CacheTarget::Registry(r) => {
             let target = Reference::parse(r).map_err(|e| RemoteCacheError::Spec {
                 flag: "--cache-to",
                 spec: r.clone(),
                 reason: e.to_string(),
             })?;
-            crate::registry::push(store, &manifest, &target, registry)?;
+            let p = crate::registry::push(store, &manifest, &target, registry)?;
+            Some((p.uploaded, p.mounted, p.existing))
         }
-        CacheTarget::Local(dir) => write_layout(store, dir, &config, &manifest)?,
-    }
+        CacheTarget::Local(dir) => {
+            write_layout(store, dir, &config, &manifest)?;
+            None
+        }
+    };
     Ok(ExportSummary {
         manifest,
         records: config.records.len(),
         layers: config.layers.len(),
         target: to.target.describe(),
+        sent,
     })
 }
 

@@ -238,6 +238,38 @@ fn mode_min_holds_only_the_final_stage_and_a_local_layout_travels_too() {
     );
     assert!(log.contains("0 steps run, 5 cached"), "{log}");
     assert_eq!(digests(&a, "m.json"), digests(&c, "m.json"));
+
+    // A layout whose layer blobs were altered: rejected, the steps run,
+    // the image is the same.
+    let index: serde_json::Value = serde_json::from_str(&read(dir.join("index.json"))).unwrap();
+    let hex = |d: &serde_json::Value| {
+        d.as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
+    let blobs = dir.join("blobs/sha256");
+    let m: serde_json::Value =
+        serde_json::from_str(&read(blobs.join(hex(&index["manifests"][0]["digest"])))).unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        let f = blobs.join(hex(&l["digest"]));
+        let mut bytes = std::fs::read(&f).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&f, bytes).unwrap();
+    }
+    let e = logged_in(&host);
+    let ctx_e = project(&e, "e", &host, "hello\n");
+    let log = ok(
+        &e,
+        &["--cache-from", &src, "--metadata-file", &meta(&e, "m.json")],
+        &ctx_e,
+    );
+    assert!(
+        log.contains("does not match its digest") && log.contains("the step is run"),
+        "{log}"
+    );
+    assert_eq!(digests(&a, "m.json"), digests(&e, "m.json"));
 }
 
 #[test]

@@ -156,6 +156,12 @@ fn write_layout(
         if dest.is_file() {
             continue;
         }
+        if !store.has_blob(&d) {
+            return Err(RemoteCacheError::Format(format!(
+                "blob {d} is not in the store (a base layer left in its registry): \
+                 pull the base image first, or export to a registry"
+            )));
+        }
         let src = store.blob_path(&d);
         let tmp = blobs.join(format!(".tmp-{}", d.hex()));
         std::fs::copy(&src, &tmp).map_err(io_err("copying blob to", &tmp))?;

@@ -117,7 +117,15 @@ fn open(
                         RemoteCacheError::Format(format!("{}: {e}", index_path.display()))
                     })
                 })?;
-            let manifest: Digest = index["manifests"][0]["digest"]
+            // The cache's entry (by artifact type), else the first.
+            let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+            let entry = entries
+                .iter()
+                .find(|m| m["artifactType"] == super::format::CACHE_CONFIG_MEDIA_TYPE)
+                .or(entries.first())
+                .cloned()
+                .unwrap_or_default();
+            let manifest: Digest = entry["digest"]
                 .as_str()
                 .and_then(|d| d.parse().ok())
                 .ok_or_else(|| {

@@ -14,5 +14,6 @@ pub mod ops;
 pub mod progress;
 pub mod quote;
 pub mod registry;
+pub mod remote_cache;
 pub mod run;
 pub mod solver;

@@ -15,6 +15,7 @@ use rbuild::image::resolver::Resolver;
 use rbuild::layer::compress::Compression;
 use rbuild::progress::{Mode, Progress, spawn_renderer};
 use rbuild::registry::RegistryOptions;
+use rbuild::remote_cache::{CacheFrom, CacheTo};
 use rbuild::solver::BuildRequest;
 use rbuild::solver::steps::SecretSource;
 use std::path::PathBuf;
@@ -84,9 +85,25 @@ pub struct BuildArgs {
     /// --network=host` share the host's network.
     #[arg(long = "allow", value_parser = parse_entitlement)]
     pub allow: Vec<String>,
+    /// Export the build cache (`type=registry,ref=REG/NAME:TAG[,mode=min|max]
+    /// [,compression=gzip|zstd][,ignore-error=true]`, `type=local,dest=DIR`).
+    #[arg(long = "cache-to", value_parser = parse_cache_to)]
+    pub cache_to: Vec<CacheTo>,
+    /// Import a build cache (`type=registry,ref=...`, `type=local,src=DIR`,
+    /// or a reference); repeatable.
+    #[arg(long = "cache-from", value_parser = parse_cache_from)]
+    pub cache_from: Vec<CacheFrom>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
+}
+
+fn parse_cache_to(s: &str) -> Result<CacheTo, String> {
+    rbuild::remote_cache::parse_cache_to(s).map_err(|e| e.to_string())
+}
+
+fn parse_cache_from(s: &str) -> Result<CacheFrom, String> {
+    rbuild::remote_cache::parse_cache_from(s).map_err(|e| e.to_string())
 }
 
 /// Parse `--allow ENTITLEMENT` (buildx's names).
@@ -401,6 +418,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(&store.root().join("statcache")),
     )?);
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
+    let imported = super::cache_io::import(&store, &args, &registry, &opts, mode);
+    let final_stage = plan.target;
     let req = BuildRequest {
         plan,
         context: Some(context),
@@ -416,6 +435,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         explain: args.explain,
         lazy_bases,
+        imported,
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {
@@ -425,7 +445,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     };
     let renderer = spawn_renderer(rx, shown);
     let quiet = mode == Mode::Quiet;
-    let pusher = RegistryPusher { registry, quiet };
+    let pusher = RegistryPusher {
+        registry: registry.clone(),
+        quiet,
+    };
     let notify = |m: &str| {
         if !quiet {
             eprintln!("{m}");
@@ -467,6 +490,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     };
     let outcome = finish(&store, solved, &out)?;
     report(&args, &outcome)?;
+    if !super::cache_io::export(&store, &args, &outcome, final_stage, &registry, mode) {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 //! (through `oci-client`).
 
 pub mod auth;
+pub mod blobs;
 pub mod check;
 pub mod config;
 pub mod docker_config;

@@ -357,7 +357,7 @@ fn record_remote_layer(
 
 /// Download one blob into the store, verified; with `unpack`, unpack it into
 /// its snapshot while it streams in.
-async fn download(
+pub(super) async fn download(
     store: &Arc<Store>,
     remote: &Remote,
     blob: Digest,

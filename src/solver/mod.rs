@@ -81,6 +81,8 @@ pub struct BuildRequest {
     /// Base images whose files no step reads and whose layers may stay in
     /// their registry (see [`crate::build::lazy_bases`]).
     pub lazy_bases: std::collections::HashSet<String>,
+    /// Caches imported with `--cache-from`, consulted after the store.
+    pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
 }
 
 /// The outcome.
@@ -92,6 +94,8 @@ pub struct BuildResult {
     pub cached: usize,
     /// Steps run.
     pub executed: usize,
+    /// The keys of the steps the build went through (for `--cache-to`).
+    pub steps: Vec<crate::remote_cache::StepKey>,
 }
 
 /// Stage-level DAG (petgraph): edges from a stage to the stages that read it.
@@ -161,6 +165,7 @@ pub async fn solve(
         state,
         cached,
         executed,
+        steps: shared.step_keys(),
     })
 }
 

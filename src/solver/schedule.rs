@@ -28,6 +28,8 @@ pub struct Shared {
     images: Mutex<HashMap<String, StageResult>>,
     vertices: HashMap<(usize, usize), Vertex>,
     counts: Mutex<(usize, usize)>,
+    /// Keys of the steps gone through, for `--cache-to`.
+    steps: Mutex<Vec<crate::remote_cache::StepKey>>,
 }
 
 impl Shared {
@@ -41,6 +43,7 @@ impl Shared {
             done: Condvar::new(),
             images: Mutex::new(HashMap::new()),
             counts: Mutex::new((0, 0)),
+            steps: Mutex::new(Vec::new()),
             req,
         }
     }
@@ -56,6 +59,22 @@ impl Shared {
     /// (cached, executed) steps so far.
     pub fn counts(&self) -> (usize, usize) {
         self.counts.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    /// The keys of the steps gone through so far.
+    pub fn step_keys(&self) -> Vec<crate::remote_cache::StepKey> {
+        self.steps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn note_step(&self, stage: usize, key: Digest, parts: &[(String, String)], layer: bool) {
+        if let Ok(mut s) = self.steps.lock() {
+            s.push(crate::remote_cache::StepKey {
+                stage,
+                key,
+                parts: parts.to_vec(),
+                makes_layer: layer,
+            });
+        }
     }
 
     fn count(&self, cached: bool) {
@@ -222,7 +241,7 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         });
         let t = std::time::Instant::now();
         let step_id = format!("{}|{stage_name}|{k}", req.build_id);
-        cur = run_op(sh, &env, &cur, step.op.as_ref(), &step_id, v.id)
+        cur = run_op(sh, &env, &cur, step.op.as_ref(), (si, &step_id), v.id)
             .map_err(|e| sh.failed(v, e))?;
         sh.progress.send(Event::Done {
             id: v.id,
@@ -239,11 +258,12 @@ fn run_op(
     env: &OpEnv<'_>,
     cur: &StageResult,
     op: &dyn Op,
-    step_id: &str,
+    (si, step_id): (usize, &str),
     vid: usize,
 ) -> Result<StageResult, SolveError> {
     let map = op.cache_map(env, &cur.key)?;
     let key = map.parts.key();
+    sh.note_step(si, key, &map.parts.parts, op.makes_layer());
     if !op.makes_layer() {
         return fold_config(sh, env, cur, op, map, step_id, vid);
     }
@@ -258,6 +278,9 @@ fn run_op(
         sh.count(true);
         let view = view_of(&sh.store, &state);
         return Ok(StageResult { state, key, view });
+    }
+    if let Some(r) = imported_hit(sh, &key, &map.parts.parts, step_id, vid)? {
+        return Ok(r);
     }
     let mut components = map.parts.parts.clone();
     components.extend(op.explain_inputs(env, &map)?);
@@ -299,9 +322,19 @@ fn fold_config(
     let key = map.parts.key();
     let components = map.parts.parts.clone();
     let note = sh.store.step_note(step_id);
-    let unchanged = !sh.req.no_cache && note.as_ref().is_some_and(|n| n.key == key);
-    if unchanged {
+    let local = !sh.req.no_cache && note.as_ref().is_some_and(|n| n.key == key);
+    let imported = (!sh.req.no_cache && !local)
+        .then(|| sh.req.imported.as_ref()?.knows(&key))
+        .flatten();
+    let unchanged = local || imported.is_some();
+    if local {
         sh.explain_hit(vid, &key, components.len());
+        sh.progress.send(Event::Cached { id: vid });
+    } else if let Some(from) = &imported {
+        if sh.req.explain {
+            let line = format!("cache hit: key {key} from the imported cache {from}");
+            sh.progress.send(Event::Log { id: vid, line });
+        }
         sh.progress.send(Event::Cached { id: vid });
     } else if let Some(n) = &note {
         let reason = explain(&sh.store, &components, &n.components);
@@ -311,7 +344,7 @@ fn fold_config(
     }
     sh.count(unchanged);
     let state = exec(sh, env, cur, op, map, None, &key, vid)?;
-    if !unchanged {
+    if !local {
         sh.store
             .put_step_note(step_id, &StepNote { key, components })?;
     }
@@ -320,6 +353,57 @@ fn fold_config(
         key,
         view: cur.view.clone(),
     })
+}
+
+/// A layer step found in a `--cache-from` cache: its layers fetched, its
+/// record kept in the store. A cache entry that cannot be used (a blob
+/// that does not match its digest) is said and the step is run.
+fn imported_hit(
+    sh: &Shared,
+    key: &Digest,
+    parts: &[(String, String)],
+    step_id: &str,
+    vid: usize,
+) -> Result<Option<StageResult>, SolveError> {
+    let Some(imported) = sh.req.imported.as_ref().filter(|_| !sh.req.no_cache) else {
+        return Ok(None);
+    };
+    let hit = match imported.find(&sh.store, key) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            let line = format!("warning: {e}; the step is run");
+            sh.progress.send(Event::Log { id: vid, line });
+            return Ok(None);
+        }
+    };
+    let rec = CacheRecord {
+        key: *key,
+        step_id: step_id.to_string(),
+        components: parts.to_vec(),
+        layers: hit.layers,
+        config: hit.config,
+        created: now_secs(),
+    };
+    let Some(state) = ImageState::from_record(&rec) else {
+        return Ok(None);
+    };
+    sh.store.put_record(&rec)?;
+    if sh.req.explain {
+        let line = format!(
+            "cache hit: key {key} from the imported cache {}",
+            hit.source
+        );
+        sh.progress.send(Event::Log { id: vid, line });
+    }
+    sh.progress.send(Event::Cached { id: vid });
+    sh.count(true);
+    let view = view_of(&sh.store, &state);
+    Ok(Some(StageResult {
+        state,
+        key: *key,
+        view,
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]

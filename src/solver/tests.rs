@@ -113,6 +113,7 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         allow_host_network: false,
         explain: false,
         lazy_bases: Default::default(),
+        imported: None,
     };
     let (progress, _rx) = Progress::channel();
     let rt = tokio::runtime::Builder::new_current_thread()

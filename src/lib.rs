@@ -15,4 +15,5 @@ pub mod progress;
 pub mod quote;
 pub mod registry;
 pub mod run;
+pub mod server;
 pub mod solver;

@@ -82,6 +82,10 @@ pub struct BuildArgs {
     /// --network=host` share the host's network.
     #[arg(long = "allow", value_parser = parse_entitlement)]
     pub allow: Vec<String>,
+    /// Build on this `rbuild serve` (`unix:///PATH` or `tcp://HOST:PORT`;
+    /// the token from $RBUILD_SERVER_TOKEN).
+    #[arg(long)]
+    pub server: Option<String>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -164,7 +168,7 @@ impl BaseEnv for StoreImages<'_> {
     }
 }
 
-fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
+pub(super) fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
     if quiet {
         return Ok(Mode::Quiet);
     }
@@ -313,6 +317,9 @@ fn plan_of(
 
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    if let Some(addr) = &args.server {
+        return super::remote::run(&args, addr);
+    }
     let mode = progress_mode(&args.progress, args.quiet)?;
     let mut registry = RegistryOptions::load()?;
     registry.insecure = args.insecure_registries.clone();

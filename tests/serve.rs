@@ -303,3 +303,54 @@ fn a_client_killed_mid_build_leaves_the_server_healthy() {
     let (ok, err, _) = build(&env, Some(&addr), None, &[], &ok_ctx);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn secrets_reach_the_build_but_not_the_store_and_a_full_server_queues() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let sock = env.path("s.sock");
+    let addr = format!("unix://{}", sock.display());
+    let _server = Serve::start(&env, &addr, &["--max-builds", "1"]);
+    let secret = env.path("secret.txt");
+    std::fs::write(&secret, "topsecret-4711").unwrap();
+    let ctx = env.project(
+        "sec",
+        &[(
+            "Dockerfile",
+            "FROM bb\nRUN --mount=type=secret,id=tok sed s/top/TOP/ /run/secrets/tok\n",
+        )],
+    );
+    let src = format!("id=tok,src={}", secret.display());
+    let (ok, err, _) = build(&env, Some(&addr), None, &["--secret", &src], &ctx);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("TOPsecret-4711"),
+        "the RUN step saw the secret:\n{err}"
+    );
+    let found = Command::new("grep")
+        .args(["-r", "-l", "topsecret-4711"])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "secret stored in {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+
+    // One slot: a second build waits, and is told its place.
+    let slow = env.project("slow", &[("Dockerfile", "FROM bb\nRUN sleep 3\n")]);
+    let first = Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("RBUILD_ROOT", env.root())
+        .args(["build", "--progress", "plain", "--server", &addr])
+        .arg(&slow)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("client");
+    std::thread::sleep(Duration::from_millis(800));
+    let other = env.project("other", &[("Dockerfile", "FROM bb\nRUN echo other\n")]);
+    let (ok, err, _) = build(&env, Some(&addr), None, &[], &other);
+    assert!(ok, "{err}");
+    assert!(err.contains(": position 1"), "{err}");
+    assert!(first.wait_with_output().unwrap().status.success());
+}

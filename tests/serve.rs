@@ -354,3 +354,39 @@ fn secrets_reach_the_build_but_not_the_store_and_a_full_server_queues() {
     assert!(err.contains(": position 1"), "{err}");
     assert!(first.wait_with_output().unwrap().status.success());
 }
+
+#[test]
+fn sigterm_lets_the_running_build_finish_then_stops() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let sock = env.path("s.sock");
+    let addr = format!("unix://{}", sock.display());
+    let mut server = Serve::start(&env, &addr, &[]);
+    let slow = env.project(
+        "slow",
+        &[("Dockerfile", "FROM bb\nRUN sleep 2 && echo slept\n")],
+    );
+    let client = Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("RBUILD_ROOT", env.root())
+        .args(["build", "--progress", "plain", "--server", &addr])
+        .arg(&slow)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .get("/metrics", None)
+        .is_some_and(|m| value(&m, "rbuild_builds_running") == 1.0)
+    {
+        assert!(Instant::now() < deadline, "the build never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = server.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("slept"), "{err}");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "server exit {status:?}");
+    assert!(!sock.exists(), "socket removed");
+}

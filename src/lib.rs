@@ -16,4 +16,5 @@ pub mod quote;
 pub mod registry;
 pub mod remote_cache;
 pub mod run;
+pub mod server;
 pub mod solver;

@@ -93,6 +93,10 @@ pub struct BuildArgs {
     /// or a reference); repeatable.
     #[arg(long = "cache-from", value_parser = parse_cache_from)]
     pub cache_from: Vec<CacheFrom>,
+    /// Build on this `rbuild serve` (`unix:///PATH` or `tcp://HOST:PORT`;
+    /// the token from $RBUILD_SERVER_TOKEN).
+    #[arg(long)]
+    pub server: Option<String>,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -216,7 +220,7 @@ fn push_only_hosts(args: &BuildArgs, outputs: &[OutputSpec]) -> Option<Vec<Strin
     Some(hosts)
 }
 
-fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
+pub(super) fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
     if quiet {
         return Ok(Mode::Quiet);
     }
@@ -370,6 +374,9 @@ fn plan_of(
 
 /// Run a build.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    if let Some(addr) = &args.server {
+        return super::remote::run(&args, addr);
+    }
     let mode = progress_mode(&args.progress, args.quiet)?;
     let mut registry = RegistryOptions::load()?;
     registry.insecure = args.insecure_registries.clone();

@@ -13,8 +13,10 @@ mod parse;
 mod platforms;
 mod pull;
 mod push;
+mod remote;
 mod run;
 mod save_load;
+mod serve;
 mod source;
 mod store_cmds;
 mod template;
@@ -71,12 +73,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Manage volumes (`ls`, `create`, `inspect`, `rm`, `prune`).
     Volume(volume::VolumeArgs),
+    /// Run a build server that CI clients share (`rbuild build --server ADDR`).
+    Serve(serve::ServeArgs),
 }
 
 /// The subcommands' names: any other first argument means `build`.
 const SUBCOMMANDS: &[&str] = &[
     "build", "check", "parse", "du", "prune", "pull", "push", "tag", "login", "logout", "images",
-    "inspect", "history", "rmi", "save", "load", "run", "volume", "help", "--help", "-h",
+    "inspect", "history", "rmi", "save", "load", "run", "volume", "serve", "help", "--help", "-h",
 ];
 
 /// Parse the process arguments (`rbuild [build] ...`: build is the default) and run.
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Load(a) => save_load::load(a),
         Command::Run(a) => run::run(a),
         Command::Volume(a) => volume::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     // No slirp4netns of a RUN step outlives rbuild.
     rbuild::exec::network::reap_all();

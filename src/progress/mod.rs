@@ -5,12 +5,12 @@ mod render;
 
 pub use render::{Mode, spawn_renderer};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use std::time::Instant;
 
 /// One progress event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A vertex (build step) started.

@@ -1,0 +1,184 @@
+//! `rbuild build --server ADDR`: list the context (`.dockerignore`
+//! applied), upload only the files the server lacks, run the build there
+//! and render its progress here as a local build's.
+
+use super::build::{BuildArgs, progress_mode};
+use anyhow::{Context as _, Result, bail};
+use rbuild::context::{Context, Kind};
+use rbuild::progress::{Event, Mode, Progress, spawn_renderer};
+use rbuild::server::client::Client;
+use rbuild::server::wire::{BuildRequest, FileEntry, Frame};
+use rbuild::solver::steps::SecretSource;
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::process::ExitCode;
+
+/// The flags passed on to the server's build, as `--name=value`.
+fn wire_args(a: &BuildArgs) -> Result<Vec<String>> {
+    if a.iidfile.is_some() && a.quiet {
+        bail!("--iidfile with --quiet is not supported with --server yet");
+    }
+    if a.metadata_file.is_some() || a.load {
+        bail!("--metadata-file and --load are not supported with --server yet");
+    }
+    let mut v = Vec::new();
+    v.extend(a.tags.iter().map(|t| format!("--tag={t}")));
+    v.extend(
+        a.build_args
+            .iter()
+            .map(|(k, x)| format!("--build-arg={k}={x}")),
+    );
+    v.extend(a.labels.iter().map(|(k, x)| format!("--label={k}={x}")));
+    v.extend(a.outputs.iter().map(|o| format!("--output={o}")));
+    v.extend(
+        a.insecure_registries
+            .iter()
+            .map(|r| format!("--insecure-registry={r}")),
+    );
+    v.extend(a.allow.iter().map(|r| format!("--allow={r}")));
+    v.extend(a.target.iter().map(|t| format!("--target={t}")));
+    v.extend(a.platform.iter().map(|p| format!("--platform={p}")));
+    for (on, flag) in [
+        (a.no_cache, "--no-cache"),
+        (a.push, "--push"),
+        (a.quiet, "--quiet"),
+        (a.explain, "--explain"),
+        (a.pull, "--pull"),
+    ] {
+        if on {
+            v.push(flag.to_string());
+        }
+    }
+    Ok(v)
+}
+
+/// The secrets' values, read here (they travel in the request only).
+fn secret_values(a: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for (id, src) in &a.secrets {
+        let value = match src {
+            SecretSource::File(p) => std::fs::read(p)
+                .with_context(|| format!("--secret id={id}: reading {}", p.display()))?,
+            SecretSource::Env(v) => std::env::var_os(v)
+                .map(|x| x.into_encoded_bytes())
+                .with_context(|| format!("--secret id={id}: ${v} is not set"))?,
+        };
+        if value.len() > 500 * 1024 {
+            bail!("--secret id={id}: secret {id} too big. max size 500KB");
+        }
+        out.push((id.clone(), value));
+    }
+    Ok(out)
+}
+
+/// Run `args` on the server at `addr`.
+pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let wire = wire_args(args)?;
+    let secrets = secret_values(args)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let ctx = Context::open(&prepared.dir, &prepared.dockerfile_path, None)?;
+    let mut entries = ctx.walk("")?;
+    entries.retain(|e| e.kind != Kind::Other);
+    ctx.digest(&mut entries)?;
+    let token = std::env::var("RBUILD_SERVER_TOKEN").ok();
+    let client = Client::new(addr, token)?;
+    let files: Vec<FileEntry> = entries
+        .iter()
+        .map(|e| FileEntry {
+            path: e.rel.clone(),
+            kind: match e.kind {
+                Kind::Dir => "dir",
+                Kind::Symlink => "symlink",
+                _ => "file",
+            }
+            .into(),
+            mode: e.mode,
+            mtime: e.mtime,
+            digest: e.digest.map(|d| d.to_string()),
+            link: e.link.clone(),
+        })
+        .collect();
+    let by_digest: HashMap<String, &rbuild::context::Entry> = entries
+        .iter()
+        .filter_map(|e| e.digest.map(|d| (d.to_string(), e)))
+        .collect();
+    let req = BuildRequest {
+        files,
+        dockerfile: prepared.dockerfile.text.clone(),
+        dockerfile_name: prepared
+            .dockerfile_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into()),
+        args: wire,
+        secrets,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The renderer holds stderr while it runs: it starts with the first
+    // event; other lines are printed before it, or kept for after it.
+    let mut view: Option<(Progress, std::thread::JoinHandle<()>)> = None;
+    let mut later: Vec<String> = Vec::new();
+    let mut image_id = None;
+    let result = runtime.block_on(async {
+        let missing = client.missing(by_digest.keys().cloned().collect()).await?;
+        for d in &missing {
+            let Some(e) = by_digest.get(d) else { continue };
+            let mut content = Vec::new();
+            e.open()
+                .and_then(|mut f| f.read_to_end(&mut content))
+                .with_context(|| format!("reading {}", e.abs.display()))?;
+            client.upload(d, content.into()).await?;
+        }
+        if mode != Mode::Quiet {
+            eprintln!(
+                "context: {} of {} files uploaded to {addr}",
+                missing.len(),
+                by_digest.len()
+            );
+        }
+        let line = |view: &Option<_>, later: &mut Vec<String>, l: String| match view {
+            Some(_) => later.push(l),
+            None => eprintln!("{l}"),
+        };
+        let code = client
+            .build(&req, |f| match f {
+                Frame::Err(l) => match serde_json::from_str::<Event>(&l) {
+                    Ok(e) => {
+                        let (p, _) = view.get_or_insert_with(|| {
+                            let (p, rx) = Progress::channel();
+                            (p, spawn_renderer(rx, mode))
+                        });
+                        p.send(e);
+                    }
+                    Err(_) => {
+                        if let Some(id) = l.strip_prefix("image ") {
+                            image_id = Some(id.to_string());
+                        }
+                        line(&view, &mut later, l);
+                    }
+                },
+                Frame::Out(l) => println!("{l}"),
+                Frame::Queued(n) => {
+                    line(&view, &mut later, format!("queued at {addr}: position {n}"))
+                }
+                Frame::Exit(_) => {}
+            })
+            .await?;
+        anyhow::Ok(code)
+    });
+    if let Some((p, r)) = view {
+        drop(p);
+        let _ = r.join();
+    }
+    for l in later {
+        eprintln!("{l}");
+    }
+    let code = result?;
+    if let (Some(f), Some(id), 0) = (&args.iidfile, &image_id, code) {
+        std::fs::write(f, id).with_context(|| format!("writing {}", f.display()))?;
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

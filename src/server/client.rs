@@ -1,0 +1,199 @@
+//! The client side: HTTP/1 requests to a server over a unix socket or TCP
+//! (hyper on a tokio stream), with the bearer token when one is set.
+
+use super::listen::Addr;
+use super::wire::{BuildRequest, Frame, MissingRequest, MissingResponse};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// Errors of talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address.
+    #[error("--server: {0}")]
+    Addr(#[from] super::listen::ListenError),
+    /// Connecting failed.
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// HTTP trouble.
+    #[error("talking to {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: hyper::Error,
+    },
+    /// The server said no.
+    #[error("server {addr}: {status}: {body}")]
+    Status {
+        /// The address.
+        addr: String,
+        /// The status.
+        status: StatusCode,
+        /// Its message.
+        body: String,
+    },
+    /// A body that is not what was expected.
+    #[error("server {addr}: bad answer: {msg}")]
+    Bad {
+        /// The address.
+        addr: String,
+        /// What.
+        msg: String,
+    },
+    /// The build stream ended without an exit code.
+    #[error("server {0}: the build's stream ended early (server gone?)")]
+    Truncated(String),
+}
+
+/// A server to talk to.
+pub struct Client {
+    text: String,
+    addr: Addr,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of `addr` (`unix:///PATH`, `tcp://HOST:PORT`).
+    pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Ok(Client {
+            text: addr.to_string(),
+            addr: Addr::parse(addr)?,
+            token,
+        })
+    }
+
+    fn http(&self) -> impl FnOnce(hyper::Error) -> ClientError + '_ {
+        |source| ClientError::Http {
+            addr: self.text.clone(),
+            source,
+        }
+    }
+
+    /// One request on a new connection.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let connect = |source| ClientError::Connect {
+            addr: self.text.clone(),
+            source,
+        };
+        let mut sender = match &self.addr {
+            Addr::Unix(p) => {
+                let s = tokio::net::UnixStream::connect(p).await.map_err(connect)?;
+                handshake(TokioIo::new(s)).await.map_err(self.http())?
+            }
+            Addr::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a).await.map_err(connect)?;
+                handshake(TokioIo::new(s)).await.map_err(self.http())?
+            }
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "rbuild")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(body)).map_err(|e| ClientError::Bad {
+            addr: self.text.clone(),
+            msg: e.to_string(),
+        })?;
+        let resp = sender.send_request(req).await.map_err(self.http())?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(self.http())?;
+            return Err(ClientError::Status {
+                addr: self.text.clone(),
+                status,
+                body: String::from_utf8_lossy(&body.to_bytes()).trim().to_string(),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// A GET's whole body as text.
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let r = self.request(Method::GET, path, Bytes::new()).await?;
+        let b = r.into_body().collect().await.map_err(self.http())?;
+        Ok(String::from_utf8_lossy(&b.to_bytes()).into_owned())
+    }
+
+    /// The digests of `digests` the server lacks.
+    pub async fn missing(&self, digests: Vec<String>) -> Result<Vec<String>, ClientError> {
+        let body = serde_json::to_vec(&MissingRequest { digests }).unwrap_or_default();
+        let r = self
+            .request(Method::POST, "/context/missing", body.into())
+            .await?;
+        let b = r.into_body().collect().await.map_err(self.http())?;
+        let m: MissingResponse =
+            serde_json::from_slice(&b.to_bytes()).map_err(|e| ClientError::Bad {
+                addr: self.text.clone(),
+                msg: e.to_string(),
+            })?;
+        Ok(m.missing)
+    }
+
+    /// Upload one context file.
+    pub async fn upload(&self, digest: &str, content: Bytes) -> Result<(), ClientError> {
+        self.request(Method::PUT, &format!("/blobs/{digest}"), content)
+            .await
+            .map(|_| ())
+    }
+
+    /// Run a build; every frame goes to `on_frame`; the exit code.
+    pub async fn build(
+        &self,
+        req: &BuildRequest,
+        mut on_frame: impl FnMut(Frame),
+    ) -> Result<i32, ClientError> {
+        let body = serde_json::to_vec(req).unwrap_or_default();
+        let mut body = self
+            .request(Method::POST, "/build", body.into())
+            .await?
+            .into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(self.http())?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                match Frame::decode(&line) {
+                    Some(Frame::Exit(c)) => return Ok(c),
+                    Some(f) => on_frame(f),
+                    None => {}
+                }
+            }
+        }
+        Err(ClientError::Truncated(self.text.clone()))
+    }
+}
+
+async fn handshake<T>(
+    io: TokioIo<T>,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}

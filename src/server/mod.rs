@@ -1,0 +1,116 @@
+//! `rbuild serve`: a build server CI pipelines share (one store, its
+//! context cache, a limit on concurrent builds), and the client that
+//! `rbuild build --server` uses.
+//!
+//! HTTP through axum rather than gRPC through tonic: no protoc or code
+//! generation, and /metrics and the status page are plain HTTP anyway.
+
+pub mod api;
+pub mod client;
+pub mod context_sync;
+pub mod listen;
+pub mod metrics;
+pub mod page;
+pub mod runner;
+pub mod wire;
+
+use context_sync::ContextCache;
+use listen::{Addr, Listener};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Errors of the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address.
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
+    /// The context cache.
+    #[error(transparent)]
+    Context(#[from] context_sync::SyncError),
+    /// The token file.
+    #[error("--token-file {path}: {source}")]
+    Token {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The state every request shares.
+pub struct Server {
+    /// Context files by digest.
+    pub cache: ContextCache,
+    /// Counters and recent builds.
+    pub metrics: metrics::Metrics,
+    /// Slots for running builds.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// The bearer token clients must send, if any.
+    pub token: Option<String>,
+}
+
+/// How to serve.
+pub struct ServeOptions {
+    /// `unix:///PATH` or `tcp://HOST:PORT`.
+    pub listen: String,
+    /// A file holding the bearer token.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Builds run at once (more wait in a queue).
+    pub max_builds: usize,
+    /// The store's root (the context cache lives in `serve/` below it).
+    pub root: std::path::PathBuf,
+}
+
+/// Read a token file (its first line).
+pub fn read_token(path: &Path) -> Result<String, ServeError> {
+    let t = std::fs::read_to_string(path).map_err(|source| ServeError::Token {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let t = t.lines().next().unwrap_or("").trim().to_string();
+    if t.is_empty() {
+        return Err(ServeError::Token {
+            path: path.display().to_string(),
+            source: std::io::Error::other("the file holds no token"),
+        });
+    }
+    Ok(t)
+}
+
+/// Serve until SIGTERM or SIGINT; then stop accepting and let running
+/// builds finish (their connections are waited for).
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let token = opts.token_file.as_deref().map(read_token).transpose()?;
+    let addr = Addr::parse(&opts.listen)?;
+    let listener = listen::bind(&opts.listen, &addr, token.is_some())?;
+    let server = Arc::new(Server {
+        cache: ContextCache::open(&opts.root.join("serve"))?,
+        metrics: metrics::Metrics::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(opts.max_builds.max(1))),
+        token,
+    });
+    let app = api::router(server);
+    eprintln!("rbuild serve: listening on {}", opts.listen);
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("rbuild serve: shutting down (running builds finish)");
+    };
+    match listener {
+        Listener::Unix(l, path) => {
+            let r = axum::serve(l, app).with_graceful_shutdown(shutdown).await;
+            let _ = std::fs::remove_file(path);
+            r?;
+        }
+        Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Running one client's build: wait for a slot (telling the client its
+//! queue position), assemble its context, run `rbuild build` on it as a
+//! child process of the server (same store, same code path as a local
+//! build), and stream its output back as frames.
+
+use super::Server;
+use super::wire::{BuildRequest, Frame};
+use crate::progress::Event;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::Sender;
+
+/// `rbuild build` flags a client may pass (as `--name=value` or `--name`).
+/// Everything naming server paths (-f, --iidfile, --metadata-file,
+/// --secret, output destinations) is set by the server or refused.
+const ALLOWED: &[&str] = &[
+    "--tag",
+    "--build-arg",
+    "--target",
+    "--no-cache",
+    "--label",
+    "--platform",
+    "--output",
+    "--push",
+    "--quiet",
+    "--explain",
+    "--pull",
+    "--insecure-registry",
+    "--allow",
+];
+
+/// Check a client's flags; the first refused one.
+pub fn check_args(args: &[String]) -> Result<(), String> {
+    for a in args {
+        let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        if !ALLOWED.contains(&name) {
+            return Err(format!("flag {name} is not accepted through --server"));
+        }
+        if name == "--output" {
+            let ty = value
+                .split(',')
+                .find_map(|f| f.strip_prefix("type="))
+                .unwrap_or("");
+            if !matches!(ty, "registry" | "image") || value.contains("dest=") {
+                return Err(format!(
+                    "--output {value}: only type=registry and type=image outputs work through --server yet"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run a build, sending its frames to `tx` (dropped by the server when the
+/// client goes away, which cancels the build).
+pub async fn run(server: Arc<Server>, req: BuildRequest, tx: Sender<String>) {
+    let id = server.metrics.begin();
+    let code = match run_inner(&server, id, req, &tx).await {
+        Ok(code) => code,
+        Err(Outcome::Cancelled) => {
+            server.metrics.cancelled.fetch_add(1, Relaxed);
+            server.metrics.set_state(id, "cancelled");
+            return;
+        }
+        Err(Outcome::Error(e)) => {
+            let _ = tx.send(Frame::Err(format!("error: {e}")).encode()).await;
+            1
+        }
+    };
+    let (counter, state) = match code {
+        0 => (&server.metrics.succeeded, "succeeded".to_string()),
+        c => (&server.metrics.failed, format!("failed ({c})")),
+    };
+    counter.fetch_add(1, Relaxed);
+    server.metrics.set_state(id, &state);
+    let _ = tx.send(Frame::Exit(code).encode()).await;
+}
+
+enum Outcome {
+    Cancelled,
+    Error(String),
+}
+
+async fn run_inner(
+    server: &Arc<Server>,
+    id: u64,
+    req: BuildRequest,
+    tx: &Sender<String>,
+) -> Result<i32, Outcome> {
+    check_args(&req.args).map_err(Outcome::Error)?;
+    let position = server.metrics.queued.fetch_add(1, Relaxed) as usize + 1;
+    if server.slots.available_permits() == 0 {
+        let _ = tx.send(Frame::Queued(position).encode()).await;
+    }
+    let permit = tokio::select! {
+        p = server.slots.clone().acquire_owned() => p,
+        _ = tx.closed() => {
+            server.metrics.queued.fetch_sub(1, Relaxed);
+            return Err(Outcome::Cancelled);
+        }
+    };
+    server.metrics.queued.fetch_sub(1, Relaxed);
+    let Ok(_permit) = permit else {
+        return Err(Outcome::Cancelled);
+    };
+    server.metrics.running.fetch_add(1, Relaxed);
+    server.metrics.set_state(id, "running");
+    let r = build_in_dir(server, id, req, tx).await;
+    server.metrics.running.fetch_sub(1, Relaxed);
+    r
+}
+
+async fn build_in_dir(
+    server: &Arc<Server>,
+    id: u64,
+    req: BuildRequest,
+    tx: &Sender<String>,
+) -> Result<i32, Outcome> {
+    let err = |e: &dyn std::fmt::Display| Outcome::Error(e.to_string());
+    let work = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(server.cache.work_dir())
+        .map_err(|e| err(&e))?;
+    let ctx = work.path().join("context");
+    let dockerfile = work.path().join(
+        super::context_sync::safe_rel(&req.dockerfile_name)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_owned()))
+            .unwrap_or_else(|| "Dockerfile".into()),
+    );
+    std::fs::create_dir(&ctx).map_err(|e| err(&e))?;
+    std::fs::write(&dockerfile, &req.dockerfile).map_err(|e| err(&e))?;
+    let files = req.files;
+    let s2 = server.clone();
+    let ctx2 = ctx.clone();
+    tokio::task::spawn_blocking(move || s2.cache.assemble(&ctx2, &files))
+        .await
+        .map_err(|e| err(&e))?
+        .map_err(|e| err(&e))?;
+    // This very binary, even if its file was replaced since the server started.
+    let mut cmd = tokio::process::Command::new("/proc/self/exe");
+    cmd.arg("build").arg("--progress=rawjson").args(&req.args);
+    cmd.arg(format!("--file={}", dockerfile.display()));
+    // Secrets reach the build through its environment only: never a file.
+    for (i, (sid, value)) in req.secrets.iter().enumerate() {
+        let var = format!("RBUILD_SERVE_SECRET_{i}");
+        cmd.env(
+            &var,
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(value),
+        );
+        cmd.arg(format!("--secret=id={sid},env={var}"));
+    }
+    cmd.arg(&ctx)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| err(&e))?;
+    let stdout = child.stdout.take().map(|o| BufReader::new(o).lines());
+    let stderr = child.stderr.take().map(|o| BufReader::new(o).lines());
+    let (Some(mut out), Some(mut errs)) = (stdout, stderr) else {
+        return Err(err(&"no pipes to the build"));
+    };
+    let (mut out_open, mut err_open) = (true, true);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    while out_open || err_open {
+        let frame = tokio::select! {
+            l = out.next_line(), if out_open => match l {
+                Ok(Some(l)) => Frame::Out(l),
+                _ => { out_open = false; continue; }
+            },
+            l = errs.next_line(), if err_open => match l {
+                Ok(Some(l)) => {
+                    if let Ok(e) = serde_json::from_str::<Event>(&l) {
+                        server.metrics.event(id, &e);
+                    }
+                    Frame::Err(l)
+                }
+                _ => { err_open = false; continue; }
+            },
+            // A keep-alive line: writing is how a gone client is noticed.
+            _ = tick.tick() => { if tx.send("K\n".into()).await.is_err() { return Err(Outcome::Cancelled) } continue; }
+        };
+        if tx.send(frame.encode()).await.is_err() {
+            // The client is gone: the child is killed when dropped.
+            return Err(Outcome::Cancelled);
+        }
+    }
+    let status = child.wait().await.map_err(|e| err(&e))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_flags_naming_server_paths() {
+        assert!(check_args(&["--tag=a:b".into(), "--no-cache".into()]).is_ok());
+        assert!(check_args(&["--output=type=registry,name=x".into()]).is_ok());
+        for bad in [
+            "--file=/etc/passwd",
+            "--iidfile=/x",
+            "--secret=id=a,src=/etc/shadow",
+            "--output=type=local,dest=/root",
+            "--output=type=image,dest=/x",
+        ] {
+            assert!(check_args(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What client and server send each other (JSON bodies, and the framed
+//! lines of a build's streamed response).
+
+use serde::{Deserialize, Serialize};
+
+/// Largest JSON request body (a build request lists every context file).
+pub const MAX_JSON: usize = 64 << 20;
+/// Largest single context file upload.
+pub const MAX_BLOB: usize = 1 << 30;
+/// Most files in one context.
+pub const MAX_FILES: usize = 1_000_000;
+/// Longest streamed log line (longer ones are cut).
+pub const MAX_LINE: usize = 16 << 10;
+
+/// `POST /context/missing`: which of these digests the server lacks.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MissingRequest {
+    /// `sha256:…` digests of context files.
+    pub digests: Vec<String>,
+}
+
+/// The answer to [`MissingRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MissingResponse {
+    /// The digests to upload (`PUT /blobs/DIGEST`).
+    pub missing: Vec<String>,
+}
+
+/// One context entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the context root (`/`-separated, no `..`).
+    pub path: String,
+    /// `file`, `dir` or `symlink`.
+    pub kind: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// mtime (seconds, nanoseconds): COPY keeps it, so images match.
+    pub mtime: (i64, i64),
+    /// Content digest (files).
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Link target (symlinks).
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+/// `POST /build`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BuildRequest {
+    /// The context's entries.
+    pub files: Vec<FileEntry>,
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// The Dockerfile's name (for the ignore file next to it, and messages).
+    pub dockerfile_name: String,
+    /// `rbuild build` flags, passed on as given (checked by the server).
+    pub args: Vec<String>,
+    /// Secrets (id, value): held in memory, never stored.
+    pub secrets: Vec<(String, Vec<u8>)>,
+}
+
+/// One line of a build's response: a tag character, a space, the text.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A line the build wrote on stderr (progress events as rawjson).
+    Err(String),
+    /// A line the build wrote on stdout.
+    Out(String),
+    /// The build waits in the queue at this position (1 = next).
+    Queued(usize),
+    /// The build ended with this exit code.
+    Exit(i32),
+}
+
+impl Frame {
+    /// The frame as one line (with its newline).
+    pub fn encode(&self) -> String {
+        match self {
+            Frame::Err(l) => format!("E {}\n", cut(l)),
+            Frame::Out(l) => format!("O {}\n", cut(l)),
+            Frame::Queued(n) => format!("Q {n}\n"),
+            Frame::Exit(c) => format!("X {c}\n"),
+        }
+    }
+
+    /// Parse a line (without its newline).
+    pub fn decode(line: &str) -> Option<Frame> {
+        let (tag, rest) = line.split_at_checked(2)?;
+        Some(match tag {
+            "E " => Frame::Err(rest.to_string()),
+            "O " => Frame::Out(rest.to_string()),
+            "Q " => Frame::Queued(rest.parse().ok()?),
+            "X " => Frame::Exit(rest.parse().ok()?),
+            _ => return None,
+        })
+    }
+}
+
+/// A line cut to [`MAX_LINE`] bytes (at a character boundary).
+fn cut(l: &str) -> &str {
+    if l.len() <= MAX_LINE {
+        return l;
+    }
+    let mut i = MAX_LINE;
+    while !l.is_char_boundary(i) {
+        i -= 1;
+    }
+    &l[..i]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        for f in [
+            Frame::Err("#1 DONE".into()),
+            Frame::Out("sha256:ab".into()),
+            Frame::Queued(3),
+            Frame::Exit(1),
+        ] {
+            let l = f.encode();
+            assert_eq!(Frame::decode(l.trim_end_matches('\n')), Some(f));
+        }
+        assert_eq!(Frame::decode("Z 1"), None);
+        assert_eq!(Frame::decode("X x"), None);
+        assert_eq!(
+            Frame::encode(&Frame::Out("é".repeat(MAX_LINE))).len(),
+            MAX_LINE + 3
+        );
+    }
+}

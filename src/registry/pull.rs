@@ -168,16 +168,21 @@ fn is_index(v: &Value) -> bool {
 /// variant is preferred when it matches.
 pub(crate) fn choose(index: &Value, p: &Platform) -> Option<Digest> {
     let entries = index["manifests"].as_array()?;
+    // Compared normalised, as containerd's matcher: `arm64/v8` is `arm64`.
+    let platform_of = |m: &Value| {
+        let s = |k: &str| m["platform"][k].as_str().unwrap_or("").to_string();
+        Platform::from_oci(&s("os"), &s("architecture"), &s("variant"))
+    };
     let fits: Vec<&Value> = entries
         .iter()
         .filter(|m| {
-            m["platform"]["os"].as_str() == Some(p.os.as_str())
-                && m["platform"]["architecture"].as_str() == Some(p.arch.as_str())
+            let q = platform_of(m);
+            q.os == p.os && q.arch == p.arch
         })
         .collect();
     let best = fits
         .iter()
-        .find(|m| m["platform"]["variant"].as_str().unwrap_or("") == p.variant)
+        .find(|m| platform_of(m).variant == p.variant)
         .or_else(|| fits.first())?;
     best["digest"].as_str()?.parse().ok()
 }

@@ -6,6 +6,7 @@
 
 pub mod def_diff;
 pub mod keys;
+pub mod platforms;
 pub mod proxy;
 mod schedule;
 pub mod steps;
@@ -83,6 +84,10 @@ pub struct BuildRequest {
     pub lazy_bases: std::collections::HashSet<String>,
     /// Caches imported with `--cache-from`, consulted after the store.
     pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
+    /// Set when this is one platform of a multi-platform build: the step
+    /// locks shared with the other platforms' solves, and how its progress
+    /// vertices are numbered and named.
+    pub multi: Option<platforms::PlatformSolve>,
 }
 
 /// The outcome.
@@ -160,6 +165,7 @@ pub async fn solve(
         .stage(target)
         .map(|r| r.state)
         .ok_or(SolveError::DependencyFailed)?;
+    platforms::set_target_platform(&mut state.config, &shared.req.platform);
     finalize(&mut state.config, &shared.req.labels);
     Ok(BuildResult {
         state,

@@ -114,6 +114,7 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         explain: false,
         lazy_bases: Default::default(),
         imported: None,
+        multi: None,
     };
     let (progress, _rx) = Progress::channel();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -448,6 +448,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         lazy_bases,
         imported,
         multi: None,
+        explicit_platform: !platforms.is_empty(),
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {

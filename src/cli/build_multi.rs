@@ -83,6 +83,7 @@ fn requests(
             explain: args.explain,
             lazy_bases: Default::default(),
             imported: common.imported.clone(),
+            explicit_platform: true,
             multi: Some(PlatformSolve {
                 locks: common.locks.clone(),
                 vertex_offset: offset,

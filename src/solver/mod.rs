@@ -64,6 +64,10 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// Target platform.
     pub platform: crate::frontend::platform::Platform,
+    /// The target platform was asked for (`--platform`): the image says
+    /// it, as BuildKit's explicit target (else a final stage's `FROM
+    /// --platform` is the image's).
+    pub explicit_platform: bool,
     /// Identifies the build for explaining misses (context + Dockerfile path).
     pub build_id: String,
     /// `--label`s added to the final image.
@@ -165,7 +169,9 @@ pub async fn solve(
         .stage(target)
         .map(|r| r.state)
         .ok_or(SolveError::DependencyFailed)?;
-    platforms::set_target_platform(&mut state.config, &shared.req.platform);
+    if shared.req.explicit_platform {
+        platforms::set_target_platform(&mut state.config, &shared.req.platform);
+    }
     finalize(&mut state.config, &shared.req.labels);
     Ok(BuildResult {
         state,

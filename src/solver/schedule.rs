@@ -221,7 +221,12 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         name: from.name.clone(),
     });
     let t0 = std::time::Instant::now();
-    let platform = stage_platform(req.plan.stages[si].platform.as_deref(), &req.platform)
+    // As BuildKit: `FROM --platform=X scratch` is the target's platform.
+    let value = match req.plan.stages[si].base {
+        Source::Scratch => None,
+        _ => req.plan.stages[si].platform.as_deref(),
+    };
+    let platform = stage_platform(value, &req.platform)
         .map_err(|e| sh.failed(from, SolveError::Internal(e)))?;
     let mut cur = stage_base(sh, si, from, &platform).map_err(|e| sh.failed(from, e))?;
     cur.state.config.ensure_path();

@@ -393,7 +393,7 @@ fn foreign_platforms_build_without_run_as_buildkit_labels_them() {
         "fromplat-ok",
         &[(
             "Dockerfile",
-            &format!("FROM --platform=linux/s390x scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n"),
+            "FROM --platform=linux/s390x scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n",
         )],
     );
     env.build_ok(&["-t", "native:1"], &ctx);

@@ -331,3 +331,33 @@ fn a_docker_engine_pulls_and_runs_the_amd64_image_of_the_index() {
     let out = run(d.docker().args(["run", "--rm", "--network=none", &image]));
     assert_eq!(out, "running amd64\n");
 }
+
+#[test]
+fn platform_args_are_visible_where_buildkit_declares_them() {
+    let env = isolated();
+    let df = "ARG TARGETARCH\nFROM scratch AS a\nENV UNDECLARED=x$TARGETARCH\nARG TARGETOS\nARG TARGETVARIANT\nARG BUILDARCH\nENV OS=$TARGETOS V=$TARGETVARIANT BA=$BUILDARCH\nFROM a\nARG TARGETPLATFORM\nARG BUILDPLATFORM\nENV TP=$TARGETPLATFORM BP=$BUILDPLATFORM\n";
+    let ctx = env.project("args", &[("Dockerfile", df)]);
+    // `arm` is normalised to linux/arm/v7, as containerd does.
+    build_in(&env, &ctx, &["--platform", "arm", "-t", "args:1"], true);
+    let out = env.rbuild().args(["inspect", "args:1"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+    assert_eq!(v[0]["Architecture"], "arm", "{v}");
+    assert_eq!(v[0]["Variant"], "v7", "{v}");
+    let host = host_arch();
+    let want = [
+        "UNDECLARED=x".to_string(),
+        "OS=linux".to_string(),
+        "V=v7".to_string(),
+        format!("BA={host}"),
+        "TP=linux/arm/v7".to_string(),
+        format!("BP=linux/{host}"),
+    ];
+    let got: Vec<String> = v[0]["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .filter(|e| !e.starts_with("PATH="))
+        .collect();
+    assert_eq!(got, want, "{v}");
+}

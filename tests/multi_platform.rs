@@ -151,6 +151,22 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
     let out = env.rbuild().args(["inspect", &image]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     assert_eq!(v[0]["Architecture"], host_arch(), "{v}");
+    // The store keeps the index (through a prune): `rbuild push` sends it again.
+    let pruned = env.rbuild().args(["prune", "--all"]).output().unwrap();
+    assert!(pruned.status.success());
+    let pushed = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["push", &image])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&pushed.stderr);
+    assert!(pushed.status.success(), "{err}");
+    assert!(err.contains("0 blobs uploaded"), "{err}");
+    let again = skopeo(&["inspect", "--raw", "--tls-verify=false", &docker_ref]);
+    assert_eq!(again, raw);
 }
 
 #[test]

@@ -88,14 +88,20 @@ pub fn finish_multi(
         .position(|(p, _)| p.os == host.os && p.arch == host.arch)
         .unwrap_or(0);
     let image_id = image_ids[main].1;
-    for n in &names {
-        store.tag(n, image_id)?;
-    }
     let mut indexes = Indexes {
         store,
         results: &results,
         written: Vec::new(),
     };
+    if !names.is_empty() {
+        let first = out.outputs.first();
+        let c = first.map(|o| o.compression).unwrap_or_default();
+        let t = first.map(|o| o.media_types).unwrap_or_default();
+        let idx = indexes.get(c, t)?.digest;
+        for n in &names {
+            store.tag_index(n, image_id, idx)?;
+        }
+    }
     for o in &out.outputs {
         let out_names: Vec<String> = match o.names.is_empty() {
             true => names.clone(),
@@ -137,11 +143,11 @@ fn write_output(
     let dest = o.dest.clone().unwrap_or_default();
     match o.kind {
         OutputType::Image => {
+            let idx = indexes.get(o.compression, o.media_types)?;
             for n in names {
-                store.tag(n, image_id)?;
+                store.tag_index(n, image_id, idx.digest)?;
             }
             if o.push {
-                let idx = indexes.get(o.compression, o.media_types)?;
                 out.pusher
                     .push(store, &idx.digest, names, o.insecure)
                     .map_err(BuildError::Push)?;

@@ -78,8 +78,10 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     };
     // A pulled image goes up as it came (the same manifest digest), as
     // `docker push` does; a built one gets a manifest now.
-    let manifest = match entry.manifest {
-        Some(m) if manifest_complete(&store, &m) => m,
+    let manifest = match (entry.index, entry.manifest) {
+        // A multi-platform build: its index, with every platform's image.
+        (Some(i), _) if index_complete(&store, &i) => i,
+        (_, Some(m)) if manifest_complete(&store, &m) => m,
         _ => {
             // Unpacks what is missing; the config goes up byte for byte (a
             // loaded image keeps the ID it has here).
@@ -95,6 +97,25 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     };
     push_one(&store, &manifest, &target, &registry, false)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a stored index's manifests are all complete.
+fn index_complete(store: &Store, i: &Digest) -> bool {
+    let Some(v) = store
+        .read_blob(i)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return false;
+    };
+    v["manifests"].as_array().is_some_and(|ms| {
+        ms.iter().all(|m| {
+            m["digest"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .is_some_and(|d| manifest_complete(store, &d))
+        })
+    })
 }
 
 /// Whether a stored manifest's config and layers are all stored.

@@ -204,6 +204,15 @@ fn stage_base(
         Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
         Source::Image(name) => {
             let r = sh.image_for(name, p)?;
+            let c = &r.state.config;
+            let got = Platform::from_oci(&c.os, &c.architecture, &c.variant);
+            if !c.architecture.is_empty() && (got.os != p.os || got.arch != p.arch) {
+                // BuildKit's InvalidBaseImagePlatform check.
+                let line = format!(
+                    "warning: InvalidBaseImagePlatform: Base image {name} was pulled with platform \"{got}\", expected \"{p}\" for current build"
+                );
+                sh.progress.send(Event::Log { id: from.id, line });
+            }
             if let Some(line) = req.images.for_platform(p).describe(name) {
                 sh.progress.send(Event::Log { id: from.id, line });
             }

@@ -400,6 +400,15 @@ fn foreign_platforms_build_without_run_as_buildkit_labels_them() {
     assert_eq!(stored_arch(&env, "native:1"), host_arch);
     env.build_ok(&["--platform", other, "-t", "target:1"], &ctx);
     assert_eq!(stored_arch(&env, "target:1"), other_arch);
+    // A base of another platform than the stage's is used with BuildKit's warning.
+    let ctx2 = env.project("on-native", &[("Dockerfile", "FROM native:1\nENV B=1\n")]);
+    let log = env.build_ok(&["--platform", other], &ctx2);
+    assert!(
+        log.contains(&format!(
+            "InvalidBaseImagePlatform: Base image native:1 was pulled with platform \"linux/{host_arch}\", expected \"{other}\" for current build"
+        )),
+        "{log}"
+    );
     let err = env.build_err(&["--platform", "linux/amd64,nonsense"], &ctx);
     assert!(
         err.contains("--platform linux/amd64,nonsense: invalid platform \"nonsense\""),

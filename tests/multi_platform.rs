@@ -305,6 +305,29 @@ fn a_buildplatform_stage_is_built_once_and_bases_come_from_a_pushed_index() {
         );
         assert_eq!(read("tool.txt"), "tool\n");
     }
+    // One foreign platform pushed on that base (the store's name holds
+    // this machine's image): the base's arm64 layers, an arm64 config.
+    let one = format!("{}/mp/one:1", reg.host());
+    let ctx = env.project("one", &[("Dockerfile", &format!("FROM {base}\nENV X=1\n"))]);
+    build_in(
+        &env,
+        &ctx,
+        &["--platform", "linux/arm64", "-t", &one, "--push"],
+        true,
+    );
+    let pushed = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{one}")]);
+    let base_arm64 = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{base}"),
+    ]);
+    assert_eq!(pushed["Architecture"], "arm64", "{pushed}");
+    assert_eq!(
+        pushed["Layers"], base_arm64["Layers"],
+        "{pushed}\n{base_arm64}"
+    );
 }
 
 #[test]

@@ -151,6 +151,11 @@ impl Resolver {
     /// sizes are 0 (unknown until unpacked). A later `load` of the same
     /// name downloads what is missing.
     pub fn load_lazy(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        // Names hold this machine's images: another platform's base is
+        // resolved (and checked) in full.
+        if self.platform != Platform::host() {
+            return self.load(name);
+        }
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
             return self.load(name);

@@ -167,6 +167,34 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
     assert!(err.contains("0 blobs uploaded"), "{err}");
     let again = skopeo(&["inspect", "--raw", "--tls-verify=false", &docker_ref]);
     assert_eq!(again, raw);
+    // `rbuild tag` keeps the index with the new name.
+    let second = format!("{}/mp/app:2", reg.host());
+    let out = env
+        .rbuild()
+        .args(["tag", &image, &second])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", env.path("docker-config"))
+        .env("RBUILD_CONFIG", env.path("registries.toml"))
+        .args(["push", &second])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tagged = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{second}"),
+    ]);
+    assert_eq!(tagged, raw);
 }
 
 #[test]

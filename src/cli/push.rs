@@ -51,13 +51,18 @@ pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let store = open_store(LockMode::Shared)?;
     // By name, name@digest or (short) ID, as `docker tag`.
     let (image, named) = rbuild::image::local::find(&store, &args.source)?;
-    let manifest = match named {
-        rbuild::image::local::Named::Name(n) => image.digest_of(&n),
-        _ => None,
+    let (manifest, index) = match named {
+        rbuild::image::local::Named::Name(n) => (
+            image.digest_of(&n),
+            store.images().get(&n).and_then(|e| e.index),
+        ),
+        _ => (None, None),
     };
-    match manifest {
-        Some(m) => store.tag_pulled(&target.to_string(), image.id, m)?,
-        None => store.tag(&target.to_string(), image.id)?,
+    match (manifest, index) {
+        // A multi-platform build's name: the new one names its index too.
+        (_, Some(i)) => store.tag_index(&target.to_string(), image.id, i)?,
+        (Some(m), None) => store.tag_pulled(&target.to_string(), image.id, m)?,
+        (None, None) => store.tag(&target.to_string(), image.id)?,
     }
     Ok(ExitCode::SUCCESS)
 }

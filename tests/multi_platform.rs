@@ -228,6 +228,33 @@ fn oci_layouts_hold_the_index_local_writes_a_folder_per_platform() {
     assert_eq!(platforms(&raw), ["linux/arm64", "linux/amd64"], "{raw}");
     let i = skopeo(&["inspect", "--override-arch", "arm64", &oci]);
     assert_eq!(i["Architecture"], "arm64", "{i}");
+    // The layout as a base: each platform gets its own image of the index.
+    let on_layout = env.project(
+        "on-layout",
+        &[(
+            "Dockerfile",
+            &format!("FROM oci-layout://{}:1\nENV Y=1\n", layout.display()),
+        )],
+    );
+    let layout2 = env.path("layout2");
+    build_in(
+        &env,
+        &on_layout,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=oci,tar=false,dest={},name=on:1", layout2.display()),
+        ],
+        true,
+    );
+    for arch in ["amd64", "arm64"] {
+        let oci2 = format!("oci:{}:1", layout2.display());
+        let i = skopeo(&["inspect", "--override-arch", arch, &oci2]);
+        let env_list = i["Env"].to_string();
+        assert!(env_list.contains(&format!("ARCH={arch}")), "{i}");
+        assert!(env_list.contains("Y=1"), "{i}");
+    }
     // umoci reads the layout and unpacks its image for this machine.
     let umoci = require_tool("umoci", "umoci");
     let ls = run(Command::new(&umoci).args(["ls", "--layout"]).arg(&layout));

@@ -4,7 +4,7 @@
 //! shared by the Dockerfile's lowering (a base's ENV) and the solver (FROM,
 //! `COPY --from`, `RUN --mount from=`).
 
-use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_manifest};
+use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_image_for, load_manifest};
 use crate::cache::{Store, StoreError};
 use crate::frontend::platform::Platform;
 use crate::registry::RegistryOptions;
@@ -271,7 +271,7 @@ impl Resolver {
     fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
-            return load_image(&self.store, &r);
+            return load_image_for(&self.store, &r, &self.platform);
         };
         if !self.pull_always || self.registry.offline {
             match load_image(&self.store, &r) {

@@ -93,6 +93,8 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
     let reg = Registry::start(None);
     let image = format!("{}/mp/app:1", reg.host());
     let ctx = env.project("app", &[("Dockerfile", APP), ("a.txt", "same on both\n")]);
+    let iid = env.path("iid");
+    let meta = env.path("meta.json");
     let log = build_in(
         &env,
         &ctx,
@@ -102,6 +104,10 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
             "-t",
             &image,
             "--push",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--metadata-file",
+            meta.to_str().unwrap(),
         ],
         true,
     );
@@ -114,6 +120,13 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
         "{raw}"
     );
     assert_eq!(platforms(&raw), ["linux/amd64", "linux/arm64"], "{raw}");
+    // --iidfile and --metadata-file name the index, as buildx's do.
+    let digest = std::fs::read_to_string(&iid).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.digest"], digest.as_str(), "{m}");
+    let by_digest = format!("docker://{}@{digest}", image.rsplit_once(':').unwrap().0);
+    let same = skopeo(&["inspect", "--raw", "--tls-verify=false", &by_digest]);
+    assert_eq!(same, raw);
     let mut layers = Vec::new();
     for arch in ["amd64", "arm64"] {
         let i = skopeo(&[

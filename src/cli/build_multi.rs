@@ -201,12 +201,12 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
     let out = Outputs {
         tags: args.tags.clone(),
         outputs: std::mem::take(&mut outputs),
-        metadata: args.metadata_file.is_some(),
+        metadata: args.metadata_file.is_some() || args.iidfile.is_some(),
         pusher: &pusher,
     };
     let multi = finish_multi(&store, results, &out)?;
-    write_metadata(args, &multi)?;
     report(args, &multi.outcome)?;
+    write_metadata(args, &multi)?;
     if mode != Mode::Quiet {
         for (p, id) in &multi.image_ids {
             eprintln!("image {id} ({p})");
@@ -218,9 +218,16 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--metadata-file` of a multi-platform build: the index's digest.
+/// `--metadata-file` and `--iidfile` of a multi-platform build: the
+/// index's digest (as buildx writes them).
 fn write_metadata(args: &BuildArgs, multi: &rbuild::build::MultiOutcome) -> Result<()> {
-    let (Some(f), Some(index)) = (&args.metadata_file, &multi.index) else {
+    let Some(index) = &multi.index else {
+        return Ok(());
+    };
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, index.to_string()).with_context(|| format!("writing {}", f.display()))?;
+    }
+    let Some(f) = &args.metadata_file else {
         return Ok(());
     };
     let meta = serde_json::json!({

@@ -537,4 +537,26 @@ mod tests {
         assert_eq!(choose(&idx, &p("s390x", "")), None);
         assert!(is_index(&idx));
     }
+
+    #[test]
+    fn index_entries_are_compared_normalised() {
+        let idx: Value = serde_json::from_str(&format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:{a}","platform":{{"os":"linux","architecture":"arm"}}}},
+              {{"digest":"sha256:{b}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+              {{"digest":"sha256:{c}","platform":{{"os":"linux","architecture":"x86_64"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+            c = "c".repeat(64),
+        ))
+        .unwrap();
+        let hex = |s: &str| {
+            let p = Platform::parse(s).unwrap();
+            choose(&idx, &p).map(|d| d.hex()[..1].to_string())
+        };
+        // `arm64/v8` is `linux/arm64`; `arm` alone is `arm/v7`; `x86_64` is `amd64`.
+        assert_eq!(hex("linux/arm64").as_deref(), Some("b"));
+        assert_eq!(hex("linux/arm/v7").as_deref(), Some("a"));
+        assert_eq!(hex("linux/amd64").as_deref(), Some("c"));
+    }
 }

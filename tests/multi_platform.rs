@@ -241,6 +241,14 @@ fn oci_layouts_hold_the_index_local_writes_a_folder_per_platform() {
     assert_eq!(platforms(&raw), ["linux/arm64", "linux/amd64"], "{raw}");
     let i = skopeo(&["inspect", "--override-arch", "arm64", &oci]);
     assert_eq!(i["Architecture"], "arm64", "{i}");
+    // --no-cache: a step both platforms have still runs once in the build.
+    let log = build_in(
+        &env,
+        &ctx,
+        &["--no-cache", "--platform", "linux/amd64,linux/arm64"],
+        true,
+    );
+    assert_eq!(cached_of(&log, "COPY a.txt"), (1, 2), "{log}");
     // The layout as a base: each platform gets its own image of the index.
     let on_layout = env.project(
         "on-layout",

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 pub struct StepLocks {
     slots: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// Steps run by this build (reused by its other platforms even under
+    /// `--no-cache`, as BuildKit merges equal vertices).
+    ran: Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl StepLocks {
@@ -24,6 +27,18 @@ impl StepLocks {
             Ok(mut m) => m.entry(*key).or_default().clone(),
             Err(_) => Arc::default(),
         }
+    }
+
+    /// Note that this build ran (or took) the step `key`.
+    pub fn mark(&self, key: &Digest) {
+        if let Ok(mut r) = self.ran.lock() {
+            r.insert(*key);
+        }
+    }
+
+    /// Whether another platform of this build has the step `key`.
+    pub fn ran(&self, key: &Digest) -> bool {
+        self.ran.lock().is_ok_and(|r| r.contains(key))
     }
 }
 

@@ -311,6 +311,9 @@ fn run_op(
     let slot = sh.req.multi.as_ref().map(|m| m.locks.slot(&key));
     let _running = slot.as_ref().and_then(|s| s.lock().ok());
     let mut r = run_layer_op(sh, env, cur, op, map, (step_id, key), vid)?;
+    if let Some(m) = &sh.req.multi {
+        m.locks.mark(&key);
+    }
     keep_platform(&mut r.state.config, &cur.state.config);
     Ok(r)
 }
@@ -325,7 +328,8 @@ fn run_layer_op(
     (step_id, key): (&str, Digest),
     vid: usize,
 ) -> Result<StageResult, SolveError> {
-    if !sh.req.no_cache
+    let shared = sh.req.multi.as_ref().is_some_and(|m| m.locks.ran(&key));
+    if (!sh.req.no_cache || shared)
         && let Some(state) = sh
             .store
             .get_record(&key)

@@ -361,6 +361,10 @@ fn prune_and_du() {
     env.rbuild().args(["prune", "--all"]).assert().success();
     let du = String::from_utf8_lossy(&env.rbuild().arg("du").output().unwrap().stdout).into_owned();
     assert!(du.contains("cache records:      0"), "{du}");
+    let steps = std::fs::read_dir(env.root().join("cache/steps"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(steps, 0, "prune --all leaves no step pointers or notes");
     // The named image still works as a base after prune.
     let child = env.project(
         "child",

@@ -37,6 +37,15 @@ pub struct StepView {
     pub source: Option<&'static str>,
     /// Seconds taken, when finished.
     pub seconds: Option<f64>,
+    started: Instant,
+}
+
+impl StepView {
+    /// Seconds taken, or so far while it runs.
+    pub fn seconds_so_far(&self) -> f64 {
+        self.seconds
+            .unwrap_or_else(|| self.started.elapsed().as_secs_f64())
+    }
 }
 
 /// A build as the status page shows it.
@@ -326,6 +335,7 @@ fn step_view(b: &mut BuildView, e: &Event, m: &Metrics) {
             state: "running",
             source: None,
             seconds: None,
+            started: Instant::now(),
         }),
         Event::CacheImported { id, .. } => {
             if let Some(i) = find(b, *id) {

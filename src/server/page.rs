@@ -124,8 +124,7 @@ fn build(s: &mut String, b: &BuildView) {
     let _ = write!(
         s,
         "<div class=\"build\" id=\"build-{id}\" data-state=\"{st}\"><h3><span class=\"{cls}\">#{id} {st}</span> \
-         <span class=\"label\">{label}</span> ({secs:.1}s, started {start})</h3><table>\
-         <tr><th>step</th><th>name</th><th>state</th><th>cache</th><th>time</th></tr>",
+         <span class=\"label\">{label}</span> ({secs:.1}s, started {start})</h3>",
         id = b.id,
         st = esc(&b.state),
         cls = esc(cls),
@@ -133,8 +132,19 @@ fn build(s: &mut String, b: &BuildView) {
         secs = b.seconds,
         start = when(b.started),
     );
+    if b.steps.is_empty() {
+        s.push_str("</div>");
+        return;
+    }
+    s.push_str(
+        "<table><tr><th>step</th><th>name</th><th>state</th><th>cache</th><th>time</th></tr>",
+    );
     for st in &b.steps {
-        let secs = st.seconds.map(|x| format!("{x:.2}s")).unwrap_or_default();
+        let secs = match (st.seconds, st.state) {
+            (Some(x), _) => format!("{x:.2}s"),
+            (None, "running") => format!("{:.0}s…", st.seconds_so_far()),
+            _ => String::new(),
+        };
         let _ = write!(
             s,
             "<tr class=\"step {state}\"><td>#{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{secs}</td></tr>",

@@ -53,12 +53,22 @@ impl Serve {
 
     /// A request with the server's token: (status, body).
     pub fn request(&self, method: &str, path: &str) -> Option<(u16, String)> {
+        self.request_as(self.token.as_deref(), method, path)
+    }
+
+    /// A request with `token`: (status, body); None when nobody answers.
+    pub fn request_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Option<(u16, String)> {
         use http_body_util::BodyExt as _;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let c = rbuild::server::client::Client::new(&self.addr, self.token.clone()).ok()?;
+        let c = rbuild::server::client::Client::new(&self.addr, token.map(String::from)).ok()?;
         let method = hyper::Method::from_bytes(method.as_bytes()).expect("method");
         rt.block_on(async {
             match c.request(method, path, Default::default()).await {

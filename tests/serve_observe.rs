@@ -60,6 +60,8 @@ fn metrics_count_a_cold_build_as_misses_and_its_rebuild_as_hits() {
     );
     let m0 = server.metrics();
     assert_eq!(value(&m0, MISS), 0.0);
+    let warm = server.request("POST", "/warm").expect("POST /warm");
+    assert_eq!(warm.0, 404, "no --warm config: {warm:?}");
 
     let (ok, err) = build(&env, &server, &[], &ctx);
     assert!(ok, "{err}");

@@ -63,12 +63,24 @@ fn git_project(env: &Env) -> String {
     format!("file://{}", repo.display())
 }
 
-fn config(base: &str, url: &str, cache: &Path, interval: &str) -> String {
+/// A config keeping `watched` current and the project warm, its cache
+/// exported to (`cache_to`) or imported from (else) `cache`.
+fn config(
+    base: &str,
+    watched: &str,
+    url: &str,
+    cache: &Path,
+    cache_to: bool,
+    interval: &str,
+) -> String {
+    let cache = match cache_to {
+        true => format!("cache_to = [\"type=local,dest={}\"]", cache.display()),
+        false => format!("cache_from = [\"type=local,src={}\"]", cache.display()),
+    };
     format!(
-        "# kept warm by the test\ninterval = \"{interval}\"\n\n[[project]]\nname = \"app\"\n\
-         git = \"{url}\"\nref = \"main\"\ncontext = \"app\"\nbuild_args = {{ BASE = \"{base}\" }}\n\
-         tags = [\"app:warm\"]\ncache_to = [\"type=local,dest={}\"]\n",
-        cache.display()
+        "# kept warm by the test\ninterval = \"{interval}\"\nbases = [\"{watched}\"]\n\n\
+         [[project]]\nname = \"app\"\ngit = \"{url}\"\nref = \"main\"\ncontext = \"app\"\n\
+         build_args = {{ BASE = \"{base}\" }}\ntags = [\"app:warm\"]\n{cache}\n"
     )
 }
 
@@ -90,10 +102,12 @@ fn a_moved_base_is_rebuilt_ahead_of_the_pipelines() {
     base_layout(&env, &v1, "");
     base_layout(&env, &v2, "LABEL base=v2\n");
     push(&v1, "latest", &base, None, false);
+    let watched = format!("{}/warm/watched:1", reg.host());
+    push(&v1, "latest", &watched, None, false);
     let url = git_project(&env);
     let cache = env.path("cache-export");
     let cfg = env.path("warm.toml");
-    std::fs::write(&cfg, config(&base, &url, &cache, "1h")).unwrap();
+    std::fs::write(&cfg, config(&base, &watched, &url, &cache, true, "1h")).unwrap();
     let served = Env::new();
     let sock = served.path("s.sock");
     let addr = format!("unix://{}", sock.display());
@@ -113,23 +127,31 @@ fn a_moved_base_is_rebuilt_ahead_of_the_pipelines() {
     assert_eq!(app(&first)["result"], "built", "{first:#}");
     assert_eq!(app(&first)["reason"], "not built yet");
     assert!(app(&first)["steps_run"].as_u64().unwrap() >= 1, "{first:#}");
-    let d1 = first["bases"][0]["digest"]
+    // The watched base first, then the project's (from its FROM $BASE).
+    assert_eq!(first["bases"][0]["reference"], watched.as_str());
+    assert_eq!(first["bases"][1]["reference"], base.as_str());
+    let d1 = first["bases"][1]["digest"]
         .as_str()
         .expect("digest")
         .to_string();
-    assert_eq!(first["bases"][0]["reference"], base.as_str());
     assert!(cache.join("index.json").is_file(), "--cache-to exported");
+    let images = served.rbuild().arg("images").output().unwrap();
+    let images = String::from_utf8_lossy(&images.stdout);
+    assert!(
+        images.contains("warm/watched"),
+        "the watched base is pulled: {images}"
+    );
     // Nothing moved: nothing is built.
     let (_, body) = server.request("POST", "/warm").unwrap();
     let second = json(&body);
     assert_eq!(app(&second)["result"], "unchanged", "{second:#}");
-    assert_eq!(second["bases"][0]["changed"], false);
+    assert_eq!(second["bases"][1]["changed"], false);
     drop(server);
 
     // The tag moves while the server is down; a server with a short
     // schedule finds it on its own, and still lists the earlier runs.
     push(&v2, "latest", &base, None, false);
-    std::fs::write(&cfg, config(&base, &url, &cache, "1s")).unwrap();
+    std::fs::write(&cfg, config(&base, &watched, &url, &cache, true, "1s")).unwrap();
     let server = Serve::start(&served, &addr, &extra, &vars);
     let listed = json(&server.get("/warm").expect("GET /warm"));
     let ids: Vec<u64> = listed["runs"]
@@ -156,7 +178,7 @@ fn a_moved_base_is_rebuilt_ahead_of_the_pipelines() {
         found.is_some()
     });
     assert_eq!(app(&rebuilt)["result"], "built", "{rebuilt:#}");
-    let b = &rebuilt["bases"][0];
+    let b = &rebuilt["bases"][1];
     assert_eq!(b["changed"], true, "{rebuilt:#}");
     assert_eq!(b["previous"], d1.as_str());
     assert_ne!(b["digest"], d1.as_str());
@@ -191,6 +213,39 @@ fn a_moved_base_is_rebuilt_ahead_of_the_pipelines() {
     assert!(
         page.contains("Warm runs") && page.contains("warm app -t app:warm"),
         "{page}"
+    );
+    drop(server);
+
+    // Another server, with an empty store, warms the project from the
+    // exported cache; a project that cannot be checked out fails alone.
+    let fresh = Env::new();
+    let text = config(&base, &watched, &url, &cache, false, "1h")
+        + "\n[[project]]\nname = \"broken\"\ndir = \"/nonexistent-rbuild-project\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let addr = format!("unix://{}", fresh.path("s.sock").display());
+    let server = Serve::start(&fresh, &addr, &extra, &vars);
+    let (_, body) = server.request("POST", "/warm").unwrap();
+    let run = json(&body);
+    assert_eq!(run["result"], "failed", "{run:#}");
+    assert_eq!(app(&run)["result"], "built", "{run:#}");
+    assert_eq!(
+        app(&run)["steps_run"],
+        0,
+        "all from the imported cache: {run:#}"
+    );
+    let broken = &run["projects"][1];
+    assert_eq!(broken["result"], "failed");
+    assert!(
+        broken["reason"].as_str().unwrap().contains("no Dockerfile"),
+        "{run:#}"
+    );
+    let m = server.metrics();
+    let imported = "rbuild_cache_steps_total{result=\"hit\",source=\"imported\"}";
+    assert_eq!(value(&m, imported), 2.0, "COPY and RUN imported: {m}");
+    assert_eq!(
+        value(&m, "rbuild_warm_runs_total{result=\"failed\"}"),
+        1.0,
+        "{m}"
     );
 }
 

@@ -290,7 +290,8 @@ impl Warmer {
             state.projects.insert(p.name.clone(), now);
         } else {
             r.result = "failed".into();
-            r.reason = b.error.unwrap_or_else(|| format!("exit code {}", b.code));
+            let e = b.error.unwrap_or_else(|| format!("exit code {}", b.code));
+            r.reason = source::redact(&e);
         }
         r
     }

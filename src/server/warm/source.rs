@@ -73,12 +73,33 @@ async fn git(args: &[&str], rest: &[&str], dir: Option<&Path>) -> Result<String,
         .map_err(|_| format!("{what}: timed out"))?
         .map_err(|e| format!("{what}: {e} (is git installed?)"))?;
     if !out.status.success() {
-        return Err(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{what}: {}", redact(err.trim())));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Text with the credentials of URLs (`scheme://user:pass@host`) hidden:
+/// a warm run's record is shown on the status page and at `GET /warm`.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '\'' | '"'))
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The base images the project's build uses: its `bases` when listed, else
@@ -148,6 +169,14 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         p
+    }
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(
+            redact("fatal: 'https://u:p@h.example/r.git' not found; see file:///x"),
+            "fatal: 'https://***@h.example/r.git' not found; see file:///x"
+        );
     }
 
     #[test]

@@ -36,6 +36,48 @@ fn counts(err: &str) -> (f64, f64) {
     (n(run), n(cached))
 }
 
+/// Check the Prometheus text format: every sample's metric has HELP and
+/// TYPE lines, names and values parse, histogram buckets only grow.
+fn check_format(text: &str) {
+    let mut typed = std::collections::HashMap::new();
+    let mut last_bucket = 0.0;
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            typed.insert(name.to_string(), kind.to_string());
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+            continue;
+        }
+        if l.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, v) = l
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {l:?}"));
+        let v: f64 = v.parse().unwrap_or_else(|_| panic!("bad value in {l:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{l:?}"
+        );
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| typed.get(*b).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(base), "no TYPE for {l:?}");
+        if name.ends_with("_bucket") {
+            assert!(v >= last_bucket, "buckets must not shrink: {l:?}");
+            last_bucket = v;
+        }
+    }
+}
+
 const HIT_LOCAL: &str = "rbuild_cache_steps_total{result=\"hit\",source=\"local\"}";
 const HIT_IMPORTED: &str = "rbuild_cache_steps_total{result=\"hit\",source=\"imported\"}";
 const MISS: &str = "rbuild_cache_steps_total{result=\"miss\",source=\"none\"}";
@@ -68,6 +110,7 @@ fn metrics_count_a_cold_build_as_misses_and_its_rebuild_as_hits() {
     let (run, cached) = counts(&err);
     assert_eq!((run, cached), (4.0, 0.0), "{err}");
     let m1 = server.metrics();
+    check_format(&m1);
     assert_eq!(value(&m1, MISS), run, "{m1}");
     assert_eq!(value(&m1, HIT_LOCAL), 0.0, "{m1}");
     assert_eq!(value(&m1, HIT_IMPORTED), 0.0, "{m1}");

@@ -270,6 +270,8 @@ fn the_status_page_shows_the_running_build_in_headless_chromium() {
         Some(401),
         "only the page"
     );
+    let warm = server.request_as(None, "POST", "/warm").map(|r| r.0);
+    assert_eq!(warm, Some(401), "POST /warm needs the token");
 
     let url = format!(
         "http://{}/?token=page-t0ken",

@@ -7,7 +7,6 @@ use super::metrics::{BuildView, Metrics};
 use super::warm::record::WarmRun;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Warm runs shown.
 const WARM_RUNS: usize = 20;
@@ -68,9 +67,25 @@ fn human(n: u64) -> String {
     }
 }
 
-/// Seconds since the epoch as an HTTP date (UTC).
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SSZ` (UTC).
 fn when(secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
 }
 
 const HEAD: &str = "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
@@ -246,6 +261,9 @@ mod tests {
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("http-equiv=\"refresh\""));
         assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(when(0), "1970-01-01 00:00:00Z");
+        assert_eq!(when(1_700_000_000), "2023-11-14 22:13:20Z");
+        assert_eq!(when(951_782_400), "2000-02-29 00:00:00Z");
         let uri: axum::http::Uri = "/?a=1&token=s%2Fx+y".parse().unwrap();
         assert_eq!(query_token(&uri).as_deref(), Some("s/x y"));
     }

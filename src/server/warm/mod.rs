@@ -317,11 +317,16 @@ fn why_build(last: Option<&Built>, now: &Built, force: bool) -> Option<String> {
     for (b, d) in &now.bases {
         match last.bases.get(b) {
             Some(old) if old == d => {}
-            Some(old) => return Some(format!("base {b} changed ({old} → {d})")),
+            Some(old) => return Some(format!("base {b} changed ({} → {})", short(old), short(d))),
             None => return Some(format!("new base {b}")),
         }
     }
     None
+}
+
+/// A digest cut to `sha256:` and 12 hex digits.
+fn short(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
 }
 
 /// A failed project's record.

@@ -4,6 +4,7 @@
 
 pub mod dockerd;
 pub mod registry;
+pub mod serve;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

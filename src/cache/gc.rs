@@ -151,6 +151,23 @@ impl Store {
         Ok(())
     }
 
+    /// Remove the step pointers (`cache/steps/<id>`) whose record is gone,
+    /// and with `all` the config-only steps' notes too.
+    fn prune_step_pointers(&self, kept: &[CacheRecord], all: bool) -> Result<()> {
+        let keys: BTreeSet<String> = kept.iter().map(|r| r.key.hex()).collect();
+        for (name, p) in entries(&self.root.join("cache/steps")) {
+            let keep = if name.ends_with(".note") {
+                !all
+            } else {
+                fs::read_to_string(&p).is_ok_and(|k| keys.contains(k.trim()))
+            };
+            if !keep {
+                fs::remove_file(&p).map_err(io_err("removing", &p))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove cache records (all with `all`, else the oldest until the store
     /// fits in `keep_bytes`), then everything no longer reachable. Returns
     /// the bytes reclaimed. Call on a store opened with the exclusive lock.
@@ -232,6 +249,7 @@ impl Store {
             }
         }
         self.prune_logs(kept)?;
+        self.prune_step_pointers(kept, all)?;
         let tmp = self.root.join("tmp");
         for (_, p) in entries(&tmp) {
             let _ = remove_tree(&p);

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// Builds run at once; more wait in a queue.
     #[arg(long = "max-builds", default_value_t = 4)]
     pub max_builds: usize,
+    /// Keep caches warm: a TOML file listing bases and projects (see README).
+    #[arg(long)]
+    pub warm: Option<PathBuf>,
 }
 
 /// Serve until SIGTERM or SIGINT.
@@ -34,6 +37,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         token_file: a.token_file,
         max_builds: a.max_builds,
         root: default_root(),
+        warm: a.warm,
     }))?;
     Ok(ExitCode::SUCCESS)
 }

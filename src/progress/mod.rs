@@ -25,6 +25,15 @@ pub enum Event {
         /// Vertex number.
         id: usize,
     },
+    /// A vertex's cache entry came from an imported cache (`--cache-from`,
+    /// named by `from`); `Cached` follows. Shown by no renderer: the build
+    /// server counts hits by source with it.
+    CacheImported {
+        /// Vertex number.
+        id: usize,
+        /// The cache it came from.
+        from: String,
+    },
     /// Why a vertex could not come from the cache.
     Miss {
         /// Vertex number.

@@ -48,6 +48,7 @@ fn plain(rx: Receiver<Event>) {
         let _ = match e {
             Event::Started { id, name } => writeln!(err, "#{id} {name}"),
             Event::Cached { id } => writeln!(err, "#{id} CACHED"),
+            Event::CacheImported { .. } => Ok(()),
             Event::Miss { id, reason } => writeln!(err, "#{id} cache miss: {reason}"),
             Event::Log { id, line } => writeln!(err, "#{id} {line}"),
             Event::Done { id, seconds } => writeln!(err, "#{id} DONE {seconds:.1}s"),
@@ -91,6 +92,7 @@ fn tty(rx: Receiver<Event>) {
                     pb.finish_with_message(format!("#{id} {name} CACHED"));
                 }
             }
+            Event::CacheImported { .. } => {}
             Event::Miss { id, reason } => {
                 let _ = multi.println(format!("#{id} cache miss: {reason}"));
             }

@@ -57,7 +57,7 @@ pub fn is_current(
 }
 
 /// The digest the tag names, from the first endpoint that answers a HEAD.
-async fn head(r: &Reference, opts: &RegistryOptions) -> Option<(String, Digest)> {
+pub async fn head(r: &Reference, opts: &RegistryOptions) -> Option<(String, Digest)> {
     let tag = r.tag().unwrap_or("latest");
     for ep in opts.pull_endpoints(r.domain()) {
         for scheme in &ep.schemes {

@@ -28,20 +28,29 @@ pub fn router(server: Arc<Server>) -> axum::Router {
             put(upload).layer(DefaultBodyLimit::max(MAX_BLOB)),
         )
         .route("/build", post(build))
+        .route(
+            "/warm",
+            get(super::warm::api::list).post(super::warm::api::trigger),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON))
         .layer(axum::middleware::from_fn_with_state(server.clone(), auth))
         .with_state(server)
 }
 
 /// Refuse requests without the token (when the server has one); only
-/// `/healthz`, which tells nothing, is open to all.
+/// `/healthz`, which tells nothing, is open to all. The status page also
+/// takes it as `?token=`: a browser cannot send a header when it opens a
+/// page, and the page's refresh keeps the query.
 async fn auth(State(s): State<Arc<Server>>, req: Request, next: Next) -> Response {
     if let Some(token) = s.token.as_ref().filter(|_| req.uri().path() != "/healthz") {
+        let page = req.uri().path() == "/" && req.method() == axum::http::Method::GET;
+        let query = page.then(|| super::page::query_token(req.uri())).flatten();
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .or(query.as_deref())
             .unwrap_or("");
         if !same(given.as_bytes(), token.as_bytes()) {
             return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
@@ -56,14 +65,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics(State(s): State<Arc<Server>>) -> impl IntoResponse {
+    s.metrics.measure_store(&s.root).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
 }
 
-async fn page(State(s): State<Arc<Server>>) -> Html<String> {
-    Html(super::page::render(&s.metrics))
+async fn page(State(s): State<Arc<Server>>) -> impl IntoResponse {
+    s.metrics.measure_store(&s.root).await;
+    let warm = s.warm.as_ref().map(|w| (w.runs(), w.running()));
+    (
+        // The page may be opened with `?token=`: never send it on.
+        [(header::REFERRER_POLICY, "no-referrer")],
+        Html(super::page::render(&s.metrics, warm.as_ref())),
+    )
 }
 
 fn bad(e: impl std::fmt::Display) -> Response {

@@ -12,6 +12,7 @@ pub mod listen;
 pub mod metrics;
 pub mod page;
 pub mod runner;
+pub mod warm;
 pub mod wire;
 
 use context_sync::ContextCache;
@@ -36,6 +37,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The warm config or its state.
+    #[error(transparent)]
+    Warm(#[from] warm::WarmError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -51,6 +55,10 @@ pub struct Server {
     pub slots: Arc<tokio::sync::Semaphore>,
     /// The bearer token clients must send, if any.
     pub token: Option<String>,
+    /// The store's root.
+    pub root: std::path::PathBuf,
+    /// Cache warming (`--warm`).
+    pub warm: Option<Arc<warm::Warmer>>,
 }
 
 /// How to serve.
@@ -63,6 +71,8 @@ pub struct ServeOptions {
     pub max_builds: usize,
     /// The store's root (the context cache lives in `serve/` below it).
     pub root: std::path::PathBuf,
+    /// The `--warm` config.
+    pub warm: Option<std::path::PathBuf>,
 }
 
 /// Read a token file (its first line).
@@ -86,13 +96,25 @@ pub fn read_token(path: &Path) -> Result<String, ServeError> {
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let token = opts.token_file.as_deref().map(read_token).transpose()?;
     let addr = Addr::parse(&opts.listen)?;
+    let warm = match &opts.warm {
+        Some(c) => Some(Arc::new(warm::Warmer::open(
+            c,
+            &opts.root.join("serve/warm"),
+        )?)),
+        None => None,
+    };
     let listener = listen::bind(&opts.listen, &addr, token.is_some())?;
     let server = Arc::new(Server {
         cache: ContextCache::open(&opts.root.join("serve"))?,
         metrics: metrics::Metrics::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(opts.max_builds.max(1))),
         token,
+        root: opts.root.clone(),
+        warm: warm.clone(),
     });
+    if let Some(w) = warm {
+        warm::Warmer::spawn_schedule(server.clone(), w);
+    }
     let app = api::router(server);
     eprintln!("rbuild serve: listening on {}", opts.listen);
     let shutdown = async {

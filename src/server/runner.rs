@@ -58,6 +58,9 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
 /// client goes away, which cancels the build).
 pub async fn run(server: Arc<Server>, req: BuildRequest, tx: Sender<String>) {
     let id = server.metrics.begin();
+    server
+        .metrics
+        .describe(id, &super::metrics::describe_args(&req.args));
     let code = match run_inner(&server, id, req, &tx).await {
         Ok(code) => code,
         Err(Outcome::Cancelled) => {

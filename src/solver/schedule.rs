@@ -397,6 +397,8 @@ fn fold_config(
             let line = format!("cache hit: key {key} from the imported cache {from}");
             sh.progress.send(Event::Log { id: vid, line });
         }
+        let from = from.clone();
+        sh.progress.send(Event::CacheImported { id: vid, from });
         sh.progress.send(Event::Cached { id: vid });
     } else if let Some(n) = &note {
         let reason = explain(&sh.store, &components, &n.components);
@@ -458,6 +460,8 @@ fn imported_hit(
         );
         sh.progress.send(Event::Log { id: vid, line });
     }
+    let from = hit.source;
+    sh.progress.send(Event::CacheImported { id: vid, from });
     sh.progress.send(Event::Cached { id: vid });
     sh.count(true);
     let view = view_of(&sh.store, &state);

@@ -4,6 +4,7 @@
 
 pub mod dockerd;
 pub mod registry;
+pub mod serve;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -145,4 +146,26 @@ pub fn run(cmd: &mut std::process::Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The names of the steps a plain progress log shows as CACHED, sorted.
+pub fn cached_steps(log: &str) -> Vec<String> {
+    let mut names = std::collections::HashMap::new();
+    let mut cached = Vec::new();
+    for line in log.lines() {
+        let Some((id, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if rest.starts_with('[') {
+            names.entry(id.to_string()).or_insert(rest.to_string());
+        } else if rest == "CACHED" {
+            cached.push(id.to_string());
+        }
+    }
+    let mut out: Vec<String> = cached
+        .iter()
+        .filter_map(|id| names.get(id).cloned())
+        .collect();
+    out.sort();
+    out
 }

@@ -85,7 +85,7 @@ fn platforms(index: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-const APP: &str = "FROM scratch\nCOPY a.txt /a.txt\nARG TARGETARCH\nARG TARGETPLATFORM\nARG BUILDPLATFORM\nARG TARGETVARIANT\nENV ARCH=$TARGETARCH TP=$TARGETPLATFORM BP=$BUILDPLATFORM TV=v$TARGETVARIANT\n";
+const APP: &str = "FROM scratch\nARG TARGETARCH\nCOPY a.txt /a.txt\nARG TARGETPLATFORM\nARG BUILDPLATFORM\nARG TARGETVARIANT\nENV ARCH=$TARGETARCH TP=$TARGETPLATFORM BP=$BUILDPLATFORM TV=v$TARGETVARIANT\n";
 
 #[test]
 fn two_platforms_push_an_index_and_share_the_context_copy() {
@@ -111,7 +111,8 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
         ],
         true,
     );
-    // The COPY onto scratch has one key for both platforms: run once.
+    // The COPY onto scratch has one key for both platforms (an ARG's value
+    // is in the keys of the steps that use it only): run once.
     assert_eq!(cached_of(&log, "COPY a.txt"), (1, 2), "{log}");
     let docker_ref = format!("docker://{image}");
     let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &docker_ref]);

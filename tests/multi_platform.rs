@@ -181,6 +181,34 @@ fn two_platforms_push_an_index_and_share_the_context_copy() {
     assert!(err.contains("0 blobs uploaded"), "{err}");
     let again = skopeo(&["inspect", "--raw", "--tls-verify=false", &docker_ref]);
     assert_eq!(again, raw);
+    // Docker media types: a manifest list over Docker manifests.
+    let list = format!("{}/mp/list:1", reg.host());
+    build_in(
+        &env,
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=registry,name={list},oci-mediatypes=false"),
+        ],
+        true,
+    );
+    let raw_list = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{list}"),
+    ]);
+    assert_eq!(
+        raw_list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "{raw_list}"
+    );
+    assert_eq!(platforms(&raw_list), ["linux/amd64", "linux/arm64"]);
+    assert_eq!(
+        raw_list["manifests"][1]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
     // `rbuild tag` keeps the index with the new name.
     let second = format!("{}/mp/app:2", reg.host());
     let out = env

@@ -14,7 +14,9 @@ use crate::solver::{BuildRequest, BuildResult, SolveError, solve};
 use std::sync::Arc;
 
 mod lazy;
+mod multi;
 pub use lazy::{LazyFallback, blobs_fit, lazy_bases};
+pub use multi::{MultiOutcome, check_outputs, finish_multi};
 
 /// Errors of a build after lowering.
 #[derive(Debug, thiserror::Error)]

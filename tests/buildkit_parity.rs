@@ -359,38 +359,68 @@ fn foreign_platform() -> &'static str {
     }
 }
 
+/// The architecture `rbuild inspect NAME` gives.
+fn stored_arch(env: &Env, name: &str) -> String {
+    let out = env.rbuild().args(["inspect", name]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+    v[0]["Architecture"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
-fn platforms_other_than_the_hosts_are_clear_errors() {
+fn foreign_platforms_build_without_run_as_buildkit_labels_them() {
     let env = Env::new();
     let other = foreign_platform();
-    let df = format!("FROM --platform={other} scratch\nENV A=1\n");
-    let err = build_fails(&env, "fromplat", &df);
-    assert!(
-        err.contains(&format!(
-            "FROM --platform={other}: building for {other} is not supported yet"
-        )),
-        "{err}"
+    let other_arch = other.rsplit('/').next().unwrap();
+    let host_arch = std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64");
+    // As BuildKit: FROM --platform on scratch is the target's platform.
+    let ctx = env.project(
+        "fromplat",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform={other} scratch\nENV A=1\n"),
+        )],
     );
-    // Stages not built do not matter; $BUILDPLATFORM is this machine's.
+    env.build_ok(&["-t", "fromplat:1"], &ctx);
+    assert_eq!(stored_arch(&env, "fromplat:1"), host_arch);
+    // An explicit --platform is the image's, even for a final stage on
+    // $BUILDPLATFORM (BuildKit's rule); stages not built do not matter.
     let ctx = env.project(
         "fromplat-ok",
         &[(
             "Dockerfile",
-            &format!("FROM --platform={other} scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n"),
+            "FROM --platform=linux/s390x scratch AS unused\nFROM --platform=$BUILDPLATFORM scratch\nENV A=1\n",
         )],
     );
-    env.build_ok(&[], &ctx);
-    let err = env.build_err(&["--platform", other], &ctx);
+    env.build_ok(&["-t", "native:1"], &ctx);
+    assert_eq!(stored_arch(&env, "native:1"), host_arch);
+    env.build_ok(&["--platform", other, "-t", "target:1"], &ctx);
+    assert_eq!(stored_arch(&env, "target:1"), other_arch);
+    // A base of another platform than the stage's is used with BuildKit's warning.
+    let ctx2 = env.project("on-native", &[("Dockerfile", "FROM native:1\nENV B=1\n")]);
+    let log = env.build_ok(&["--platform", other], &ctx2);
     assert!(
-        err.contains(&format!(
-            "--platform {other}: building for {other} is not supported yet"
+        log.contains(&format!(
+            "InvalidBaseImagePlatform: Base image native:1 was pulled with platform \"linux/{host_arch}\", expected \"{other}\" for current build"
         )),
+        "{log}"
+    );
+    let err = env.build_err(&["--platform", "linux/amd64,nonsense"], &ctx);
+    assert!(
+        err.contains("--platform linux/amd64,nonsense: invalid platform \"nonsense\""),
         "{err}"
     );
-    let both = format!("{other},linux/amd64");
-    let err = env.build_err(&["--platform", &both], &ctx);
+    let ctx = env.project(
+        "fromplat-bad",
+        &[("Dockerfile", "FROM --platform=linux/amd64/v2/x scratch\n")],
+    );
+    let err = env.build_err(&[], &ctx);
     assert!(
-        err.contains("multi-platform builds are not supported yet"),
+        err.contains("failed to parse platform linux/amd64/v2/x"),
         "{err}"
     );
 }

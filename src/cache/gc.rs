@@ -75,12 +75,52 @@ impl Store {
         }
     }
 
+    /// An index, its manifests and their configs; the configs' layers.
+    fn index_roots(
+        &self,
+        index: &Digest,
+        blobs: &mut BTreeSet<Digest>,
+        layers: &mut BTreeSet<Digest>,
+    ) {
+        let json = |d: &Digest| {
+            self.read_blob(d)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or_default()
+        };
+        let digest = |v: &serde_json::Value| v["digest"].as_str()?.parse::<Digest>().ok();
+        blobs.insert(*index);
+        for m in json(index)["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let Some(md) = digest(&m) else { continue };
+            blobs.insert(md);
+            let Some(cd) = digest(&json(&md)["config"]) else {
+                continue;
+            };
+            blobs.insert(cd);
+            let ids = json(&cd)["rootfs"]["diff_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            layers.extend(
+                ids.iter()
+                    .filter_map(|d| d.as_str()?.parse::<Digest>().ok()),
+            );
+        }
+    }
+
     /// Blobs and layers reachable from image names.
     fn image_roots(&self) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
         let (mut blobs, mut layers) = (BTreeSet::new(), BTreeSet::new());
         for entry in self.images().values() {
             blobs.insert(entry.config);
             blobs.extend(entry.manifest);
+            if let Some(index) = entry.index {
+                self.index_roots(&index, &mut blobs, &mut layers);
+            }
             if let Ok(cfg) = self.read_blob(&entry.config)
                 && let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&cfg)
             {

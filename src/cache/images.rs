@@ -27,6 +27,11 @@ pub struct ImageEntry {
     /// RepoDigests for a pushed image); not the image's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed: Option<Digest>,
+    /// For a multi-platform build: the image index (stored, with every
+    /// platform's manifest) the name was built as; `config` is this
+    /// machine's image of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Digest>,
 }
 
 impl Store {
@@ -50,6 +55,23 @@ impl Store {
     /// Point `name` at a pulled image: its config and manifest.
     pub fn tag_pulled(&self, name: &str, config: Digest, manifest: Digest) -> Result<()> {
         self.tag_entry(name, config, Some(manifest))
+    }
+
+    /// Point `name` at a multi-platform image: this machine's config and
+    /// the stored index over every platform's manifest.
+    pub fn tag_index(&self, name: &str, config: Digest, index: Digest) -> Result<()> {
+        self.tag_entry(name, config, None)?;
+        let _lock = self.lock_names()?;
+        let mut all = self.images();
+        match all.get_mut(name) {
+            Some(e) if e.index == Some(index) => return Ok(()),
+            Some(e) => e.index = Some(index),
+            None => return Ok(()),
+        }
+        write_atomic(
+            &self.images_file(),
+            &serde_json::to_vec_pretty(&all).expect("serialise images"),
+        )
     }
 
     /// Take the names file's lock (held until the returned file is dropped).
@@ -108,7 +130,7 @@ impl Store {
         if self
             .images()
             .get(name)
-            .is_some_and(|e| e.config == config && e.manifest == manifest)
+            .is_some_and(|e| e.config == config && e.manifest == manifest && e.index.is_none())
         {
             return Ok(()); // unchanged: no rewrite, no fsync
         }
@@ -127,6 +149,7 @@ impl Store {
                 created,
                 manifest,
                 pushed: None,
+                index: None,
             },
         );
         write_atomic(

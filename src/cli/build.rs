@@ -43,9 +43,10 @@ pub struct BuildArgs {
     /// Add a label to the image (`K=V`).
     #[arg(long = "label", value_parser = parse_build_arg)]
     pub labels: Vec<(String, String)>,
-    /// Target platform (only this machine's platform is built).
+    /// Target platforms (`linux/amd64,linux/arm64`; repeatable): each is
+    /// built, and several make an image index.
     #[arg(long)]
-    pub platform: Option<String>,
+    pub platform: Vec<String>,
     /// Progress output: auto, tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -201,7 +202,7 @@ impl BaseEnv for StoreImages<'_> {
 
 /// When every output is a push of gzip layers: the registries pushed to
 /// (bases there may stay lazy). None otherwise.
-fn push_only_hosts(args: &BuildArgs, outputs: &[OutputSpec]) -> Option<Vec<String>> {
+pub(super) fn push_only_hosts(args: &BuildArgs, outputs: &[OutputSpec]) -> Option<Vec<String>> {
     let gzip = |o: &OutputSpec| matches!(o.compression, Compression::Gzip { .. });
     if outputs.is_empty() || !outputs.iter().all(|o| o.push && gzip(o)) {
         return None;
@@ -236,7 +237,7 @@ pub(super) fn progress_mode(s: &str, quiet: bool) -> Result<Mode> {
 
 /// SOURCE_DATE_EPOCH from `--build-arg` (as BuildKit's frontend takes it),
 /// else from the environment (as buildx passes it on).
-fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
+pub(super) fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
     let (v, from) = match build_args
         .iter()
         .rev()
@@ -257,7 +258,7 @@ fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
 }
 
 /// Print the build checks' findings (not in quiet mode).
-fn print_warnings(
+pub(super) fn print_warnings(
     src: &super::source::DockerfileSource,
     linter: &rbuild::frontend::lint::Linter,
     mode: Mode,
@@ -268,9 +269,9 @@ fn print_warnings(
 }
 
 /// Push through the registry client, printing what is pushed (unless quiet).
-struct RegistryPusher {
-    registry: RegistryOptions,
-    quiet: bool,
+pub(super) struct RegistryPusher {
+    pub(super) registry: RegistryOptions,
+    pub(super) quiet: bool,
 }
 
 impl Pusher for RegistryPusher {
@@ -296,7 +297,7 @@ impl Pusher for RegistryPusher {
 }
 
 /// The outputs asked for (`-o`, `--push`), checked before the build starts.
-fn outputs_of(args: &BuildArgs) -> Result<Vec<OutputSpec>> {
+pub(super) fn outputs_of(args: &BuildArgs) -> Result<Vec<OutputSpec>> {
     for t in &args.tags {
         if let Err(e) = rbuild::registry::reference::validate(t) {
             bail!("invalid argument {t:?} for \"-t, --tag\" flag: {e}");
@@ -324,7 +325,7 @@ fn outputs_of(args: &BuildArgs) -> Result<Vec<OutputSpec>> {
 }
 
 /// Parse and lower the Dockerfile; diagnostics are printed and give None.
-fn plan_of(
+pub(super) fn plan_of(
     args: &BuildArgs,
     src: &super::source::DockerfileSource,
     opts: &BuildOptions,
@@ -360,7 +361,7 @@ fn plan_of(
             return None;
         }
     };
-    if let Err((pos, msg)) = super::platforms::check_stages(&plan, &opts.build_platform) {
+    if let Err((pos, msg)) = super::platforms::check_stages(&plan) {
         show(pos, &msg);
         return None;
     }
@@ -376,6 +377,10 @@ fn plan_of(
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(addr) = &args.server {
         return super::remote::run(&args, addr);
+    }
+    let platforms = super::platforms::cli_platforms(&args.platform)?;
+    if platforms.len() > 1 {
+        return super::build_multi::run(&args, platforms);
     }
     let mode = progress_mode(&args.progress, args.quiet)?;
     let mut registry = RegistryOptions::load()?;
@@ -395,9 +400,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         target: args.target.clone(),
         ..Default::default()
     };
-    if let Some(p) = &args.platform {
-        opts.target_platform =
-            super::platforms::cli_platform(p, &opts.build_platform).map_err(anyhow::Error::msg)?;
+    if let Some(p) = platforms.first() {
+        opts.target_platform = p.clone();
     }
     let images = Arc::new(Resolver::new(
         store.clone(),
@@ -443,6 +447,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         explain: args.explain,
         lazy_bases,
         imported,
+        multi: None,
+        explicit_platform: !platforms.is_empty(),
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {
@@ -504,7 +510,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 }
 
 /// `--iidfile`, `--metadata-file`, and the image ID and names printed.
-fn report(args: &BuildArgs, outcome: &BuildOutcome) -> Result<()> {
+pub(super) fn report(args: &BuildArgs, outcome: &BuildOutcome) -> Result<()> {
     let image_id = outcome.image_id.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;

@@ -2,6 +2,7 @@
 //! the library.
 
 mod build;
+mod build_multi;
 mod cache_io;
 mod check;
 mod context_source;

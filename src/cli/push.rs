@@ -51,13 +51,18 @@ pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let store = open_store(LockMode::Shared)?;
     // By name, name@digest or (short) ID, as `docker tag`.
     let (image, named) = rbuild::image::local::find(&store, &args.source)?;
-    let manifest = match named {
-        rbuild::image::local::Named::Name(n) => image.digest_of(&n),
-        _ => None,
+    let (manifest, index) = match named {
+        rbuild::image::local::Named::Name(n) => (
+            image.digest_of(&n),
+            store.images().get(&n).and_then(|e| e.index),
+        ),
+        _ => (None, None),
     };
-    match manifest {
-        Some(m) => store.tag_pulled(&target.to_string(), image.id, m)?,
-        None => store.tag(&target.to_string(), image.id)?,
+    match (manifest, index) {
+        // A multi-platform build's name: the new one names its index too.
+        (_, Some(i)) => store.tag_index(&target.to_string(), image.id, i)?,
+        (Some(m), None) => store.tag_pulled(&target.to_string(), image.id, m)?,
+        (None, None) => store.tag(&target.to_string(), image.id)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -78,8 +83,10 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     };
     // A pulled image goes up as it came (the same manifest digest), as
     // `docker push` does; a built one gets a manifest now.
-    let manifest = match entry.manifest {
-        Some(m) if manifest_complete(&store, &m) => m,
+    let manifest = match (entry.index, entry.manifest) {
+        // A multi-platform build: its index, with every platform's image.
+        (Some(i), _) if index_complete(&store, &i) => i,
+        (_, Some(m)) if manifest_complete(&store, &m) => m,
         _ => {
             // Unpacks what is missing; the config goes up byte for byte (a
             // loaded image keeps the ID it has here).
@@ -95,6 +102,25 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     };
     push_one(&store, &manifest, &target, &registry, false)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a stored index's manifests are all complete.
+fn index_complete(store: &Store, i: &Digest) -> bool {
+    let Some(v) = store
+        .read_blob(i)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return false;
+    };
+    v["manifests"].as_array().is_some_and(|ms| {
+        ms.iter().all(|m| {
+            m["digest"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .is_some_and(|d| manifest_complete(store, &d))
+        })
+    })
 }
 
 /// Whether a stored manifest's config and layers are all stored.

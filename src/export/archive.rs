@@ -31,7 +31,7 @@ pub enum ArchiveFormat {
     Oci,
 }
 
-fn header(size: u64, mode: u32) -> tar::Header {
+pub(super) fn header(size: u64, mode: u32) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
     h.set_mode(mode);
@@ -42,7 +42,7 @@ fn header(size: u64, mode: u32) -> tar::Header {
     h
 }
 
-fn dir_header() -> tar::Header {
+pub(super) fn dir_header() -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_size(0);
     h.set_mode(0o755);
@@ -51,7 +51,7 @@ fn dir_header() -> tar::Header {
     h
 }
 
-fn append_bytes<W: Write>(
+pub(super) fn append_bytes<W: Write>(
     b: &mut tar::Builder<W>,
     name: &str,
     data: &[u8],
@@ -151,7 +151,7 @@ pub fn write_archive<W: Write>(
     Ok(w)
 }
 
-fn open_dest(dest: &Path) -> Result<Box<dyn Write>, ExportError> {
+pub(super) fn open_dest(dest: &Path) -> Result<Box<dyn Write>, ExportError> {
     if dest == Path::new("-") {
         return Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
     }

@@ -4,6 +4,7 @@
 mod archive;
 pub mod docker_load;
 mod local;
+pub mod multi;
 mod oci;
 mod save;
 mod spec;
@@ -46,6 +47,14 @@ pub enum ExportError {
     /// A stored image could not be read.
     #[error(transparent)]
     Image(#[from] crate::image::source::ImageError),
+    /// An exporter that holds one image was given several platforms'.
+    #[error(
+        "{exporter} exporter does not currently support exporting manifest lists (build one --platform, or use type=oci, type=image or type=registry)"
+    )]
+    NoIndex {
+        /// `docker`, `docker-archive`.
+        exporter: &'static str,
+    },
     /// The Docker engine (`--load`) is unreachable or refused the image.
     #[error("docker engine at {endpoint}: {reason}")]
     Engine {

@@ -4,7 +4,7 @@
 //! shared by the Dockerfile's lowering (a base's ENV) and the solver (FROM,
 //! `COPY --from`, `RUN --mount from=`).
 
-use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_manifest};
+use super::source::{ImageError, ImageRef, LoadedImage, load_image, load_image_for, load_manifest};
 use crate::cache::{Store, StoreError};
 use crate::frontend::platform::Platform;
 use crate::registry::RegistryOptions;
@@ -12,6 +12,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Slot = Arc<OnceLock<Result<LoadedImage, String>>>;
+
+/// The resolvers of one build, one per platform.
+type Family = Arc<Mutex<HashMap<Platform, Arc<Resolver>>>>;
+
+/// A resolver for some platform: the one asked, or a sibling.
+pub enum ResolverRef<'a> {
+    /// The resolver asked (same platform).
+    This(&'a Resolver),
+    /// A sibling for another platform.
+    Other(Arc<Resolver>),
+}
+
+impl std::ops::Deref for ResolverRef<'_> {
+    type Target = Resolver;
+    fn deref(&self) -> &Resolver {
+        match self {
+            ResolverRef::This(r) => r,
+            ResolverRef::Other(r) => r,
+        }
+    }
+}
 
 /// Resolves and loads base images for a build.
 pub struct Resolver {
@@ -25,6 +46,8 @@ pub struct Resolver {
     /// Normalised name → the `--pull` check's answer, asked once per build
     /// (the lazy and the full load of one base share it).
     checked: Mutex<HashMap<String, Option<String>>>,
+    /// This build's resolvers for other platforms.
+    family: Family,
 }
 
 impl Resolver {
@@ -44,7 +67,58 @@ impl Resolver {
             memo: Mutex::new(HashMap::new()),
             notes: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
+            family: Family::default(),
         }
+    }
+
+    /// The platform images are resolved for.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Make this resolver the one its siblings use for its platform.
+    pub fn register(self: &Arc<Self>) {
+        if let Ok(mut f) = self.family.lock() {
+            f.entry(self.platform.clone())
+                .or_insert_with(|| self.clone());
+        }
+    }
+
+    /// The build's resolver for `p` (made on first use, with this one's
+    /// store and settings).
+    pub fn sibling(&self, p: &Platform) -> Arc<Resolver> {
+        let mut f = self.family.lock().expect("resolver family");
+        f.entry(p.clone())
+            .or_insert_with(|| {
+                let mut r = Resolver::new(
+                    self.store.clone(),
+                    self.registry.clone(),
+                    self.pull_always,
+                    p.clone(),
+                );
+                r.family = self.family.clone();
+                Arc::new(r)
+            })
+            .clone()
+    }
+
+    /// The resolver for `p`: this one, or a sibling.
+    pub fn for_platform(&self, p: &Platform) -> ResolverRef<'_> {
+        if *p == self.platform {
+            ResolverRef::This(self)
+        } else {
+            ResolverRef::Other(self.sibling(p))
+        }
+    }
+
+    /// Whether a stored image is for this resolver's platform (a name
+    /// holds one platform's image; another's is pulled for the build).
+    fn fits(&self, image: &LoadedImage) -> bool {
+        let c = &image.state.config;
+        let p = Platform::from_oci(&c.os, &c.architecture, &c.variant);
+        p.os == self.platform.os
+            && p.arch == self.platform.arch
+            && (self.platform.variant.is_empty() || p.variant == self.platform.variant)
     }
 
     /// The image `name` refers to (`busybox`, `host:5000/x@sha256:...`,
@@ -77,6 +151,11 @@ impl Resolver {
     /// sizes are 0 (unknown until unpacked). A later `load` of the same
     /// name downloads what is missing.
     pub fn load_lazy(&self, name: &str) -> Result<LoadedImage, ImageError> {
+        // Names hold this machine's images: another platform's base is
+        // resolved (and checked) in full.
+        if self.platform != Platform::host() {
+            return self.load(name);
+        }
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
             return self.load(name);
@@ -192,10 +271,11 @@ impl Resolver {
     fn resolve(&self, name: &str) -> Result<LoadedImage, ImageError> {
         let r = ImageRef::parse(name)?;
         let ImageRef::Named(reference) = &r else {
-            return load_image(&self.store, &r);
+            return load_image_for(&self.store, &r, &self.platform);
         };
         if !self.pull_always || self.registry.offline {
             match load_image(&self.store, &r) {
+                Ok(img) if !self.fits(&img) && !self.registry.offline => {}
                 Err(ImageError::NotFound(n)) if self.registry.offline => {
                     return Err(ImageError::Failed(format!(
                         "image {n} not found in the store (RBUILD_OFFLINE is set: nothing is pulled)"
@@ -232,8 +312,12 @@ impl Resolver {
             ),
         );
         let loaded = load_manifest(&self.store, &pulled.manifest, None)?;
-        self.store
-            .tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
+        // The name keeps this machine's image (`rbuild run` uses it);
+        // another platform's stays in the store by digest only.
+        if self.platform == Platform::host() {
+            self.store
+                .tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
+        }
         Ok(loaded)
     }
 }

@@ -132,6 +132,16 @@ pub struct LoadedImage {
 /// Load (importing if needed) an image, without the network: a named
 /// image must be in the store.
 pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError> {
+    load_image_for(store, r, &crate::frontend::platform::Platform::host())
+}
+
+/// [`load_image`] choosing `platform`'s image where an OCI layout holds an
+/// index (a stored name holds one platform's image).
+pub fn load_image_for(
+    store: &Store,
+    r: &ImageRef,
+    platform: &crate::frontend::platform::Platform,
+) -> Result<LoadedImage, ImageError> {
     match r {
         ImageRef::Named(name) => {
             let images = store.images();
@@ -157,7 +167,7 @@ pub fn load_image(store: &Store, r: &ImageRef) -> Result<LoadedImage, ImageError
             }
         }
         ImageRef::OciLayout { path, tag, digest } => {
-            let m = find_in_layout(path, tag.as_deref(), digest.as_ref())?;
+            let m = find_in_layout(path, tag.as_deref(), digest.as_ref(), platform)?;
             load_manifest(store, &m, Some(path))
         }
     }
@@ -231,6 +241,7 @@ fn find_in_layout(
     layout: &Path,
     tag: Option<&str>,
     digest: Option<&Digest>,
+    platform: &crate::frontend::platform::Platform,
 ) -> Result<Digest, ImageError> {
     if let Some(d) = digest {
         return Ok(*d);
@@ -259,20 +270,11 @@ fn find_in_layout(
         .as_str()
         .is_some_and(|t| t.contains("index") || t.contains("manifest.list"))
     {
-        // A multi-platform index: choose this machine's platform.
+        // A multi-platform index: choose the build's platform.
         let idx: serde_json::Value = serde_json::from_slice(&read_layout_blob(layout, &d)?)
             .map_err(|e| layout_err(layout, format!("index {d}: {e}")))?;
-        let host = crate::frontend::platform::Platform::host();
-        let sub = idx["manifests"].as_array().and_then(|ms| {
-            ms.iter().find(|m| {
-                m["platform"]["os"].as_str() == Some(&host.os)
-                    && m["platform"]["architecture"].as_str() == Some(&host.arch)
-            })
-        });
-        return sub
-            .and_then(|m| m["digest"].as_str())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| layout_err(layout, format!("no manifest for {host} in index {d}")));
+        return crate::registry::pull::choose(&idx, platform)
+            .ok_or_else(|| layout_err(layout, format!("no manifest for {platform} in index {d}")));
     }
     Ok(d)
 }

@@ -221,11 +221,12 @@ impl Op for ConfigOp {
     fn definition(&self) -> String {
         match &self.change {
             ConfigChange::Env(p) | ConfigChange::Label(p) => pairs_def(p),
+            // The names only, as in BuildKit an ARG's value reaches a key
+            // only through the steps that use it (a RUN's args in scope, an
+            // expanded COPY source, ENV...): an unused or platform-dependent
+            // value (`ARG TARGETARCH`) does not split later steps' keys.
             ConfigChange::Arg(args) => {
-                let v: Vec<String> = args
-                    .iter()
-                    .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("<unset>")))
-                    .collect();
+                let v: Vec<&str> = args.iter().map(|(n, _)| n.as_str()).collect();
                 v.join("\n")
             }
             ConfigChange::Expose(ports) => json!({ "ports": ports }).to_string(),

@@ -122,6 +122,9 @@ pub struct OpEnv<'a> {
     pub hostname: &'a str,
     /// `--allow network.host` was given.
     pub allow_host_network: bool,
+    /// The platform the stage is built for (its `FROM --platform`, else
+    /// the build's target): part of RUN's key.
+    pub platform: &'a crate::frontend::platform::Platform,
 }
 
 impl OpEnv<'_> {

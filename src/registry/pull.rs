@@ -168,16 +168,21 @@ fn is_index(v: &Value) -> bool {
 /// variant is preferred when it matches.
 pub(crate) fn choose(index: &Value, p: &Platform) -> Option<Digest> {
     let entries = index["manifests"].as_array()?;
+    // Compared normalised, as containerd's matcher: `arm64/v8` is `arm64`.
+    let platform_of = |m: &Value| {
+        let s = |k: &str| m["platform"][k].as_str().unwrap_or("").to_string();
+        Platform::from_oci(&s("os"), &s("architecture"), &s("variant"))
+    };
     let fits: Vec<&Value> = entries
         .iter()
         .filter(|m| {
-            m["platform"]["os"].as_str() == Some(p.os.as_str())
-                && m["platform"]["architecture"].as_str() == Some(p.arch.as_str())
+            let q = platform_of(m);
+            q.os == p.os && q.arch == p.arch
         })
         .collect();
     let best = fits
         .iter()
-        .find(|m| m["platform"]["variant"].as_str().unwrap_or("") == p.variant)
+        .find(|m| platform_of(m).variant == p.variant)
         .or_else(|| fits.first())?;
     best["digest"].as_str()?.parse().ok()
 }
@@ -531,5 +536,27 @@ mod tests {
         assert_eq!(hex(choose(&idx, &p("arm", "v5"))), Some("b".into()));
         assert_eq!(choose(&idx, &p("s390x", "")), None);
         assert!(is_index(&idx));
+    }
+
+    #[test]
+    fn index_entries_are_compared_normalised() {
+        let idx: Value = serde_json::from_str(&format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:{a}","platform":{{"os":"linux","architecture":"arm"}}}},
+              {{"digest":"sha256:{b}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+              {{"digest":"sha256:{c}","platform":{{"os":"linux","architecture":"x86_64"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+            c = "c".repeat(64),
+        ))
+        .unwrap();
+        let hex = |s: &str| {
+            let p = Platform::parse(s).unwrap();
+            choose(&idx, &p).map(|d| d.hex()[..1].to_string())
+        };
+        // `arm64/v8` is `linux/arm64`; `arm` alone is `arm/v7`; `x86_64` is `amd64`.
+        assert_eq!(hex("linux/arm64").as_deref(), Some("b"));
+        assert_eq!(hex("linux/arm/v7").as_deref(), Some("a"));
+        assert_eq!(hex("linux/amd64").as_deref(), Some("c"));
     }
 }

@@ -140,12 +140,66 @@ fn blobs_of(remote: &Remote, body: &[u8]) -> Result<(String, Vec<(Digest, u64)>)
     Ok((media, blobs))
 }
 
+/// Push an image, or an index: each of its manifests (by digest, with
+/// their blobs) first, then the index under the tag.
 async fn push_image(
     store: &Arc<Store>,
     remote: &Remote,
     ep: &Endpoint,
     manifest: &Digest,
     target: &Reference,
+) -> Result<Pushed, RegistryError> {
+    let store_err = |e: &dyn std::fmt::Display| remote.error(format!("reading the store: {e}"));
+    let body = store.read_blob(manifest).map_err(|e| store_err(&e))?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| remote.error(format!("the stored manifest is not JSON: {e}")))?;
+    let Some(children) = v["manifests"].as_array() else {
+        return push_manifest(store, remote, ep, manifest, target, &remote.oref).await;
+    };
+    let mut total = Pushed {
+        digest: *manifest,
+        host: remote.host.clone(),
+        uploaded: 0,
+        mounted: 0,
+        existing: 0,
+    };
+    for c in children {
+        let Some(d) = c["digest"].as_str().and_then(|s| s.parse::<Digest>().ok()) else {
+            return Err(remote.error(format!("index entry without a digest: {c}")));
+        };
+        let by_digest = oci_client::Reference::with_digest(
+            remote.oref.registry().to_string(),
+            remote.oref.repository().to_string(),
+            d.to_string(),
+        );
+        let p = push_manifest(store, remote, ep, &d, target, &by_digest).await?;
+        total.uploaded += p.uploaded;
+        total.mounted += p.mounted;
+        total.existing += p.existing;
+    }
+    let media = v["mediaType"]
+        .as_str()
+        .unwrap_or(crate::export::multi::INDEX_MEDIA_TYPE);
+    let content_type = media
+        .parse()
+        .map_err(|_| remote.error(format!("invalid index media type {media:?}")))?;
+    remote
+        .client
+        .push_manifest_raw(&remote.oref, body, content_type)
+        .await
+        .map_err(|e| remote.explain(e))?;
+    Ok(total)
+}
+
+/// Push one image manifest (its layers, config, then itself) as `oref`
+/// (the tag, or its digest for an index's entry).
+async fn push_manifest(
+    store: &Arc<Store>,
+    remote: &Remote,
+    ep: &Endpoint,
+    manifest: &Digest,
+    target: &Reference,
+    oref: &oci_client::Reference,
 ) -> Result<Pushed, RegistryError> {
     let store_err = |e: &dyn std::fmt::Display| remote.error(format!("reading the store: {e}"));
     let body = store.read_blob(manifest).map_err(|e| store_err(&e))?;
@@ -189,7 +243,7 @@ async fn push_image(
         .map_err(|_| remote.error(format!("invalid manifest media type {media:?}")))?;
     remote
         .client
-        .push_manifest_raw(&remote.oref, body, content_type)
+        .push_manifest_raw(oref, body, content_type)
         .await
         .map_err(|e| remote.explain(e))?;
     let count = |f: fn(&Sent) -> bool| sent.iter().filter(|s| f(s)).count();

@@ -6,6 +6,7 @@
 
 pub mod def_diff;
 pub mod keys;
+pub mod platforms;
 pub mod proxy;
 mod schedule;
 pub mod steps;
@@ -63,6 +64,10 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// Target platform.
     pub platform: crate::frontend::platform::Platform,
+    /// The target platform was asked for (`--platform`): the image says
+    /// it, as BuildKit's explicit target (else a final stage's `FROM
+    /// --platform` is the image's).
+    pub explicit_platform: bool,
     /// Identifies the build for explaining misses (context + Dockerfile path).
     pub build_id: String,
     /// `--label`s added to the final image.
@@ -83,6 +88,10 @@ pub struct BuildRequest {
     pub lazy_bases: std::collections::HashSet<String>,
     /// Caches imported with `--cache-from`, consulted after the store.
     pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
+    /// Set when this is one platform of a multi-platform build: the step
+    /// locks shared with the other platforms' solves, and how its progress
+    /// vertices are numbered and named.
+    pub multi: Option<platforms::PlatformSolve>,
 }
 
 /// The outcome.
@@ -160,6 +169,9 @@ pub async fn solve(
         .stage(target)
         .map(|r| r.state)
         .ok_or(SolveError::DependencyFailed)?;
+    if shared.req.explicit_platform {
+        platforms::set_target_platform(&mut state.config, &shared.req.platform);
+    }
     finalize(&mut state.config, &shared.req.labels);
     Ok(BuildResult {
         state,

@@ -3,11 +3,13 @@
 //! each); config-only ops are folded into the config as they come, with a
 //! note of their key kept only to explain a later change.
 
+use super::platforms::{keep_platform, stage_platform};
 use super::vertices::{Vertex, vertex_names};
 use super::{BuildRequest, SolveError, keys};
 use crate::cache::{CacheRecord, StepNote, Store};
 use crate::digest::{Digest, KeyHasher};
 use crate::frontend::lower::Source;
+use crate::frontend::platform::Platform;
 use crate::image::ImageState;
 use crate::image::config::ImageConfig;
 use crate::layer::view::MergedView;
@@ -35,9 +37,16 @@ pub struct Shared {
 impl Shared {
     /// The shared state of a build about to start.
     pub fn new(store: std::sync::Arc<Store>, req: BuildRequest, progress: Progress) -> Self {
+        let mut vertices = vertex_names(&req.plan);
+        if let Some(m) = &req.multi {
+            for v in vertices.values_mut() {
+                v.id += m.vertex_offset;
+                v.name = v.name.replacen('[', &format!("[{} ", req.platform), 1);
+            }
+        }
         Shared {
             store,
-            vertices: vertex_names(&req.plan),
+            vertices,
             progress,
             results: Mutex::new(HashMap::new()),
             done: Condvar::new(),
@@ -104,13 +113,20 @@ impl Shared {
     }
 
     fn image(&self, name: &str) -> Result<StageResult, OpError> {
-        if let Some(r) = self.images.lock().ok().and_then(|m| m.get(name).cloned()) {
+        self.image_for(name, &self.req.platform)
+    }
+
+    /// Image `name` for `platform` (a stage's `FROM --platform`).
+    fn image_for(&self, name: &str, platform: &Platform) -> Result<StageResult, OpError> {
+        let memo = format!("{platform}|{name}");
+        if let Some(r) = self.images.lock().ok().and_then(|m| m.get(&memo).cloned()) {
             return Ok(r);
         }
+        let images = self.req.images.for_platform(platform);
         let loaded = if self.req.lazy_bases.contains(name) {
-            self.req.images.load_lazy(name)?
+            images.load_lazy(name)?
         } else {
-            self.req.images.load(name)?
+            images.load(name)?
         };
         let mut h = KeyHasher::new();
         h.part("image").part(loaded.manifest.to_string());
@@ -121,7 +137,7 @@ impl Shared {
             view,
         };
         if let Ok(mut m) = self.images.lock() {
-            m.insert(name.to_string(), r.clone());
+            m.insert(memo, r.clone());
         }
         Ok(r)
     }
@@ -163,13 +179,19 @@ impl Shared {
 }
 
 /// The state a stage starts from.
-fn stage_base(sh: &Shared, si: usize, from: &Vertex) -> Result<StageResult, SolveError> {
+fn stage_base(
+    sh: &Shared,
+    si: usize,
+    from: &Vertex,
+    p: &Platform,
+) -> Result<StageResult, SolveError> {
     let req = &sh.req;
     match &req.plan.stages[si].base {
         Source::Scratch => {
-            let p = &req.platform;
+            // No platform in the key: what is built on scratch without a
+            // RUN (whose key has the platform) is the same on every one.
             let mut h = KeyHasher::new();
-            h.part("scratch").part(p.to_string());
+            h.part("scratch");
             Ok(StageResult {
                 state: ImageState {
                     layers: Vec::new(),
@@ -181,8 +203,17 @@ fn stage_base(sh: &Shared, si: usize, from: &Vertex) -> Result<StageResult, Solv
         }
         Source::Stage(i) => sh.wait_stage(*i).ok_or(SolveError::DependencyFailed),
         Source::Image(name) => {
-            let r = sh.image(name)?;
-            if let Some(line) = req.images.describe(name) {
+            let r = sh.image_for(name, p)?;
+            let c = &r.state.config;
+            let got = Platform::from_oci(&c.os, &c.architecture, &c.variant);
+            if !c.architecture.is_empty() && (got.os != p.os || got.arch != p.arch) {
+                // BuildKit's InvalidBaseImagePlatform check.
+                let line = format!(
+                    "warning: InvalidBaseImagePlatform: Base image {name} was pulled with platform \"{got}\", expected \"{p}\" for current build"
+                );
+                sh.progress.send(Event::Log { id: from.id, line });
+            }
+            if let Some(line) = req.images.for_platform(p).describe(name) {
                 sh.progress.send(Event::Log { id: from.id, line });
             }
             Ok(r)
@@ -199,7 +230,14 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         name: from.name.clone(),
     });
     let t0 = std::time::Instant::now();
-    let mut cur = stage_base(sh, si, from).map_err(|e| sh.failed(from, e))?;
+    // As BuildKit: `FROM --platform=X scratch` is the target's platform.
+    let value = match req.plan.stages[si].base {
+        Source::Scratch => None,
+        _ => req.plan.stages[si].platform.as_deref(),
+    };
+    let platform = stage_platform(value, &req.platform)
+        .map_err(|e| sh.failed(from, SolveError::Internal(e)))?;
+    let mut cur = stage_base(sh, si, from, &platform).map_err(|e| sh.failed(from, e))?;
     cur.state.config.ensure_path();
     // The base's ONBUILD triggers are steps of this stage (lowered by the frontend).
     cur.state.config.config.on_build.clear();
@@ -228,6 +266,7 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         allow_host_network: req.allow_host_network,
         proxy_env: &proxies,
         hostname,
+        platform: &platform,
     };
     let stage_name = req.plan.stages[si]
         .name
@@ -267,7 +306,30 @@ fn run_op(
     if !op.makes_layer() {
         return fold_config(sh, env, cur, op, map, step_id, vid);
     }
-    if !sh.req.no_cache
+    // Another platform's solve running this very step: wait, then take
+    // its record from the store.
+    let slot = sh.req.multi.as_ref().map(|m| m.locks.slot(&key));
+    let _running = slot.as_ref().and_then(|s| s.lock().ok());
+    let mut r = run_layer_op(sh, env, cur, op, map, (step_id, key), vid)?;
+    if let Some(m) = &sh.req.multi {
+        m.locks.mark(&key);
+    }
+    keep_platform(&mut r.state.config, &cur.state.config);
+    Ok(r)
+}
+
+/// A layer op: from the store's or an imported cache, else run and recorded.
+fn run_layer_op(
+    sh: &Shared,
+    env: &OpEnv<'_>,
+    cur: &StageResult,
+    op: &dyn Op,
+    map: crate::ops::CacheMap,
+    (step_id, key): (&str, Digest),
+    vid: usize,
+) -> Result<StageResult, SolveError> {
+    let shared = sh.req.multi.as_ref().is_some_and(|m| m.locks.ran(&key));
+    if (!sh.req.no_cache || shared)
         && let Some(state) = sh
             .store
             .get_record(&key)

@@ -114,6 +114,8 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         explain: false,
         lazy_bases: Default::default(),
         imported: None,
+        multi: None,
+        explicit_platform: false,
     };
     let (progress, _rx) = Progress::channel();
     let rt = tokio::runtime::Builder::new_current_thread()

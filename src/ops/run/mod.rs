@@ -139,6 +139,7 @@ impl Op for RunOp {
 
     fn cache_map(&self, env: &OpEnv<'_>, parent_key: &Digest) -> Result<CacheMap, OpError> {
         let mut map = CacheMap::new(parent_key, self.kind(), self.definition());
+        map.parts.add("platform", env.platform.to_string());
         if env.hostname != DEFAULT_HOSTNAME {
             map.parts.add("hostname", env.hostname.to_string());
         }

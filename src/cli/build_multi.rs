@@ -1,0 +1,239 @@
+//! `rbuild build --platform A,B`: each platform lowered and solved as its
+//! own graph, all at once, sharing every step whose key matches (a step
+//! two platforms reach runs once; the other takes it from the cache);
+//! then one image per platform and an index over them.
+
+use super::build::{
+    BuildArgs, RegistryPusher, outputs_of, plan_of, print_warnings, progress_mode, report,
+    source_date_epoch,
+};
+use anyhow::{Context as _, Result};
+use rbuild::build::{Outputs, check_outputs, finish_multi, solve_saving};
+use rbuild::cache::{LockMode, Store, default_root};
+use rbuild::context::Context;
+use rbuild::frontend::lower::BuildOptions;
+use rbuild::frontend::platform::Platform;
+use rbuild::image::resolver::Resolver;
+use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::registry::RegistryOptions;
+use rbuild::solver::platforms::{PlatformSolve, StepLocks};
+use rbuild::solver::{BuildRequest, BuildResult};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// What every platform's request shares.
+struct Common {
+    store: Arc<Store>,
+    context: Arc<Context>,
+    build_id: String,
+    locks: Arc<StepLocks>,
+    imported: Option<Arc<dyn rbuild::remote_cache::ImportedCache>>,
+}
+
+/// Each platform's request, the checks' findings and the unused build args.
+type Requests = (
+    Vec<BuildRequest>,
+    rbuild::frontend::lint::Linter,
+    Vec<String>,
+);
+
+/// Lower the Dockerfile for each platform; None when a diagnostic was printed.
+fn requests(
+    args: &BuildArgs,
+    src: &super::source::DockerfileSource,
+    platforms: &[Platform],
+    first: &Arc<Resolver>,
+    common: &Common,
+    mode: Mode,
+) -> Result<Option<Requests>> {
+    let mut reqs = Vec::new();
+    let mut kept = None;
+    let mut offset = 0;
+    for p in platforms {
+        let opts = BuildOptions {
+            build_args: args.build_args.clone(),
+            target: args.target.clone(),
+            target_platform: p.clone(),
+            ..Default::default()
+        };
+        let images = first.sibling(p);
+        let Some((plan, linter)) = plan_of(args, src, &opts, &images, false, mode) else {
+            return Ok(None);
+        };
+        let vertices: usize = plan
+            .order
+            .iter()
+            .map(|i| plan.stages[*i].steps.len() + 1)
+            .sum();
+        let unused = plan.unused_build_args.clone();
+        kept.get_or_insert((linter, unused));
+        reqs.push(BuildRequest {
+            plan,
+            context: Some(common.context.clone()),
+            no_cache: args.no_cache,
+            epoch: source_date_epoch(&args.build_args)?,
+            compression: Default::default(),
+            platform: p.clone(),
+            build_id: common.build_id.clone(),
+            labels: args.labels.clone(),
+            build_args: args.build_args.clone(),
+            secrets: args.secrets.clone(),
+            images,
+            allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+            explain: args.explain,
+            lazy_bases: Default::default(),
+            imported: common.imported.clone(),
+            explicit_platform: true,
+            multi: Some(PlatformSolve {
+                locks: common.locks.clone(),
+                vertex_offset: offset,
+            }),
+        });
+        offset += vertices;
+    }
+    Ok(kept.map(|(linter, unused)| (reqs, linter, unused)))
+}
+
+/// Solve every platform's request at once: their results in order, or
+/// the first error.
+fn solve_all(
+    store: &Arc<Store>,
+    reqs: Vec<BuildRequest>,
+    progress: Progress,
+) -> Result<Result<Vec<(Platform, BuildResult)>, String>> {
+    let platforms: Vec<Platform> = reqs.iter().map(|r| r.platform.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let solves = reqs
+        .into_iter()
+        .map(|r| solve_saving(store.clone(), r, progress.clone()));
+    let results = runtime.block_on(futures_util::future::join_all(solves));
+    drop(runtime);
+    let mut out = Vec::new();
+    for (p, r) in platforms.into_iter().zip(results) {
+        match r {
+            Ok(r) => out.push((p, r)),
+            Err(e) => return Ok(Err(format!("[{p}] {e}"))),
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Run a multi-platform build.
+pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let mut registry = RegistryOptions::load()?;
+    registry.insecure = args.insecure_registries.clone();
+    let mut outputs = outputs_of(args)?;
+    check_outputs(&outputs)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let src = &prepared.dockerfile;
+    let root = default_root();
+    let store = Arc::new(
+        Store::open(&root, LockMode::Shared)
+            .with_context(|| format!("opening store {}", root.display()))?,
+    );
+    rbuild::solver::secrets::clean_stale();
+    let first = Arc::new(Resolver::new(
+        store.clone(),
+        registry.clone(),
+        args.pull,
+        platforms[0].clone(),
+    ));
+    first.register();
+    let dockerfile_path = prepared.dockerfile_path.clone();
+    let context = Arc::new(Context::open(
+        &prepared.dir,
+        &dockerfile_path,
+        Some(&store.root().join("statcache")),
+    )?);
+    let first_opts = BuildOptions {
+        target_platform: platforms[0].clone(),
+        ..Default::default()
+    };
+    let common = Common {
+        store: store.clone(),
+        build_id: format!("{}|{}", context.root().display(), dockerfile_path.display()),
+        context,
+        locks: Arc::default(),
+        imported: super::cache_io::import(&store, args, &registry, &first_opts, mode),
+    };
+    let Some((mut reqs, linter, unused_args)) =
+        requests(args, src, &platforms, &first, &common, mode)?
+    else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
+    for r in &mut reqs {
+        r.compression = compression;
+    }
+    let final_stage = reqs[0].plan.target;
+    let (progress, rx) = Progress::channel();
+    let renderer = spawn_renderer(
+        rx,
+        if args.explain && mode == Mode::Auto {
+            Mode::Plain
+        } else {
+            mode
+        },
+    );
+    let solved = solve_all(&common.store, reqs, progress)?;
+    let _ = renderer.join();
+    print_warnings(src, &linter, mode);
+    if !unused_args.is_empty() && mode != Mode::Quiet {
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused_args.join(" ")
+        );
+    }
+    let results = match solved {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let pusher = RegistryPusher {
+        registry: registry.clone(),
+        quiet: mode == Mode::Quiet,
+    };
+    let out = Outputs {
+        tags: args.tags.clone(),
+        outputs: std::mem::take(&mut outputs),
+        metadata: args.metadata_file.is_some() || args.iidfile.is_some(),
+        pusher: &pusher,
+    };
+    let multi = finish_multi(&store, results, &out)?;
+    report(args, &multi.outcome)?;
+    write_metadata(args, &multi)?;
+    if mode != Mode::Quiet {
+        for (p, id) in &multi.image_ids {
+            eprintln!("image {id} ({p})");
+        }
+    }
+    if !super::cache_io::export(&store, args, &multi.outcome, final_stage, &registry, mode) {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--metadata-file` and `--iidfile` of a multi-platform build: the
+/// index's digest (as buildx writes them).
+fn write_metadata(args: &BuildArgs, multi: &rbuild::build::MultiOutcome) -> Result<()> {
+    let Some(index) = &multi.index else {
+        return Ok(());
+    };
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, index.to_string()).with_context(|| format!("writing {}", f.display()))?;
+    }
+    let Some(f) = &args.metadata_file else {
+        return Ok(());
+    };
+    let meta = serde_json::json!({
+        "containerimage.digest": index,
+        "image.name": multi.outcome.names.join(","),
+    });
+    std::fs::write(f, serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("writing {}", f.display()))
+}

@@ -192,6 +192,7 @@ impl Store {
             }
         }
         self.prune_logs(kept)?;
+        self.clear_step_locks();
         let tmp = self.root.join("tmp");
         for (_, p) in entries(&tmp) {
             let _ = remove_tree(&p);

@@ -1,9 +1,12 @@
 //! Builds sharing one store: a step two builds need at once runs once
-//! (the other waits for it), locally and through `rbuild serve`.
+//! (the other waits for it), locally and through `rbuild serve`; what a
+//! served build writes on the client.
 
 mod common;
 #[path = "serve_shared/harness.rs"]
 mod harness;
+#[path = "serve_shared/outputs.rs"]
+mod outputs;
 
 use common::Env;
 use harness::{Serve, build_cmd, count, text};

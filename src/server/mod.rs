@@ -10,7 +10,9 @@ pub mod client;
 pub mod context_sync;
 pub mod listen;
 pub mod metrics;
+pub mod outputs;
 pub mod page;
+pub mod receive;
 pub mod runner;
 pub mod wire;
 

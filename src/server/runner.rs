@@ -14,8 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::Sender;
 
 /// `rbuild build` flags a client may pass (as `--name=value` or `--name`).
-/// Everything naming server paths (-f, --iidfile, --metadata-file,
-/// --secret, output destinations) is set by the server or refused.
+/// Flags naming paths (outputs, `--iidfile`, `--metadata-file`) must use
+/// the client's placeholders ([`super::outputs`]); `-f` and `--secret`
+/// are set by the server.
 const ALLOWED: &[&str] = &[
     "--tag",
     "--build-arg",
@@ -23,7 +24,6 @@ const ALLOWED: &[&str] = &[
     "--no-cache",
     "--label",
     "--platform",
-    "--output",
     "--push",
     "--quiet",
     "--explain",
@@ -36,19 +36,10 @@ const ALLOWED: &[&str] = &[
 pub fn check_args(args: &[String]) -> Result<(), String> {
     for a in args {
         let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        if !ALLOWED.contains(&name) {
-            return Err(format!("flag {name} is not accepted through --server"));
-        }
-        if name == "--output" {
-            let ty = value
-                .split(',')
-                .find_map(|f| f.strip_prefix("type="))
-                .unwrap_or("");
-            if !matches!(ty, "registry" | "image") || value.contains("dest=") {
-                return Err(format!(
-                    "--output {value}: only type=registry and type=image outputs work through --server yet"
-                ));
-            }
+        match super::outputs::check(name, value) {
+            Some(r) => r?,
+            None if ALLOWED.contains(&name) => {}
+            None => return Err(format!("flag {name} is not accepted through --server")),
         }
     }
     Ok(())
@@ -141,8 +132,9 @@ async fn build_in_dir(
         .map_err(|e| err(&e))?
         .map_err(|e| err(&e))?;
     // This very binary, even if its file was replaced since the server started.
+    let (args, slots) = super::outputs::rewrite(&req.args, work.path());
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    cmd.arg("build").arg("--progress=rawjson").args(&req.args);
+    cmd.arg("build").arg("--progress=rawjson").args(&args);
     cmd.arg(format!("--file={}", dockerfile.display()));
     // Secrets reach the build through its environment only: never a file.
     for (i, (sid, value)) in req.secrets.iter().enumerate() {
@@ -190,7 +182,15 @@ async fn build_in_dir(
         }
     }
     let status = child.wait().await.map_err(|e| err(&e))?;
-    Ok(status.code().unwrap_or(1))
+    let code = status.code().unwrap_or(1);
+    if code == 0 {
+        match super::outputs::send_back(&slots, tx).await {
+            Ok(()) => {}
+            Err(super::outputs::SendError::Gone) => return Err(Outcome::Cancelled),
+            Err(super::outputs::SendError::Io(e)) => return Err(Outcome::Error(e)),
+        }
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
@@ -206,7 +206,8 @@ mod tests {
             "--iidfile=/x",
             "--secret=id=a,src=/etc/shadow",
             "--output=type=local,dest=/root",
-            "--output=type=image,dest=/x",
+            "--output=type=oci,dest=/x",
+            "--metadata-file=/m",
         ] {
             assert!(check_args(&[bad.into()]).is_err(), "{bad}");
         }

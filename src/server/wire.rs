@@ -1,6 +1,8 @@
 //! What client and server send each other (JSON bodies, and the framed
 //! lines of a build's streamed response).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 /// Largest JSON request body (a build request lists every context file).
@@ -71,7 +73,23 @@ pub enum Frame {
     Queued(usize),
     /// The build ended with this exit code.
     Exit(i32),
+    /// A file the build wrote for the client starts: its slot (`0`, `1`…
+    /// for `--output`s, `iid`, `meta`) and whether it is a directory
+    /// (then sent as a tar archive).
+    Start {
+        /// Which of the client's destinations.
+        slot: String,
+        /// A directory, as a tar archive.
+        dir: bool,
+    },
+    /// Bytes of the file being sent (base64 on the wire).
+    Bytes(Vec<u8>),
+    /// The file being sent is complete.
+    End,
 }
+
+/// Raw bytes per [`Frame::Bytes`] (its base64 stays under [`MAX_LINE`]).
+pub const CHUNK: usize = 12 << 10;
 
 impl Frame {
     /// The frame as one line (with its newline).
@@ -81,6 +99,11 @@ impl Frame {
             Frame::Out(l) => format!("O {}\n", cut(l)),
             Frame::Queued(n) => format!("Q {n}\n"),
             Frame::Exit(c) => format!("X {c}\n"),
+            Frame::Start { slot, dir } => {
+                format!("S {} {}\n", if *dir { "dir" } else { "file" }, cut(slot))
+            }
+            Frame::Bytes(b) => format!("B {}\n", STANDARD.encode(b)),
+            Frame::End => "Z .\n".to_string(),
         }
     }
 
@@ -92,6 +115,15 @@ impl Frame {
             "O " => Frame::Out(rest.to_string()),
             "Q " => Frame::Queued(rest.parse().ok()?),
             "X " => Frame::Exit(rest.parse().ok()?),
+            "S " => {
+                let (kind, slot) = rest.split_once(' ')?;
+                Frame::Start {
+                    slot: slot.to_string(),
+                    dir: kind == "dir",
+                }
+            }
+            "B " => Frame::Bytes(STANDARD.decode(rest).ok()?),
+            "Z " => Frame::End,
             _ => return None,
         })
     }
@@ -120,12 +152,24 @@ mod tests {
             Frame::Out("sha256:ab".into()),
             Frame::Queued(3),
             Frame::Exit(1),
+            Frame::Start {
+                slot: "0".into(),
+                dir: true,
+            },
+            Frame::Start {
+                slot: "iid".into(),
+                dir: false,
+            },
+            Frame::Bytes(vec![0, 255, b'\n', 7]),
+            Frame::Bytes(vec![1; CHUNK]),
+            Frame::End,
         ] {
             let l = f.encode();
             assert_eq!(Frame::decode(l.trim_end_matches('\n')), Some(f));
         }
-        assert_eq!(Frame::decode("Z 1"), None);
+        assert_eq!(Frame::decode("Y 1"), None);
         assert_eq!(Frame::decode("X x"), None);
+        assert!(Frame::Bytes(vec![1; CHUNK]).encode().len() <= MAX_LINE + 3);
         assert_eq!(
             Frame::encode(&Frame::Out("é".repeat(MAX_LINE))).len(),
             MAX_LINE + 3

@@ -120,3 +120,51 @@ fn a_waiter_runs_the_step_itself_when_the_runner_is_killed() {
         "the waiter ran the step itself:\n{err}"
     );
 }
+
+#[test]
+fn images_du_and_prune_use_the_servers_store() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let sock = env.path("s.sock");
+    let addr = format!("unix://{}", sock.display());
+    let _server = Serve::start(&env, &addr, &[]);
+    let client = Env::new();
+    let ctx = client.project("p", &[("Dockerfile", "FROM bb\nRUN echo x > /x\n")]);
+    let (ok, err, _) = harness::build(&client, Some(&addr), &["-t", "served:1"], &ctx);
+    assert!(ok, "{err}");
+    let remote = |args: &[&str]| {
+        text(
+            client
+                .rbuild()
+                .arg("--server")
+                .arg(&addr)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let (ok, err, out) = remote(&["images"]);
+    assert!(
+        ok && out.contains("served") && out.contains("bb"),
+        "{err}{out}"
+    );
+    let (_, _, local) = text(client.rbuild().arg("images").output().unwrap());
+    assert!(!local.contains("served"), "the client's store: {local}");
+    let (ok, _, out) = remote(&["images", "-q", "served"]);
+    assert!(ok && out.lines().count() == 1, "{out}");
+    let (ok, err, out) = remote(&["du"]);
+    assert!(ok && out.contains("total:"), "{err}{out}");
+    assert!(
+        out.contains(env.root().to_str().unwrap()),
+        "the server's store: {out}"
+    );
+    // Removing the name, then pruning all, frees the RUN step's layer.
+    env.rbuild().args(["rmi", "served:1"]).assert().success();
+    let (ok, err, out) = remote(&["prune", "--all"]);
+    assert!(
+        ok && out.contains("reclaimed") && !out.contains("reclaimed 0.0B"),
+        "{err}{out}"
+    );
+    let (ok, err, _) = remote(&["run", "bb"]);
+    assert!(!ok && err.contains("--server works with"), "{err}");
+}

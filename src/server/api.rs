@@ -28,6 +28,7 @@ pub fn router(server: Arc<Server>) -> axum::Router {
             put(upload).layer(DefaultBodyLimit::max(MAX_BLOB)),
         )
         .route("/build", post(build))
+        .route("/store", post(store))
         .layer(DefaultBodyLimit::max(MAX_JSON))
         .layer(axum::middleware::from_fn_with_state(server.clone(), auth))
         .with_state(server)
@@ -122,6 +123,12 @@ async fn build(State(s): State<Arc<Server>>, Json(req): Json<BuildRequest>) -> R
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+/// `POST /store`: `rbuild images|du|prune` on the server's store.
+async fn store(Json(req): Json<super::wire::StoreRequest>) -> Response {
+    let text = super::store_cmd::run(req).await;
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// A receiver as a stream of body chunks.

@@ -2,7 +2,7 @@
 //! (hyper on a tokio stream), with the bearer token when one is set.
 
 use super::listen::Addr;
-use super::wire::{BuildRequest, Frame, MissingRequest, MissingResponse};
+use super::wire::{BuildRequest, Frame, MissingRequest, MissingResponse, StoreRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -157,11 +157,31 @@ impl Client {
     pub async fn build(
         &self,
         req: &BuildRequest,
-        mut on_frame: impl FnMut(Frame),
+        on_frame: impl FnMut(Frame),
     ) -> Result<i32, ClientError> {
         let body = serde_json::to_vec(req).unwrap_or_default();
+        self.frames("/build", body, on_frame).await
+    }
+
+    /// Run `rbuild images|du|prune` on the server's store; as [`Client::build`].
+    pub async fn store(
+        &self,
+        req: &StoreRequest,
+        on_frame: impl FnMut(Frame),
+    ) -> Result<i32, ClientError> {
+        let body = serde_json::to_vec(req).unwrap_or_default();
+        self.frames("/store", body, on_frame).await
+    }
+
+    /// POST `body` to `path` and read the frames answered.
+    async fn frames(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        mut on_frame: impl FnMut(Frame),
+    ) -> Result<i32, ClientError> {
         let mut body = self
-            .request(Method::POST, "/build", body.into())
+            .request(Method::POST, path, body.into())
             .await?
             .into_body();
         let mut pending: Vec<u8> = Vec::new();

@@ -14,6 +14,7 @@ pub mod outputs;
 pub mod page;
 pub mod receive;
 pub mod runner;
+pub mod store_cmd;
 pub mod wire;
 
 use context_sync::ContextCache;

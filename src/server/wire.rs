@@ -62,6 +62,15 @@ pub struct BuildRequest {
     pub secrets: Vec<(String, Vec<u8>)>,
 }
 
+/// `POST /store`: `rbuild images|du|prune` on the server's store.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoreRequest {
+    /// `images`, `du` or `prune`.
+    pub command: String,
+    /// Its arguments (`--name=value` form).
+    pub args: Vec<String>,
+}
+
 /// One line of a build's response: a tag character, a space, the text.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {

@@ -7,6 +7,8 @@ mod common;
 mod harness;
 #[path = "serve_shared/outputs.rs"]
 mod outputs;
+#[path = "serve_shared/tls.rs"]
+mod tls;
 
 use common::Env;
 use harness::{Serve, build_cmd, count, text};

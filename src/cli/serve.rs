@@ -11,13 +11,19 @@ use std::process::ExitCode;
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Where to listen: `unix:///PATH` (mode 0600) or `tcp://HOST:PORT`
-    /// (loopback only, needs --token-file).
+    /// (needs --token-file; off loopback also --tls-cert and --tls-key).
     #[arg(long)]
     pub listen: String,
     /// A file whose first line is the bearer token clients must send
     /// (`rbuild build --server` reads it from $RBUILD_SERVER_TOKEN).
     #[arg(long = "token-file")]
     pub token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for tcp:// (clients use https://HOST:PORT).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) going with --tls-cert.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Builds run at once; more wait in a queue.
     #[arg(long = "max-builds", default_value_t = 4)]
     pub max_builds: usize,
@@ -33,6 +39,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         listen: a.listen,
         token_file: a.token_file,
         max_builds: a.max_builds,
+        tls: a.tls_cert.zip(a.tls_key),
         root: default_root(),
     }))?;
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ pub mod page;
 pub mod receive;
 pub mod runner;
 pub mod store_cmd;
+pub mod tls;
 pub mod wire;
 
 use context_sync::ContextCache;
@@ -39,6 +40,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -64,6 +68,8 @@ pub struct ServeOptions {
     pub token_file: Option<std::path::PathBuf>,
     /// Builds run at once (more wait in a queue).
     pub max_builds: usize,
+    /// TLS certificate chain and key (PEM).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The store's root (the context cache lives in `serve/` below it).
     pub root: std::path::PathBuf,
 }
@@ -89,7 +95,11 @@ pub fn read_token(path: &Path) -> Result<String, ServeError> {
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let token = opts.token_file.as_deref().map(read_token).transpose()?;
     let addr = Addr::parse(&opts.listen)?;
-    let listener = listen::bind(&opts.listen, &addr, token.is_some())?;
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    let listener = listen::bind(&opts.listen, &addr, token.is_some(), tls.is_some())?;
     let server = Arc::new(Server {
         cache: ContextCache::open(&opts.root.join("serve"))?,
         metrics: metrics::Metrics::default(),
@@ -113,7 +123,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let _ = std::fs::remove_file(path);
             r?;
         }
-        Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await?,
+        Listener::Tcp(l) => match tls {
+            Some(config) => {
+                let l = tls::TlsListener::new(l, config)?;
+                axum::serve(l, app).with_graceful_shutdown(shutdown).await?
+            }
+            None => axum::serve(l, app).with_graceful_shutdown(shutdown).await?,
+        },
     }
     Ok(())
 }

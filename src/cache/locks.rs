@@ -55,6 +55,47 @@ impl Store {
         }
     }
 
+    /// With `$RBUILD_MAX_RUNS=N` (set by `rbuild serve --max-runs`), take
+    /// one of N RUN slots shared by every build on this store, waiting
+    /// (`on_wait` called once) while all are taken. None without a limit.
+    pub fn run_slot(&self, on_wait: impl FnOnce()) -> Result<Option<StepLock>> {
+        let Some(n) = std::env::var("RBUILD_MAX_RUNS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+        else {
+            return Ok(None);
+        };
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        let mut files = Vec::with_capacity(n);
+        for i in 0..n {
+            let path = dir.join(format!("run-slot-{i}"));
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("opening", &path))?;
+            files.push(f);
+        }
+        let mut on_wait = Some(on_wait);
+        loop {
+            let free = files
+                .iter()
+                .position(|f| flock(f, FlockOperation::NonBlockingLockExclusive).is_ok());
+            if let Some(i) = free {
+                return Ok(Some(StepLock {
+                    _file: files.swap_remove(i),
+                }));
+            }
+            if let Some(w) = on_wait.take() {
+                w();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Remove the step lock files (prune, which holds the store alone).
     pub(crate) fn clear_step_locks(&self) {
         let _ = super::remove_tree(&self.root.join("locks"));

@@ -11,7 +11,7 @@ use rbuild::progress::{Event, Mode, Progress, spawn_renderer};
 use rbuild::remote_cache::{CacheMode, CacheTarget, CacheTo};
 use rbuild::server::client::Client;
 use rbuild::server::receive::{Dest, Receiver};
-use rbuild::server::wire::{BuildRequest, FileEntry, Frame};
+use rbuild::server::wire::{BuildRequest, FileEntry, Frame, Proof};
 use rbuild::solver::steps::SecretSource;
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -182,7 +182,7 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
         .iter()
         .filter_map(|e| e.digest.map(|d| (d.to_string(), e)))
         .collect();
-    let req = BuildRequest {
+    let mut req = BuildRequest {
         files,
         dockerfile: prepared.dockerfile.text.clone(),
         dockerfile_name: prepared
@@ -192,6 +192,7 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
             .unwrap_or_else(|| "Dockerfile".into()),
         args: wire,
         secrets,
+        proofs: HashMap::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -201,14 +202,24 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
     let mut view: Option<(Progress, std::thread::JoinHandle<()>)> = None;
     let mut later: Vec<String> = Vec::new();
     let result = runtime.block_on(async {
-        let missing = client.missing(by_digest.keys().cloned().collect()).await?;
-        for d in &missing {
-            let Some(e) = by_digest.get(d) else { continue };
+        let missing: std::collections::HashSet<String> = client
+            .missing(by_digest.keys().cloned().collect())
+            .await?
+            .into_iter()
+            .collect();
+        // Every file's content is read: uploaded when missing, else hashed
+        // into its proof of possession.
+        for (d, e) in &by_digest {
             let mut content = Vec::new();
             e.open()
                 .and_then(|mut f| f.read_to_end(&mut content))
                 .with_context(|| format!("reading {}", e.abs.display()))?;
-            client.upload(d, content.into()).await?;
+            let mut proof = Proof::new();
+            proof.update(&content);
+            req.proofs.insert(d.clone(), proof.finish());
+            if missing.contains(d) {
+                client.upload(d, content.into()).await?;
+            }
         }
         if mode != Mode::Quiet {
             eprintln!(

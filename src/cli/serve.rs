@@ -3,6 +3,7 @@
 use anyhow::{Context as _, Result};
 use clap::Args;
 use rbuild::cache::default_root;
+use rbuild::server::limits::Limits;
 use rbuild::server::{ServeOptions, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,25 @@ pub struct ServeArgs {
     /// Builds run at once; more wait in a queue.
     #[arg(long = "max-builds", default_value_t = 4)]
     pub max_builds: usize,
+    /// Builds waiting in the queue; more are refused (HTTP 503) until one starts.
+    #[arg(long = "max-queue", default_value_t = 64)]
+    pub max_queue: usize,
+    /// RUN steps running at once over all builds (default: no limit).
+    #[arg(long = "max-runs")]
+    pub max_runs: Option<usize>,
+    /// Largest request body (a build request lists the context's files), e.g. 64MiB.
+    #[arg(long = "max-request", default_value = "64MiB", value_parser = size)]
+    pub max_request: u64,
+    /// Largest context file, e.g. 1GiB.
+    #[arg(long = "max-file", default_value = "1GiB", value_parser = size)]
+    pub max_file: u64,
+    /// Build log (RUN output) bytes streamed per build; later lines are dropped.
+    #[arg(long = "max-log", default_value = "64MiB", value_parser = size)]
+    pub max_log: u64,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    rbuild::cache::gc::parse_size(s).ok_or_else(|| format!("invalid size {s:?} (e.g. 64MiB, 1GB)"))
 }
 
 /// Serve until SIGTERM or SIGINT.
@@ -39,6 +59,13 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         listen: a.listen,
         token_file: a.token_file,
         max_builds: a.max_builds,
+        limits: Limits {
+            max_queue: a.max_queue,
+            max_runs: a.max_runs,
+            max_request: usize::try_from(a.max_request).unwrap_or(usize::MAX),
+            max_blob: usize::try_from(a.max_file).unwrap_or(usize::MAX),
+            max_log: a.max_log,
+        },
         tls: a.tls_cert.zip(a.tls_key),
         root: default_root(),
     }))?;

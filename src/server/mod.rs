@@ -8,6 +8,7 @@
 pub mod api;
 pub mod client;
 pub mod context_sync;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod outputs;
@@ -58,6 +59,8 @@ pub struct Server {
     pub slots: Arc<tokio::sync::Semaphore>,
     /// The bearer token clients must send, if any.
     pub token: Option<String>,
+    /// Sizes and counts accepted.
+    pub limits: limits::Limits,
 }
 
 /// How to serve.
@@ -68,6 +71,8 @@ pub struct ServeOptions {
     pub token_file: Option<std::path::PathBuf>,
     /// Builds run at once (more wait in a queue).
     pub max_builds: usize,
+    /// Sizes and counts accepted.
+    pub limits: limits::Limits,
     /// TLS certificate chain and key (PEM).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The store's root (the context cache lives in `serve/` below it).
@@ -105,6 +110,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         metrics: metrics::Metrics::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(opts.max_builds.max(1))),
         token,
+        limits: opts.limits,
     });
     let app = api::router(server);
     eprintln!("rbuild serve: listening on {}", opts.listen);

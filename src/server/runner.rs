@@ -136,6 +136,9 @@ async fn build_in_dir(
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
     cmd.arg("build").arg("--progress=rawjson").args(&args);
     cmd.arg(format!("--file={}", dockerfile.display()));
+    if let Some(n) = server.limits.max_runs {
+        cmd.env("RBUILD_MAX_RUNS", n.to_string());
+    }
     // Secrets reach the build through its environment only: never a file.
     for (i, (sid, value)) in req.secrets.iter().enumerate() {
         let var = format!("RBUILD_SERVE_SECRET_{i}");
@@ -157,6 +160,7 @@ async fn build_in_dir(
         return Err(err(&"no pipes to the build"));
     };
     let (mut out_open, mut err_open) = (true, true);
+    let mut log = LogBudget::new(server.limits.max_log);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     while out_open || err_open {
         let frame = tokio::select! {
@@ -166,10 +170,15 @@ async fn build_in_dir(
             },
             l = errs.next_line(), if err_open => match l {
                 Ok(Some(l)) => {
-                    if let Ok(e) = serde_json::from_str::<Event>(&l) {
-                        server.metrics.event(id, &e);
+                    let event = serde_json::from_str::<Event>(&l).ok();
+                    if let Some(e) = &event {
+                        server.metrics.event(id, e);
                     }
-                    Frame::Err(l)
+                    match log.admit(event.as_ref(), l.len()) {
+                        Admit::Yes => Frame::Err(l),
+                        Admit::Notice(n) => Frame::Err(n),
+                        Admit::No => continue,
+                    }
                 }
                 _ => { err_open = false; continue; }
             },
@@ -191,6 +200,45 @@ async fn build_in_dir(
         }
     }
     Ok(code)
+}
+
+/// How much build log (RUN output) one build may stream to its client.
+struct LogBudget {
+    left: u64,
+    told: bool,
+}
+
+enum Admit {
+    Yes,
+    Notice(String),
+    No,
+}
+
+impl LogBudget {
+    fn new(max: u64) -> Self {
+        LogBudget {
+            left: max,
+            told: false,
+        }
+    }
+
+    /// Whether a stderr line goes to the client: log lines while the
+    /// budget lasts (then one notice), every other event always.
+    fn admit(&mut self, event: Option<&Event>, len: usize) -> Admit {
+        if !matches!(event, Some(Event::Log { .. }) | None) {
+            return Admit::Yes;
+        }
+        if self.left >= len as u64 {
+            self.left -= len as u64;
+            return Admit::Yes;
+        }
+        if std::mem::replace(&mut self.told, true) {
+            return Admit::No;
+        }
+        Admit::Notice(
+            "rbuild serve: log limit reached (--max-log); later log lines are not sent".into(),
+        )
+    }
 }
 
 #[cfg(test)]

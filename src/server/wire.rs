@@ -47,6 +47,36 @@ pub struct FileEntry {
     pub link: Option<String>,
 }
 
+/// Proof that a client holds a context file's content, not only its
+/// digest: sha256 of a fixed prefix and the content. A build naming a
+/// cached file must send it, so knowing another client's digests does not
+/// let one read their files back out of the server.
+pub struct Proof(sha2::Sha256);
+
+impl Proof {
+    /// Start hashing.
+    pub fn new() -> Proof {
+        use sha2::Digest as _;
+        Proof(sha2::Sha256::new_with_prefix(b"rbuild-serve-possession\0"))
+    }
+
+    /// Add content.
+    pub fn update(&mut self, b: &[u8]) {
+        sha2::Digest::update(&mut self.0, b);
+    }
+
+    /// The proof, as hex.
+    pub fn finish(self) -> String {
+        hex::encode(sha2::Digest::finalize(self.0))
+    }
+}
+
+impl Default for Proof {
+    fn default() -> Self {
+        Proof::new()
+    }
+}
+
 /// `POST /build`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BuildRequest {
@@ -60,6 +90,9 @@ pub struct BuildRequest {
     pub args: Vec<String>,
     /// Secrets (id, value): held in memory, never stored.
     pub secrets: Vec<(String, Vec<u8>)>,
+    /// A [`Proof`] for each file digest (digest → proof).
+    #[serde(default)]
+    pub proofs: std::collections::HashMap<String, String>,
 }
 
 /// `POST /store`: `rbuild images|du|prune` on the server's store.

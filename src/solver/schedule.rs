@@ -456,6 +456,14 @@ fn exec(
             p.send(Event::Log { id: vid, line });
         }
     };
+    // `rbuild serve --max-runs`: RUN steps of all builds share slots.
+    let _slot = match op.kind() {
+        "RUN" => sh.store.run_slot(|| {
+            let line = "waiting for a free RUN slot (rbuild serve --max-runs)".to_string();
+            sh.progress.send(Event::Log { id: vid, line });
+        })?,
+        _ => None,
+    };
     let ctx = ExecCtx {
         previous,
         log: &log,

@@ -172,3 +172,28 @@ fn images_du_and_prune_use_the_servers_store() {
     let (ok, err, _) = remote(&["run", "bb"]);
     assert!(!ok && err.contains("--server works with"), "{err}");
 }
+
+/// The load test (scripts/serve-load-test.sh), small: 8 clients on the
+/// same project and on different ones, a killed client, the store
+/// re-hashed, the server's peak memory bounded. Its timing targets are
+/// printed, not enforced (the CI machine is shared).
+#[test]
+fn the_load_test_passes() {
+    common::require_file("/bin/busybox", "busybox-static");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/serve-load-test.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .env("RBUILD", assert_cmd::cargo::cargo_bin("rbuild"))
+        .env("N", "8")
+        .env("SLEEP", "2")
+        .env("REPS", "2")
+        .output()
+        .expect("run the load test");
+    let (ok, err, out) = text(out);
+    println!("{out}");
+    assert!(
+        ok && out.contains("PASS"),
+        "load test failed:\n{err}\n{out}"
+    );
+}

@@ -149,20 +149,9 @@ fn secret_values(a: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Run `args` on the server at `addr`.
-pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
-    let mode = progress_mode(&args.progress, args.quiet)?;
-    let (wire, slots) = wire_args(args)?;
-    let mut receiver = Receiver::new(slots);
-    let secrets = secret_values(args)?;
-    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
-    let ctx = Context::open(&prepared.dir, &prepared.dockerfile_path, None)?;
-    let mut entries = ctx.walk("")?;
-    entries.retain(|e| e.kind != Kind::Other);
-    ctx.digest(&mut entries)?;
-    let token = std::env::var("RBUILD_SERVER_TOKEN").ok();
-    let client = Client::new(addr, token)?;
-    let files: Vec<FileEntry> = entries
+/// The context's entries as sent.
+fn file_entries(entries: &[rbuild::context::Entry]) -> Vec<FileEntry> {
+    entries
         .iter()
         .map(|e| FileEntry {
             path: e.rel.clone(),
@@ -177,7 +166,50 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
             digest: e.digest.map(|d| d.to_string()),
             link: e.link.clone(),
         })
+        .collect()
+}
+
+/// Upload the files the server lacks; every file's content is read, and
+/// hashed into its proof of possession. How many were uploaded.
+async fn sync_context(
+    client: &Client,
+    by_digest: &HashMap<String, &rbuild::context::Entry>,
+    proofs: &mut HashMap<String, String>,
+) -> Result<usize> {
+    let missing: std::collections::HashSet<String> = client
+        .missing(by_digest.keys().cloned().collect())
+        .await?
+        .into_iter()
         .collect();
+    for (d, e) in by_digest {
+        let mut content = Vec::new();
+        e.open()
+            .and_then(|mut f| f.read_to_end(&mut content))
+            .with_context(|| format!("reading {}", e.abs.display()))?;
+        let mut proof = Proof::new();
+        proof.update(&content);
+        proofs.insert(d.clone(), proof.finish());
+        if missing.contains(d) {
+            client.upload(d, content.into()).await?;
+        }
+    }
+    Ok(missing.len())
+}
+
+/// Run `args` on the server at `addr`.
+pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let (wire, slots) = wire_args(args)?;
+    let mut receiver = Receiver::new(slots);
+    let secrets = secret_values(args)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let ctx = Context::open(&prepared.dir, &prepared.dockerfile_path, None)?;
+    let mut entries = ctx.walk("")?;
+    entries.retain(|e| e.kind != Kind::Other);
+    ctx.digest(&mut entries)?;
+    let token = std::env::var("RBUILD_SERVER_TOKEN").ok();
+    let client = Client::new(addr, token)?;
+    let files = file_entries(&entries);
     let by_digest: HashMap<String, &rbuild::context::Entry> = entries
         .iter()
         .filter_map(|e| e.digest.map(|d| (d.to_string(), e)))
@@ -202,29 +234,11 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
     let mut view: Option<(Progress, std::thread::JoinHandle<()>)> = None;
     let mut later: Vec<String> = Vec::new();
     let result = runtime.block_on(async {
-        let missing: std::collections::HashSet<String> = client
-            .missing(by_digest.keys().cloned().collect())
-            .await?
-            .into_iter()
-            .collect();
-        // Every file's content is read: uploaded when missing, else hashed
-        // into its proof of possession.
-        for (d, e) in &by_digest {
-            let mut content = Vec::new();
-            e.open()
-                .and_then(|mut f| f.read_to_end(&mut content))
-                .with_context(|| format!("reading {}", e.abs.display()))?;
-            let mut proof = Proof::new();
-            proof.update(&content);
-            req.proofs.insert(d.clone(), proof.finish());
-            if missing.contains(d) {
-                client.upload(d, content.into()).await?;
-            }
-        }
+        let missing = sync_context(&client, &by_digest, &mut req.proofs).await?;
         if mode != Mode::Quiet {
             eprintln!(
                 "context: {} of {} files uploaded to {addr}",
-                missing.len(),
+                missing,
                 by_digest.len()
             );
         }

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Largest context file, e.g. 1GiB.
     #[arg(long = "max-file", default_value = "1GiB", value_parser = size)]
     pub max_file: u64,
+    /// Largest context of one build (its files added up), e.g. 8GiB.
+    #[arg(long = "max-context", default_value = "8GiB", value_parser = size)]
+    pub max_context: u64,
     /// Build log (RUN output) bytes streamed per build; later lines are dropped.
     #[arg(long = "max-log", default_value = "64MiB", value_parser = size)]
     pub max_log: u64,
@@ -64,6 +67,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             max_runs: a.max_runs,
             max_request: usize::try_from(a.max_request).unwrap_or(usize::MAX),
             max_blob: usize::try_from(a.max_file).unwrap_or(usize::MAX),
+            max_context: a.max_context,
             max_log: a.max_log,
         },
         tls: a.tls_cert.zip(a.tls_key),

@@ -126,8 +126,15 @@ async fn build(State(s): State<Arc<Server>>, Json(req): Json<BuildRequest>) -> R
     if req.files.len() > MAX_FILES {
         return bad(format!("more than {MAX_FILES} context files"));
     }
-    if let Err(e) = s.cache.check_proofs(&req.files, &req.proofs) {
-        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    match s
+        .cache
+        .check_files(&req.files, &req.proofs, s.limits.max_context)
+    {
+        Ok(()) => {}
+        Err(e @ super::context_sync::SyncError::TooBig(_)) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")).into_response();
+        }
+        Err(e) => return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
     }
     let queued = s.metrics.queued.load(Relaxed) as usize;
     if s.slots.available_permits() == 0 && queued >= s.limits.max_queue {

@@ -22,6 +22,9 @@ pub enum SyncError {
     /// A file named without proof of holding its content.
     #[error("context file {0:?}: no valid proof of holding content {1}")]
     NoProof(String, String),
+    /// A context larger than the server takes.
+    #[error("the context is larger than the server's --max-context ({0} bytes)")]
+    TooBig(u64),
     /// A file whose content was never uploaded.
     #[error("context file {0:?}: content {1} was not uploaded")]
     Missing(String, String),
@@ -85,21 +88,32 @@ impl ContextCache {
         Ok(self.dir.join("proofs").join(hex))
     }
 
-    /// Check that every file's digest comes with its proof of possession.
-    pub fn check_proofs(
+    /// Check that every file's digest comes with its proof of possession,
+    /// and that the context's files add up to at most `max_bytes`.
+    pub fn check_files(
         &self,
         files: &[FileEntry],
         proofs: &std::collections::HashMap<String, String>,
+        max_bytes: u64,
     ) -> Result<(), SyncError> {
-        let mut checked = std::collections::HashSet::new();
+        let mut sizes = std::collections::HashMap::new();
+        let mut total = 0u64;
         for f in files {
-            let Some(d) = f.digest.as_ref().filter(|d| checked.insert(d.as_str())) else {
+            let Some(d) = f.digest.as_ref() else {
                 continue;
             };
-            let stored = std::fs::read(self.proof_path(d)?).unwrap_or_default();
-            let given = proofs.get(d).map(|p| p.as_bytes()).unwrap_or_default();
-            if stored.is_empty() || !super::api::same(&stored, given) {
-                return Err(SyncError::NoProof(f.path.clone(), d.clone()));
+            if !sizes.contains_key(d.as_str()) {
+                let stored = std::fs::read(self.proof_path(d)?).unwrap_or_default();
+                let given = proofs.get(d).map(|p| p.as_bytes()).unwrap_or_default();
+                if stored.is_empty() || !super::api::same(&stored, given) {
+                    return Err(SyncError::NoProof(f.path.clone(), d.clone()));
+                }
+                let len = std::fs::metadata(self.path_of(d)?).map_or(0, |m| m.len());
+                sizes.insert(d.as_str(), len);
+            }
+            total = total.saturating_add(sizes[d.as_str()]);
+            if total > max_bytes {
+                return Err(SyncError::TooBig(max_bytes));
             }
         }
         Ok(())

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_request: usize,
     /// Largest context file.
     pub max_blob: usize,
+    /// Largest context of one build (its files' sizes added up).
+    pub max_context: u64,
     /// Build log bytes (RUN output) streamed per build; later lines are
     /// dropped, with a notice (the full log stays in the server's store).
     pub max_log: u64,
@@ -26,6 +28,7 @@ impl Default for Limits {
             max_runs: None,
             max_request: MAX_JSON,
             max_blob: MAX_BLOB,
+            max_context: 8 << 30,
             max_log: 64 << 20,
         }
     }

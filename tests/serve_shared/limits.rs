@@ -57,7 +57,17 @@ fn a_full_queue_refuses_and_run_steps_share_slots() {
 fn sizes_are_bounded_and_files_need_proof_of_possession() {
     let env = Env::new();
     env.busybox_base("bb");
-    let (server, addr) = served(&env, &["--max-file", "1KiB", "--max-log", "2KiB"]);
+    let (server, addr) = served(
+        &env,
+        &[
+            "--max-file",
+            "1KiB",
+            "--max-context",
+            "2KiB",
+            "--max-log",
+            "2KiB",
+        ],
+    );
     let big = "x".repeat(2048);
     let ctx = env.project(
         "big",
@@ -65,6 +75,19 @@ fn sizes_are_bounded_and_files_need_proof_of_possession() {
     );
     let (ok, err, _) = build(&env, Some(&addr), &[], &ctx);
     assert!(!ok && err.contains("--max-file"), "{err}");
+    // Files under --max-file that add up to more than --max-context.
+    let half = "y".repeat(700);
+    let files: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("f{i}"), format!("{i}{half}")))
+        .collect();
+    let mut list: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    list.push(("Dockerfile", "FROM bb\nCOPY . /\n"));
+    let wide = env.project("wide", &list);
+    let (ok, err, _) = build(&env, Some(&addr), &[], &wide);
+    assert!(!ok && err.contains("--max-context"), "{err}");
     let noisy = env.project(
         "noisy",
         &[(

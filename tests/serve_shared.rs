@@ -197,3 +197,41 @@ fn the_load_test_passes() {
         "load test failed:\n{err}\n{out}"
     );
 }
+
+#[test]
+fn a_killed_client_whose_step_another_awaits_lets_it_finish() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let addr = format!("unix://{}", env.path("s.sock").display());
+    let server = Serve::start(&env, &addr, &[]);
+    let ctx = env.project(
+        "p",
+        &[("Dockerfile", "FROM bb\nRUN sleep 3 && echo RAN-$((1+1))\n")],
+    );
+    let mut first = build_cmd(&env, Some(&addr), &[], &ctx)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("first");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let second = build_cmd(&env, Some(&addr), &[], &ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (ok, err, _) = text(second.wait_with_output().unwrap());
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("waiting for another build")
+            && err.contains("CACHED")
+            && !err.contains("RAN-2"),
+        "the killed client's step went on and the waiter took its result:\n{err}"
+    );
+    let m = server.metrics();
+    assert_eq!(
+        harness::value(&m, "rbuild_builds_total{result=\"cancelled\"}"),
+        1.0,
+        "{m}"
+    );
+}

@@ -265,7 +265,7 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
                 Frame::Queued(n) => {
                     line(&view, &mut later, format!("queued at {addr}: position {n}"))
                 }
-                Frame::Exit(_) => {}
+                Frame::Exit(_) | Frame::KeepAlive => {}
             })
             .await?;
         anyhow::Ok(code)

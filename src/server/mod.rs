@@ -61,6 +61,8 @@ pub struct Server {
     pub token: Option<String>,
     /// Sizes and counts accepted.
     pub limits: limits::Limits,
+    /// Steps that builds wait for while another build runs them.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// How to serve.
@@ -111,6 +113,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         slots: Arc::new(tokio::sync::Semaphore::new(opts.max_builds.max(1))),
         token,
         limits: opts.limits,
+        waiting: Default::default(),
     });
     let app = api::router(server);
     eprintln!("rbuild serve: listening on {}", opts.listen);

@@ -156,39 +156,20 @@ async fn build_in_dir(
     let mut child = cmd.spawn().map_err(|e| err(&e))?;
     let stdout = child.stdout.take().map(|o| BufReader::new(o).lines());
     let stderr = child.stderr.take().map(|o| BufReader::new(o).lines());
-    let (Some(mut out), Some(mut errs)) = (stdout, stderr) else {
+    let (Some(out), Some(errs)) = (stdout, stderr) else {
         return Err(err(&"no pipes to the build"));
     };
-    let (mut out_open, mut err_open) = (true, true);
-    let mut log = LogBudget::new(server.limits.max_log);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    while out_open || err_open {
-        let frame = tokio::select! {
-            l = out.next_line(), if out_open => match l {
-                Ok(Some(l)) => Frame::Out(l),
-                _ => { out_open = false; continue; }
-            },
-            l = errs.next_line(), if err_open => match l {
-                Ok(Some(l)) => {
-                    let event = serde_json::from_str::<Event>(&l).ok();
-                    if let Some(e) = &event {
-                        server.metrics.event(id, e);
-                    }
-                    match log.admit(event.as_ref(), l.len()) {
-                        Admit::Yes => Frame::Err(l),
-                        Admit::Notice(n) => Frame::Err(n),
-                        Admit::No => continue,
-                    }
-                }
-                _ => { err_open = false; continue; }
-            },
-            // A keep-alive line: writing is how a gone client is noticed.
-            _ = tick.tick() => { if tx.send("K\n".into()).await.is_err() { return Err(Outcome::Cancelled) } continue; }
-        };
-        if tx.send(frame.encode()).await.is_err() {
-            // The client is gone: the child is killed when dropped.
-            return Err(Outcome::Cancelled);
-        }
+    let mut pipes = Pipes {
+        out,
+        errs,
+        out_open: true,
+        err_open: true,
+    };
+    if stream(server, id, &mut pipes, tx).await.is_err() {
+        // The client is gone: its build stops, unless others wait for a
+        // step it may be running (then it goes on until none waits).
+        linger(server.clone(), child, pipes, work);
+        return Err(Outcome::Cancelled);
     }
     let status = child.wait().await.map_err(|e| err(&e))?;
     let code = status.code().unwrap_or(1);
@@ -200,6 +181,123 @@ async fn build_in_dir(
         }
     }
     Ok(code)
+}
+
+type Lines<T> = tokio::io::Lines<BufReader<T>>;
+
+/// A build child's output.
+struct Pipes {
+    out: Lines<tokio::process::ChildStdout>,
+    errs: Lines<tokio::process::ChildStderr>,
+    out_open: bool,
+    err_open: bool,
+}
+
+/// The steps a build waits for while another build runs them, counted in
+/// [`Server::waiting`] while they last.
+struct Waits {
+    server: Arc<Server>,
+    ids: std::collections::HashSet<usize>,
+}
+
+impl Waits {
+    fn note(&mut self, e: &Event) {
+        match e {
+            Event::Log { id, line }
+                if line.starts_with("waiting for another build") && self.ids.insert(*id) =>
+            {
+                self.server.waiting.fetch_add(1, Relaxed);
+            }
+            Event::Cached { id } | Event::Done { id, .. } | Event::Failed { id, .. }
+                if self.ids.remove(id) =>
+            {
+                self.server.waiting.fetch_sub(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Waits {
+    fn drop(&mut self) {
+        self.server.waiting.fetch_sub(self.ids.len(), Relaxed);
+    }
+}
+
+/// Send the child's output to the client until the child closes it;
+/// Err when the client is gone.
+async fn stream(
+    server: &Arc<Server>,
+    id: u64,
+    p: &mut Pipes,
+    tx: &Sender<String>,
+) -> Result<(), ()> {
+    let mut log = LogBudget::new(server.limits.max_log);
+    let mut waits = Waits {
+        server: server.clone(),
+        ids: Default::default(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    while p.out_open || p.err_open {
+        let frame = tokio::select! {
+            l = p.out.next_line(), if p.out_open => match l {
+                Ok(Some(l)) => Frame::Out(l),
+                _ => { p.out_open = false; continue; }
+            },
+            l = p.errs.next_line(), if p.err_open => match l {
+                Ok(Some(l)) => {
+                    let event = serde_json::from_str::<Event>(&l).ok();
+                    if let Some(e) = &event {
+                        server.metrics.event(id, e);
+                        waits.note(e);
+                    }
+                    match log.admit(event.as_ref(), l.len()) {
+                        Admit::Yes => Frame::Err(l),
+                        Admit::Notice(n) => Frame::Err(n),
+                        Admit::No => continue,
+                    }
+                }
+                _ => { p.err_open = false; continue; }
+            },
+            // A keep-alive line: writing is how a gone client is noticed.
+            _ = tick.tick() => Frame::KeepAlive,
+        };
+        if tx.send(frame.encode()).await.is_err() {
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+/// A cancelled build's child: killed at once when no build waits for a
+/// step (which it may be running), else left to go on (its output read
+/// and dropped, its context kept) until none waits or it ends.
+fn linger(
+    server: Arc<Server>,
+    mut child: tokio::process::Child,
+    mut p: Pipes,
+    work: tempfile::TempDir,
+) {
+    tokio::spawn(async move {
+        let _work = work;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                l = p.out.next_line(), if p.out_open => p.out_open = matches!(l, Ok(Some(_))),
+                l = p.errs.next_line(), if p.err_open => p.err_open = matches!(l, Ok(Some(_))),
+                _ = tick.tick() => {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    if server.waiting.load(Relaxed) == 0 {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// How much build log (RUN output) one build may stream to its client.

@@ -128,6 +128,8 @@ pub enum Frame {
     Bytes(Vec<u8>),
     /// The file being sent is complete.
     End,
+    /// Nothing (sent to notice a client that is gone).
+    KeepAlive,
 }
 
 /// Raw bytes per [`Frame::Bytes`] (its base64 stays under [`MAX_LINE`]).
@@ -146,6 +148,7 @@ impl Frame {
             }
             Frame::Bytes(b) => format!("B {}\n", STANDARD.encode(b)),
             Frame::End => "Z .\n".to_string(),
+            Frame::KeepAlive => "K\n".to_string(),
         }
     }
 

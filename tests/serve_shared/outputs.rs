@@ -158,3 +158,61 @@ fn a_failing_run_fails_as_locally_and_local_paths_are_refused() {
     );
     assert!(!ok && err.contains("--cache-to"), "{err}");
 }
+
+#[test]
+fn registry_caches_pass_through_the_server() {
+    let reg = crate::common::registry::Registry::start(None);
+    let cache = format!("{}/cache/app:1", reg.host());
+    let seed = Env::new();
+    seed.busybox_base("bb");
+    let saved = seed.path("bb.tar");
+    seed.rbuild()
+        .args(["save", "-o", saved.to_str().unwrap(), "bb"])
+        .assert()
+        .success();
+    let client = Env::new();
+    let ctx = client.project(
+        "p",
+        &[(
+            "Dockerfile",
+            "FROM bb\nRUN echo RAN-$((1+1)) > /x && echo RAN-$((1+1))\n",
+        )],
+    );
+    // Two servers with their own stores (and the same base): the first
+    // exports its cache to the registry, the second builds from it.
+    let mut logs = Vec::new();
+    for (i, flag) in [
+        (
+            "a",
+            format!("--cache-to=type=registry,ref={cache},mode=max"),
+        ),
+        ("b", format!("--cache-from=type=registry,ref={cache}")),
+    ] {
+        let env = crate::common::registry::isolated();
+        env.rbuild()
+            .args(["load", "-i", saved.to_str().unwrap()])
+            .assert()
+            .success();
+        let addr = format!("unix://{}", env.path(&format!("{i}.sock")).display());
+        let (cfg, dc) = (env.path("registries.toml"), env.path("docker-config"));
+        let vars = [
+            ("RBUILD_OFFLINE", "0"),
+            ("RBUILD_CONFIG", cfg.to_str().unwrap()),
+            ("DOCKER_CONFIG", dc.to_str().unwrap()),
+        ];
+        let _server = Serve::start_env(&env, &addr, &[], &vars);
+        let (ok, err, _) = build(&client, Some(&addr), &["--explain", &flag], &ctx);
+        assert!(ok, "{err}");
+        logs.push(err);
+    }
+    assert!(
+        logs[0].contains("RAN-2") && logs[0].contains("exported cache to"),
+        "{}",
+        logs[0]
+    );
+    assert!(
+        !logs[1].contains("RAN-2") && logs[1].contains(&format!("imported cache {cache}")),
+        "the second server took the step from the registry cache:\n{}",
+        logs[1]
+    );
+}

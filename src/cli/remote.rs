@@ -226,7 +226,8 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
         secrets,
         proofs: HashMap::new(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a build's client waits on the network, and starts fast.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // The renderer holds stderr while it runs: it starts with the first

@@ -176,15 +176,15 @@ fn a_build_through_the_server_matches_a_local_one_and_reuses_its_context() {
     let (ok_r, err_r, _) = build(&local, Some(&addr), None, &[], &bad);
     assert!(!ok_l && !ok_r, "{err_r}");
     assert!(err_l.contains("NOPE") && err_r.contains("NOPE"), "{err_r}");
-    // Flags naming server paths are refused.
+    // Flags naming paths that would be the server's are refused.
     let (ok, err, _) = build(
         &local,
         Some(&addr),
         None,
-        &["-o", "type=local,dest=/tmp/x"],
+        &["--cache-from", "type=local,src=/tmp/x"],
         &ctx,
     );
-    assert!(!ok && err.contains("type=local"), "{err}");
+    assert!(!ok && err.contains("--cache-from"), "{err}");
 }
 
 #[test]

@@ -250,6 +250,7 @@ impl Store {
         }
         self.prune_logs(kept)?;
         self.prune_step_pointers(kept, all)?;
+        self.clear_step_locks();
         let tmp = self.root.join("tmp");
         for (_, p) in entries(&tmp) {
             let _ = remove_tree(&p);

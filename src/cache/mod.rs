@@ -7,11 +7,13 @@ mod blobs;
 pub mod checksums;
 pub mod gc;
 mod images;
+mod locks;
 mod records;
 
 pub use blobs::BlobWriter;
 pub use blobs::write_atomic as write_file_atomic;
 pub use images::ImageEntry;
+pub use locks::StepLock;
 pub use records::{CacheRecord, LayerRef, StepNote};
 
 use rustix::fs::{FlockOperation, flock};

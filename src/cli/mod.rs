@@ -15,6 +15,7 @@ mod platforms;
 mod pull;
 mod push;
 mod remote;
+mod remote_store;
 mod run;
 mod save_load;
 mod serve;
@@ -30,6 +31,10 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "rbuild", version, about, propagate_version = true)]
 pub struct Cli {
+    /// A build server (`rbuild serve`) whose store `images`, `du`, `prune`
+    /// (and `build`) use: `unix:///PATH` or `tcp://HOST:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -90,14 +95,50 @@ pub fn main() -> ExitCode {
     if args.get(1).and_then(|a| a.to_str()) == Some("__sandbox") {
         rbuild::exec::sandbox::sandbox_main();
     }
-    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+    // `rbuild --server ADDR CMD …`: the command is after the address.
+    let cmd_at = match args.get(1).and_then(|a| a.to_str()) {
+        Some("--server") => 3,
+        Some(a) if a.starts_with("--server=") => 2,
+        _ => 1,
+    };
+    if let Some(first) = args.get(cmd_at).and_then(|a| a.to_str()) {
         let known = SUBCOMMANDS.contains(&first) || first == "--version" || first == "-V";
         if !known {
-            args.insert(1, "build".into());
+            args.insert(cmd_at, "build".into());
         }
     }
     let cli = Cli::parse_from(args);
-    let result = match cli.command {
+    let result = match (cli.command, cli.server) {
+        (Command::Build(mut a), server) => {
+            a.server = a.server.or(server);
+            build::run(a)
+        }
+        (Command::Images(a), Some(s)) => {
+            remote_store::run(&s, "images", remote_store::images_args(&a))
+        }
+        (Command::Du, Some(s)) => remote_store::run(&s, "du", Vec::new()),
+        (Command::Prune(a), Some(s)) => {
+            remote_store::run(&s, "prune", remote_store::prune_args(&a))
+        }
+        (_, Some(_)) => Err(anyhow::anyhow!(
+            "--server works with build, images, du and prune"
+        )),
+        (command, None) => local(command),
+    };
+    // No slirp4netns of a RUN step outlives rbuild.
+    rbuild::exec::network::reap_all();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a command on this machine.
+fn local(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Build(a) => build::run(a),
         Command::Check(a) => check::run(a),
         Command::Parse(a) => parse::run(a),
@@ -117,14 +158,5 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Volume(a) => volume::run(a),
         Command::Serve(a) => serve::run(a),
-    };
-    // No slirp4netns of a RUN step outlives rbuild.
-    rbuild::exec::network::reap_all();
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }

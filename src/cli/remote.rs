@@ -5,23 +5,54 @@
 use super::build::{BuildArgs, progress_mode};
 use anyhow::{Context as _, Result, bail};
 use rbuild::context::{Context, Kind};
+use rbuild::export::OutputType;
+use rbuild::layer::compress::Compression;
 use rbuild::progress::{Event, Mode, Progress, spawn_renderer};
+use rbuild::remote_cache::{CacheMode, CacheTarget, CacheTo};
 use rbuild::server::client::Client;
-use rbuild::server::wire::{BuildRequest, FileEntry, Frame};
+use rbuild::server::receive::{Dest, Receiver};
+use rbuild::server::wire::{BuildRequest, FileEntry, Frame, Proof};
 use rbuild::solver::steps::SecretSource;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::process::ExitCode;
 
-/// The flags passed on to the server's build, as `--name=value`.
-fn wire_args(a: &BuildArgs) -> Result<Vec<String>> {
-    if a.iidfile.is_some() && a.quiet {
-        bail!("--iidfile with --quiet is not supported with --server yet");
+/// The flags passed on to the server's build, as `--name=value`; paths
+/// are placeholders for the files the server sends back ([`Dest`]).
+fn wire_args(a: &BuildArgs) -> Result<(Vec<String>, HashMap<String, Dest>)> {
+    if a.load {
+        bail!(
+            "--load is not supported with --server (the server has no access to this Docker engine)"
+        );
     }
-    if a.metadata_file.is_some() || a.load {
-        bail!("--metadata-file and --load are not supported with --server yet");
-    }
+    let mut slots = HashMap::new();
     let mut v = Vec::new();
+    for (i, o) in a.outputs.iter().enumerate() {
+        v.push(format!("--output={}", output_arg(o, i, &mut slots)?));
+    }
+    if let Some(f) = &a.iidfile {
+        slots.insert("iid".into(), Dest::File(f.clone()));
+        v.push("--iidfile=@iid".into());
+    }
+    if let Some(f) = &a.metadata_file {
+        slots.insert("meta".into(), Dest::File(f.clone()));
+        v.push("--metadata-file=@meta".into());
+    }
+    v.extend(
+        a.cache_to
+            .iter()
+            .map(cache_to_arg)
+            .collect::<Result<Vec<_>>>()?,
+    );
+    for c in &a.cache_from {
+        let CacheTarget::Registry(r) = &c.target else {
+            bail!(
+                "--cache-from {}: a local cache directory is not supported with --server; use a registry cache",
+                c.target.describe()
+            );
+        };
+        v.push(format!("--cache-from=type=registry,ref={r}"));
+    }
     v.extend(a.tags.iter().map(|t| format!("--tag={t}")));
     v.extend(
         a.build_args
@@ -29,7 +60,6 @@ fn wire_args(a: &BuildArgs) -> Result<Vec<String>> {
             .map(|(k, x)| format!("--build-arg={k}={x}")),
     );
     v.extend(a.labels.iter().map(|(k, x)| format!("--label={k}={x}")));
-    v.extend(a.outputs.iter().map(|o| format!("--output={o}")));
     v.extend(
         a.insecure_registries
             .iter()
@@ -49,7 +79,55 @@ fn wire_args(a: &BuildArgs) -> Result<Vec<String>> {
             v.push(flag.to_string());
         }
     }
-    Ok(v)
+    Ok((v, slots))
+}
+
+/// One `--output` with its destination replaced by the placeholder `@i`.
+fn output_arg(o: &str, i: usize, slots: &mut HashMap<String, Dest>) -> Result<String> {
+    let spec = rbuild::export::parse_output(o).with_context(|| format!("--output {o}"))?;
+    let Some(dest) = spec.dest else {
+        return Ok(o.to_string());
+    };
+    let target = match spec.kind {
+        _ if dest.as_os_str() == "-" => Dest::Stdout,
+        OutputType::Local | OutputType::OciDir => Dest::Dir(dest),
+        _ => Dest::File(dest),
+    };
+    slots.insert(i.to_string(), target);
+    if !o.contains('=') {
+        return Ok(format!("type=local,dest=@{i}"));
+    }
+    let fields: Vec<String> = o
+        .split(',')
+        .map(|f| match f.trim().starts_with("dest=") {
+            true => format!("dest=@{i}"),
+            false => f.to_string(),
+        })
+        .collect();
+    Ok(fields.join(","))
+}
+
+/// A `--cache-to` as the server's flag (registry caches only).
+fn cache_to_arg(c: &CacheTo) -> Result<String> {
+    let CacheTarget::Registry(r) = &c.target else {
+        bail!(
+            "--cache-to {}: a local cache directory is not supported with --server; use a registry cache",
+            c.target.describe()
+        );
+    };
+    let mode = match c.mode {
+        CacheMode::Min => "min",
+        CacheMode::Max => "max",
+    };
+    let compression = match c.compression {
+        Compression::Zstd { .. } => "zstd",
+        Compression::None => "uncompressed",
+        _ => "gzip",
+    };
+    Ok(format!(
+        "--cache-to=type=registry,ref={r},mode={mode},compression={compression},ignore-error={}",
+        c.ignore_error
+    ))
 }
 
 /// The secrets' values, read here (they travel in the request only).
@@ -71,19 +149,9 @@ fn secret_values(a: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Run `args` on the server at `addr`.
-pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
-    let mode = progress_mode(&args.progress, args.quiet)?;
-    let wire = wire_args(args)?;
-    let secrets = secret_values(args)?;
-    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
-    let ctx = Context::open(&prepared.dir, &prepared.dockerfile_path, None)?;
-    let mut entries = ctx.walk("")?;
-    entries.retain(|e| e.kind != Kind::Other);
-    ctx.digest(&mut entries)?;
-    let token = std::env::var("RBUILD_SERVER_TOKEN").ok();
-    let client = Client::new(addr, token)?;
-    let files: Vec<FileEntry> = entries
+/// The context's entries as sent.
+fn file_entries(entries: &[rbuild::context::Entry]) -> Vec<FileEntry> {
+    entries
         .iter()
         .map(|e| FileEntry {
             path: e.rel.clone(),
@@ -98,12 +166,55 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
             digest: e.digest.map(|d| d.to_string()),
             link: e.link.clone(),
         })
+        .collect()
+}
+
+/// Upload the files the server lacks; every file's content is read, and
+/// hashed into its proof of possession. How many were uploaded.
+async fn sync_context(
+    client: &Client,
+    by_digest: &HashMap<String, &rbuild::context::Entry>,
+    proofs: &mut HashMap<String, String>,
+) -> Result<usize> {
+    let missing: std::collections::HashSet<String> = client
+        .missing(by_digest.keys().cloned().collect())
+        .await?
+        .into_iter()
         .collect();
+    for (d, e) in by_digest {
+        let mut content = Vec::new();
+        e.open()
+            .and_then(|mut f| f.read_to_end(&mut content))
+            .with_context(|| format!("reading {}", e.abs.display()))?;
+        let mut proof = Proof::new();
+        proof.update(&content);
+        proofs.insert(d.clone(), proof.finish());
+        if missing.contains(d) {
+            client.upload(d, content.into()).await?;
+        }
+    }
+    Ok(missing.len())
+}
+
+/// Run `args` on the server at `addr`.
+pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
+    let mode = progress_mode(&args.progress, args.quiet)?;
+    let (wire, slots) = wire_args(args)?;
+    let mut receiver = Receiver::new(slots);
+    let secrets = secret_values(args)?;
+    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
+    let ctx = Context::open(&prepared.dir, &prepared.dockerfile_path, None)?;
+    let mut entries = ctx.walk("")?;
+    entries.retain(|e| e.kind != Kind::Other);
+    ctx.digest(&mut entries)?;
+    let token = std::env::var("RBUILD_SERVER_TOKEN").ok();
+    let client = Client::new(addr, token)?;
+    let files = file_entries(&entries);
     let by_digest: HashMap<String, &rbuild::context::Entry> = entries
         .iter()
         .filter_map(|e| e.digest.map(|d| (d.to_string(), e)))
         .collect();
-    let req = BuildRequest {
+    let mut req = BuildRequest {
         files,
         dockerfile: prepared.dockerfile.text.clone(),
         dockerfile_name: prepared
@@ -113,29 +224,22 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
             .unwrap_or_else(|| "Dockerfile".into()),
         args: wire,
         secrets,
+        proofs: HashMap::new(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a build's client waits on the network, and starts fast.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // The renderer holds stderr while it runs: it starts with the first
     // event; other lines are printed before it, or kept for after it.
     let mut view: Option<(Progress, std::thread::JoinHandle<()>)> = None;
     let mut later: Vec<String> = Vec::new();
-    let mut image_id = None;
     let result = runtime.block_on(async {
-        let missing = client.missing(by_digest.keys().cloned().collect()).await?;
-        for d in &missing {
-            let Some(e) = by_digest.get(d) else { continue };
-            let mut content = Vec::new();
-            e.open()
-                .and_then(|mut f| f.read_to_end(&mut content))
-                .with_context(|| format!("reading {}", e.abs.display()))?;
-            client.upload(d, content.into()).await?;
-        }
+        let missing = sync_context(&client, &by_digest, &mut req.proofs).await?;
         if mode != Mode::Quiet {
             eprintln!(
                 "context: {} of {} files uploaded to {addr}",
-                missing.len(),
+                missing,
                 by_digest.len()
             );
         }
@@ -145,6 +249,9 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
         };
         let code = client
             .build(&req, |f| match f {
+                f @ (Frame::Start { .. } | Frame::Bytes(_) | Frame::End) => {
+                    receiver.frame(f);
+                }
                 Frame::Err(l) => match serde_json::from_str::<Event>(&l) {
                     Ok(e) => {
                         let (p, _) = view.get_or_insert_with(|| {
@@ -153,18 +260,13 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
                         });
                         p.send(e);
                     }
-                    Err(_) => {
-                        if let Some(id) = l.strip_prefix("image ") {
-                            image_id = Some(id.to_string());
-                        }
-                        line(&view, &mut later, l);
-                    }
+                    Err(_) => line(&view, &mut later, l),
                 },
                 Frame::Out(l) => println!("{l}"),
                 Frame::Queued(n) => {
                     line(&view, &mut later, format!("queued at {addr}: position {n}"))
                 }
-                Frame::Exit(_) => {}
+                Frame::Exit(_) | Frame::KeepAlive => {}
             })
             .await?;
         anyhow::Ok(code)
@@ -177,8 +279,6 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
         eprintln!("{l}");
     }
     let code = result?;
-    if let (Some(f), Some(id), 0) = (&args.iidfile, &image_id, code) {
-        std::fs::write(f, id).with_context(|| format!("writing {}", f.display()))?;
-    }
+    receiver.finish()?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -2,7 +2,7 @@
 //! builds; a bearer token checked on every route when one is configured.
 
 use super::Server;
-use super::wire::{BuildRequest, MAX_BLOB, MAX_FILES, MAX_JSON, MissingRequest, MissingResponse};
+use super::wire::{BuildRequest, MAX_FILES, MissingRequest, MissingResponse};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// The router.
 pub fn router(server: Arc<Server>) -> axum::Router {
+    let (max_blob, max_request) = (server.limits.max_blob, server.limits.max_request);
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -25,14 +26,15 @@ pub fn router(server: Arc<Server>) -> axum::Router {
         .route("/context/missing", post(missing))
         .route(
             "/blobs/{digest}",
-            put(upload).layer(DefaultBodyLimit::max(MAX_BLOB)),
+            put(upload).layer(DefaultBodyLimit::max(max_blob)),
         )
         .route("/build", post(build))
         .route(
             "/warm",
             get(super::warm::api::list).post(super::warm::api::trigger),
         )
-        .layer(DefaultBodyLimit::max(MAX_JSON))
+        .route("/store", post(store))
+        .layer(DefaultBodyLimit::max(max_request))
         .layer(axum::middleware::from_fn_with_state(server.clone(), auth))
         .with_state(server)
 }
@@ -60,7 +62,7 @@ async fn auth(State(s): State<Arc<Server>>, req: Request, next: Next) -> Respons
 }
 
 /// Compare in time independent of where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -103,6 +105,7 @@ async fn upload(State(s): State<Arc<Server>>, Path(digest): Path<String>, body: 
         Err(e) => return bad(e),
     };
     let mut hash = sha2::Sha256::new();
+    let mut proof = super::wire::Proof::new();
     let mut stream = body.into_data_stream();
     let mut n = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -111,12 +114,20 @@ async fn upload(State(s): State<Arc<Server>>, Path(digest): Path<String>, body: 
             Err(e) => return bad(e),
         };
         hash.update(&chunk);
+        proof.update(&chunk);
         n += chunk.len() as u64;
+        if n > s.limits.max_blob as u64 {
+            let msg = format!(
+                "{digest}: context file larger than the server's --max-file ({} bytes)\n",
+                s.limits.max_blob
+            );
+            return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
+        }
         if let Err(e) = tmp.write_all(&chunk) {
             return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
         }
     }
-    match s.cache.commit(tmp, hash, &digest, &dest) {
+    match s.cache.commit(tmp, (hash, proof), &digest, &dest) {
         Ok(()) => {
             s.metrics.uploads.fetch_add(1, Relaxed);
             s.metrics.upload_bytes.fetch_add(n, Relaxed);
@@ -131,6 +142,22 @@ async fn build(State(s): State<Arc<Server>>, Json(req): Json<BuildRequest>) -> R
     if req.files.len() > MAX_FILES {
         return bad(format!("more than {MAX_FILES} context files"));
     }
+    match s
+        .cache
+        .check_files(&req.files, &req.proofs, s.limits.max_context)
+    {
+        Ok(()) => {}
+        Err(e @ super::context_sync::SyncError::TooBig(_)) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")).into_response();
+        }
+        Err(e) => return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
+    }
+    let queued = s.metrics.queued.load(Relaxed) as usize;
+    if s.slots.available_permits() == 0 && queued >= s.limits.max_queue {
+        let msg =
+            format!("server busy: {queued} builds queued (its --max-queue); try again later\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
     tokio::spawn(super::runner::run(s, req, tx));
     let stream = tokio_stream_of(rx);
@@ -138,6 +165,12 @@ async fn build(State(s): State<Arc<Server>>, Json(req): Json<BuildRequest>) -> R
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+/// `POST /store`: `rbuild images|du|prune` on the server's store.
+async fn store(Json(req): Json<super::wire::StoreRequest>) -> Response {
+    let text = super::store_cmd::run(req).await;
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// A receiver as a stream of body chunks.

@@ -2,7 +2,7 @@
 //! (hyper on a tokio stream), with the bearer token when one is set.
 
 use super::listen::Addr;
-use super::wire::{BuildRequest, Frame, MissingRequest, MissingResponse};
+use super::wire::{BuildRequest, Frame, MissingRequest, MissingResponse, StoreRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -49,6 +49,9 @@ pub enum ClientError {
         /// What.
         msg: String,
     },
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
     /// The build stream ended without an exit code.
     #[error("server {0}: the build's stream ended early (server gone?)")]
     Truncated(String),
@@ -59,15 +62,27 @@ pub struct Client {
     text: String,
     addr: Addr,
     token: Option<String>,
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl Client {
-    /// A client of `addr` (`unix:///PATH`, `tcp://HOST:PORT`).
+    /// A client of `addr` (`unix:///PATH`, `tcp://HOST:PORT`, or
+    /// `https://HOST:PORT`, trusting the PEM certificates of the file
+    /// `$RBUILD_SERVER_CA`, else the webpki roots).
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let parsed = Addr::parse(addr)?;
+        let tls = match parsed {
+            Addr::Https(..) => {
+                let ca = std::env::var_os("RBUILD_SERVER_CA").map(std::path::PathBuf::from);
+                Some(super::tls::connector(ca.as_deref())?)
+            }
+            _ => None,
+        };
         Ok(Client {
             text: addr.to_string(),
-            addr: Addr::parse(addr)?,
+            addr: parsed,
             token,
+            tls,
         })
     }
 
@@ -96,6 +111,18 @@ impl Client {
             }
             Addr::Tcp(a) => {
                 let s = tokio::net::TcpStream::connect(a).await.map_err(connect)?;
+                handshake(TokioIo::new(s)).await.map_err(self.http())?
+            }
+            Addr::Https(host, port) => {
+                let Some(tls) = &self.tls else {
+                    return Err(ClientError::Bad {
+                        addr: self.text.clone(),
+                        msg: "no TLS configuration".into(),
+                    });
+                };
+                let s = super::tls::connect(tls, host, *port)
+                    .await
+                    .map_err(connect)?;
                 handshake(TokioIo::new(s)).await.map_err(self.http())?
             }
         };
@@ -157,11 +184,31 @@ impl Client {
     pub async fn build(
         &self,
         req: &BuildRequest,
-        mut on_frame: impl FnMut(Frame),
+        on_frame: impl FnMut(Frame),
     ) -> Result<i32, ClientError> {
         let body = serde_json::to_vec(req).unwrap_or_default();
+        self.frames("/build", body, on_frame).await
+    }
+
+    /// Run `rbuild images|du|prune` on the server's store; as [`Client::build`].
+    pub async fn store(
+        &self,
+        req: &StoreRequest,
+        on_frame: impl FnMut(Frame),
+    ) -> Result<i32, ClientError> {
+        let body = serde_json::to_vec(req).unwrap_or_default();
+        self.frames("/store", body, on_frame).await
+    }
+
+    /// POST `body` to `path` and read the frames answered.
+    async fn frames(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        mut on_frame: impl FnMut(Frame),
+    ) -> Result<i32, ClientError> {
         let mut body = self
-            .request(Method::POST, "/build", body.into())
+            .request(Method::POST, path, body.into())
             .await?
             .into_body();
         let mut pending: Vec<u8> = Vec::new();

@@ -19,6 +19,12 @@ pub enum SyncError {
     /// A path leaving the context, absolute, or empty.
     #[error("context path {0:?} is not a plain relative path")]
     BadPath(String),
+    /// A file named without proof of holding its content.
+    #[error("context file {0:?}: no valid proof of holding content {1}")]
+    NoProof(String, String),
+    /// A context larger than the server takes.
+    #[error("the context is larger than the server's --max-context ({0} bytes)")]
+    TooBig(u64),
     /// A file whose content was never uploaded.
     #[error("context file {0:?}: content {1} was not uploaded")]
     Missing(String, String),
@@ -57,6 +63,7 @@ impl ContextCache {
         std::fs::create_dir_all(&blobs).map_err(io("creating", &blobs))?;
         std::fs::create_dir_all(dir.join("tmp")).map_err(io("creating", dir))?;
         std::fs::create_dir_all(dir.join("builds")).map_err(io("creating", dir))?;
+        std::fs::create_dir_all(dir.join("proofs")).map_err(io("creating", dir))?;
         Ok(ContextCache {
             dir: dir.to_path_buf(),
         })
@@ -75,11 +82,49 @@ impl ContextCache {
         Ok(self.dir.join("sha256").join(d.hex()))
     }
 
-    /// Which digests are not cached.
+    fn proof_path(&self, digest: &str) -> Result<PathBuf, SyncError> {
+        let blob = self.path_of(digest)?;
+        let hex = blob.file_name().unwrap_or_default().to_owned();
+        Ok(self.dir.join("proofs").join(hex))
+    }
+
+    /// Check that every file's digest comes with its proof of possession,
+    /// and that the context's files add up to at most `max_bytes`.
+    pub fn check_files(
+        &self,
+        files: &[FileEntry],
+        proofs: &std::collections::HashMap<String, String>,
+        max_bytes: u64,
+    ) -> Result<(), SyncError> {
+        let mut sizes = std::collections::HashMap::new();
+        let mut total = 0u64;
+        for f in files {
+            let Some(d) = f.digest.as_ref() else {
+                continue;
+            };
+            if !sizes.contains_key(d.as_str()) {
+                let stored = std::fs::read(self.proof_path(d)?).unwrap_or_default();
+                let given = proofs.get(d).map(|p| p.as_bytes()).unwrap_or_default();
+                if stored.is_empty() || !super::api::same(&stored, given) {
+                    return Err(SyncError::NoProof(f.path.clone(), d.clone()));
+                }
+                let len = std::fs::metadata(self.path_of(d)?).map_or(0, |m| m.len());
+                sizes.insert(d.as_str(), len);
+            }
+            total = total.saturating_add(sizes[d.as_str()]);
+            if total > max_bytes {
+                return Err(SyncError::TooBig(max_bytes));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which digests are not cached (or have no proof kept yet).
     pub fn missing(&self, digests: &[String]) -> Result<Vec<String>, SyncError> {
         let mut out = Vec::new();
         for d in digests {
-            if !self.path_of(d)?.exists() && !out.contains(d) {
+            let have = self.path_of(d)?.exists() && self.proof_path(d)?.exists();
+            if !have && !out.contains(d) {
                 out.push(d.clone());
             }
         }
@@ -97,11 +142,12 @@ impl ContextCache {
         Ok((tmp, dest))
     }
 
-    /// Keep an upload whose bytes hashed to `hash` if that is `digest`.
+    /// Keep an upload whose bytes hashed to `hash` if that is `digest`,
+    /// with its proof of possession.
     pub fn commit(
         &self,
         tmp: tempfile::NamedTempFile,
-        hash: Sha256,
+        (hash, proof): (Sha256, super::wire::Proof),
         digest: &str,
         dest: &Path,
     ) -> Result<(), SyncError> {
@@ -109,6 +155,14 @@ impl ContextCache {
         if got != digest {
             return Err(SyncError::Mismatch(digest.to_string()));
         }
+        let proof_path = self.proof_path(digest)?;
+        crate::cache::write_file_atomic(&proof_path, proof.finish().as_bytes()).map_err(|e| {
+            SyncError::Io {
+                what: "storing",
+                path: proof_path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
         tmp.persist(dest)
             .map_err(|e| SyncError::Io {
                 what: "storing",
@@ -233,7 +287,15 @@ mod tests {
         std::io::Write::write_all(&mut tmp, b"x").unwrap();
         let dig = format!("sha256:{}", hex::encode(Sha256::digest(b"x")));
         cache
-            .commit(tmp, Sha256::new_with_prefix(b"x"), &dig, &dest)
+            .commit(
+                tmp,
+                (
+                    Sha256::new_with_prefix(b"x"),
+                    super::super::wire::Proof::new(),
+                ),
+                &dig,
+                &dest,
+            )
             .unwrap();
         let files = vec![
             FileEntry {

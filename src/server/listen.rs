@@ -1,5 +1,6 @@
 //! Server addresses (`unix:///PATH`, `tcp://HOST:PORT`): parsing, the
-//! rules they carry (a token over TCP, loopback only without TLS), binding.
+//! rules they carry (a token over TCP, TLS off loopback), binding; a
+//! client's `https://HOST:PORT`.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -14,11 +15,14 @@ pub enum ListenError {
     /// TCP without `--token-file`.
     #[error("--listen {0}: TCP needs --token-file (clients send it as a bearer token)")]
     NoToken(String),
-    /// A non-loopback TCP address (TLS is not implemented yet).
+    /// A non-loopback TCP address without TLS.
     #[error(
-        "--listen {0}: only loopback TCP addresses are allowed (TLS, which other addresses need, is not supported yet)"
+        "--listen {0}: a non-loopback address needs TLS (--tls-cert and --tls-key) as well as --token-file"
     )]
     NotLoopback(String),
+    /// TLS flags that do not fit the address.
+    #[error("--listen {0}: {1}")]
+    Tls(String, &'static str),
     /// Binding failed.
     #[error("--listen {addr}: {source}")]
     Bind {
@@ -36,12 +40,25 @@ pub enum Addr {
     Unix(PathBuf),
     /// A TCP address.
     Tcp(SocketAddr),
+    /// `https://HOST:PORT` (clients only): TLS over TCP, HOST its name.
+    Https(String, u16),
 }
 
 impl Addr {
-    /// Parse `unix:///PATH` or `tcp://HOST:PORT` (HOST an IP or `localhost`).
+    /// Parse `unix:///PATH`, `tcp://HOST:PORT` (HOST an IP or `localhost`)
+    /// or `https://HOST:PORT` (HOST a name or IP).
     pub fn parse(s: &str) -> Result<Addr, ListenError> {
         let bad = || ListenError::Invalid(s.to_string());
+        if let Some(hp) = s.strip_prefix("https://") {
+            let hp = hp.trim_end_matches('/');
+            let (host, port) = hp.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = port.parse().map_err(|_| bad())?;
+            if host.is_empty() || host.contains('/') {
+                return Err(bad());
+            }
+            return Ok(Addr::Https(host.to_string(), port));
+        }
         if let Some(p) = s.strip_prefix("unix://") {
             if !p.starts_with('/') {
                 return Err(bad());
@@ -67,13 +84,22 @@ pub enum Listener {
 }
 
 /// Bind `addr` (call inside a runtime). A unix socket is made mode 0600
-/// (replacing a stale socket file); TCP needs a token and loopback.
-pub fn bind(text: &str, addr: &Addr, has_token: bool) -> Result<Listener, ListenError> {
+/// (replacing a stale socket file); TCP needs a token, and TLS unless on
+/// loopback.
+pub fn bind(text: &str, addr: &Addr, has_token: bool, tls: bool) -> Result<Listener, ListenError> {
     let err = |source| ListenError::Bind {
         addr: text.to_string(),
         source,
     };
     match addr {
+        Addr::Https(..) => Err(ListenError::Tls(
+            text.to_string(),
+            "listen on tcp://HOST:PORT with --tls-cert and --tls-key",
+        )),
+        Addr::Unix(_) if tls => Err(ListenError::Tls(
+            text.to_string(),
+            "TLS is for tcp:// addresses (a unix socket is guarded by its mode)",
+        )),
         Addr::Unix(p) => {
             if let Ok(m) = std::fs::symlink_metadata(p) {
                 use std::os::unix::fs::FileTypeExt;
@@ -93,7 +119,7 @@ pub fn bind(text: &str, addr: &Addr, has_token: bool) -> Result<Listener, Listen
             if !has_token {
                 return Err(ListenError::NoToken(text.to_string()));
             }
-            if !a.ip().is_loopback() {
+            if !a.ip().is_loopback() && !tls {
                 return Err(ListenError::NotLoopback(text.to_string()));
             }
             let l = std::net::TcpListener::bind(a).map_err(err)?;
@@ -123,7 +149,22 @@ mod tests {
             Addr::parse("tcp://localhost:9").unwrap(),
             Addr::Tcp("127.0.0.1:9".parse().unwrap())
         );
-        for bad in ["unix://rel", "http://x:1", "tcp://host", "tcp://[::1]"] {
+        assert_eq!(
+            Addr::parse("https://build.example:8443/").unwrap(),
+            Addr::Https("build.example".into(), 8443)
+        );
+        assert_eq!(
+            Addr::parse("https://[::1]:1").unwrap(),
+            Addr::Https("::1".into(), 1)
+        );
+        for bad in [
+            "unix://rel",
+            "http://x:1",
+            "tcp://host",
+            "tcp://[::1]",
+            "https://x",
+            "https://:1",
+        ] {
             assert!(Addr::parse(bad).is_err(), "{bad}");
         }
     }

@@ -8,10 +8,15 @@
 pub mod api;
 pub mod client;
 pub mod context_sync;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod outputs;
 pub mod page;
+pub mod receive;
 pub mod runner;
+pub mod store_cmd;
+pub mod tls;
 pub mod warm;
 pub mod wire;
 
@@ -40,6 +45,9 @@ pub enum ServeError {
     /// The warm config or its state.
     #[error(transparent)]
     Warm(#[from] warm::WarmError),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -59,6 +67,10 @@ pub struct Server {
     pub root: std::path::PathBuf,
     /// Cache warming (`--warm`).
     pub warm: Option<Arc<warm::Warmer>>,
+    /// Sizes and counts accepted.
+    pub limits: limits::Limits,
+    /// Steps that builds wait for while another build runs them.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// How to serve.
@@ -69,6 +81,10 @@ pub struct ServeOptions {
     pub token_file: Option<std::path::PathBuf>,
     /// Builds run at once (more wait in a queue).
     pub max_builds: usize,
+    /// Sizes and counts accepted.
+    pub limits: limits::Limits,
+    /// TLS certificate chain and key (PEM).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The store's root (the context cache lives in `serve/` below it).
     pub root: std::path::PathBuf,
     /// The `--warm` config.
@@ -103,7 +119,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         )?)),
         None => None,
     };
-    let listener = listen::bind(&opts.listen, &addr, token.is_some())?;
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    let listener = listen::bind(&opts.listen, &addr, token.is_some(), tls.is_some())?;
     let server = Arc::new(Server {
         cache: ContextCache::open(&opts.root.join("serve"))?,
         metrics: metrics::Metrics::default(),
@@ -111,6 +131,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         token,
         root: opts.root.clone(),
         warm: warm.clone(),
+        limits: opts.limits,
+        waiting: Default::default(),
     });
     if let Some(w) = warm {
         warm::Warmer::spawn_schedule(server.clone(), w);
@@ -132,7 +154,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let _ = std::fs::remove_file(path);
             r?;
         }
-        Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await?,
+        Listener::Tcp(l) => match tls {
+            Some(config) => {
+                let l = tls::TlsListener::new(l, config)?;
+                axum::serve(l, app).with_graceful_shutdown(shutdown).await?
+            }
+            None => axum::serve(l, app).with_graceful_shutdown(shutdown).await?,
+        },
     }
     Ok(())
 }

@@ -14,8 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::Sender;
 
 /// `rbuild build` flags a client may pass (as `--name=value` or `--name`).
-/// Everything naming server paths (-f, --iidfile, --metadata-file,
-/// --secret, output destinations) is set by the server or refused.
+/// Flags naming paths (outputs, `--iidfile`, `--metadata-file`) must use
+/// the client's placeholders ([`super::outputs`]); `-f` and `--secret`
+/// are set by the server.
 const ALLOWED: &[&str] = &[
     "--tag",
     "--build-arg",
@@ -23,7 +24,6 @@ const ALLOWED: &[&str] = &[
     "--no-cache",
     "--label",
     "--platform",
-    "--output",
     "--push",
     "--quiet",
     "--explain",
@@ -36,19 +36,10 @@ const ALLOWED: &[&str] = &[
 pub fn check_args(args: &[String]) -> Result<(), String> {
     for a in args {
         let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        if !ALLOWED.contains(&name) {
-            return Err(format!("flag {name} is not accepted through --server"));
-        }
-        if name == "--output" {
-            let ty = value
-                .split(',')
-                .find_map(|f| f.strip_prefix("type="))
-                .unwrap_or("");
-            if !matches!(ty, "registry" | "image") || value.contains("dest=") {
-                return Err(format!(
-                    "--output {value}: only type=registry and type=image outputs work through --server yet"
-                ));
-            }
+        match super::outputs::check(name, value) {
+            Some(r) => r?,
+            None if ALLOWED.contains(&name) => {}
+            None => return Err(format!("flag {name} is not accepted through --server")),
         }
     }
     Ok(())
@@ -144,9 +135,13 @@ async fn build_in_dir(
         .map_err(|e| err(&e))?
         .map_err(|e| err(&e))?;
     // This very binary, even if its file was replaced since the server started.
+    let (args, slots) = super::outputs::rewrite(&req.args, work.path());
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    cmd.arg("build").arg("--progress=rawjson").args(&req.args);
+    cmd.arg("build").arg("--progress=rawjson").args(&args);
     cmd.arg(format!("--file={}", dockerfile.display()));
+    if let Some(n) = server.limits.max_runs {
+        cmd.env("RBUILD_MAX_RUNS", n.to_string());
+    }
     // Secrets reach the build through its environment only: never a file.
     for (i, (sid, value)) in req.secrets.iter().enumerate() {
         let var = format!("RBUILD_SERVE_SECRET_{i}");
@@ -164,36 +159,187 @@ async fn build_in_dir(
     let mut child = cmd.spawn().map_err(|e| err(&e))?;
     let stdout = child.stdout.take().map(|o| BufReader::new(o).lines());
     let stderr = child.stderr.take().map(|o| BufReader::new(o).lines());
-    let (Some(mut out), Some(mut errs)) = (stdout, stderr) else {
+    let (Some(out), Some(errs)) = (stdout, stderr) else {
         return Err(err(&"no pipes to the build"));
     };
-    let (mut out_open, mut err_open) = (true, true);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    while out_open || err_open {
-        let frame = tokio::select! {
-            l = out.next_line(), if out_open => match l {
-                Ok(Some(l)) => Frame::Out(l),
-                _ => { out_open = false; continue; }
-            },
-            l = errs.next_line(), if err_open => match l {
-                Ok(Some(l)) => {
-                    if let Ok(e) = serde_json::from_str::<Event>(&l) {
-                        server.metrics.event(id, &e);
-                    }
-                    Frame::Err(l)
-                }
-                _ => { err_open = false; continue; }
-            },
-            // A keep-alive line: writing is how a gone client is noticed.
-            _ = tick.tick() => { if tx.send("K\n".into()).await.is_err() { return Err(Outcome::Cancelled) } continue; }
-        };
-        if tx.send(frame.encode()).await.is_err() {
-            // The client is gone: the child is killed when dropped.
-            return Err(Outcome::Cancelled);
-        }
+    let mut pipes = Pipes {
+        out,
+        errs,
+        out_open: true,
+        err_open: true,
+    };
+    if stream(server, id, &mut pipes, tx).await.is_err() {
+        // The client is gone: its build stops, unless others wait for a
+        // step it may be running (then it goes on until none waits).
+        linger(server.clone(), child, pipes, work);
+        return Err(Outcome::Cancelled);
     }
     let status = child.wait().await.map_err(|e| err(&e))?;
-    Ok(status.code().unwrap_or(1))
+    let code = status.code().unwrap_or(1);
+    if code == 0 {
+        match super::outputs::send_back(&slots, tx).await {
+            Ok(()) => {}
+            Err(super::outputs::SendError::Gone) => return Err(Outcome::Cancelled),
+            Err(super::outputs::SendError::Io(e)) => return Err(Outcome::Error(e)),
+        }
+    }
+    Ok(code)
+}
+
+type Lines<T> = tokio::io::Lines<BufReader<T>>;
+
+/// A build child's output.
+struct Pipes {
+    out: Lines<tokio::process::ChildStdout>,
+    errs: Lines<tokio::process::ChildStderr>,
+    out_open: bool,
+    err_open: bool,
+}
+
+/// The steps a build waits for while another build runs them, counted in
+/// [`Server::waiting`] while they last.
+struct Waits {
+    server: Arc<Server>,
+    ids: std::collections::HashSet<usize>,
+}
+
+impl Waits {
+    fn note(&mut self, e: &Event) {
+        match e {
+            Event::Log { id, line }
+                if line.starts_with("waiting for another build") && self.ids.insert(*id) =>
+            {
+                self.server.waiting.fetch_add(1, Relaxed);
+            }
+            Event::Cached { id } | Event::Done { id, .. } | Event::Failed { id, .. }
+                if self.ids.remove(id) =>
+            {
+                self.server.waiting.fetch_sub(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Waits {
+    fn drop(&mut self) {
+        self.server.waiting.fetch_sub(self.ids.len(), Relaxed);
+    }
+}
+
+/// Send the child's output to the client until the child closes it;
+/// Err when the client is gone.
+async fn stream(
+    server: &Arc<Server>,
+    id: u64,
+    p: &mut Pipes,
+    tx: &Sender<String>,
+) -> Result<(), ()> {
+    let mut log = LogBudget::new(server.limits.max_log);
+    let mut waits = Waits {
+        server: server.clone(),
+        ids: Default::default(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    while p.out_open || p.err_open {
+        let frame = tokio::select! {
+            l = p.out.next_line(), if p.out_open => match l {
+                Ok(Some(l)) => Frame::Out(l),
+                _ => { p.out_open = false; continue; }
+            },
+            l = p.errs.next_line(), if p.err_open => match l {
+                Ok(Some(l)) => {
+                    let event = serde_json::from_str::<Event>(&l).ok();
+                    if let Some(e) = &event {
+                        server.metrics.event(id, e);
+                        waits.note(e);
+                    }
+                    match log.admit(event.as_ref(), l.len()) {
+                        Admit::Yes => Frame::Err(l),
+                        Admit::Notice(n) => Frame::Err(n),
+                        Admit::No => continue,
+                    }
+                }
+                _ => { p.err_open = false; continue; }
+            },
+            // A keep-alive line: writing is how a gone client is noticed.
+            _ = tick.tick() => Frame::KeepAlive,
+        };
+        if tx.send(frame.encode()).await.is_err() {
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+/// A cancelled build's child: killed at once when no build waits for a
+/// step (which it may be running), else left to go on (its output read
+/// and dropped, its context kept) until none waits or it ends.
+fn linger(
+    server: Arc<Server>,
+    mut child: tokio::process::Child,
+    mut p: Pipes,
+    work: tempfile::TempDir,
+) {
+    tokio::spawn(async move {
+        let _work = work;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                l = p.out.next_line(), if p.out_open => p.out_open = matches!(l, Ok(Some(_))),
+                l = p.errs.next_line(), if p.err_open => p.err_open = matches!(l, Ok(Some(_))),
+                _ = tick.tick() => {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    if server.waiting.load(Relaxed) == 0 {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How much build log (RUN output) one build may stream to its client.
+struct LogBudget {
+    left: u64,
+    told: bool,
+}
+
+enum Admit {
+    Yes,
+    Notice(String),
+    No,
+}
+
+impl LogBudget {
+    fn new(max: u64) -> Self {
+        LogBudget {
+            left: max,
+            told: false,
+        }
+    }
+
+    /// Whether a stderr line goes to the client: log lines while the
+    /// budget lasts (then one notice), every other event always.
+    fn admit(&mut self, event: Option<&Event>, len: usize) -> Admit {
+        if !matches!(event, Some(Event::Log { .. }) | None) {
+            return Admit::Yes;
+        }
+        if self.left >= len as u64 {
+            self.left -= len as u64;
+            return Admit::Yes;
+        }
+        if std::mem::replace(&mut self.told, true) {
+            return Admit::No;
+        }
+        Admit::Notice(
+            "rbuild serve: log limit reached (--max-log); later log lines are not sent".into(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -209,7 +355,8 @@ mod tests {
             "--iidfile=/x",
             "--secret=id=a,src=/etc/shadow",
             "--output=type=local,dest=/root",
-            "--output=type=image,dest=/x",
+            "--output=type=oci,dest=/x",
+            "--metadata-file=/m",
         ] {
             assert!(check_args(&[bad.into()]).is_err(), "{bad}");
         }

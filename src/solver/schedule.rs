@@ -329,21 +329,26 @@ fn run_layer_op(
     vid: usize,
 ) -> Result<StageResult, SolveError> {
     let shared = sh.req.multi.as_ref().is_some_and(|m| m.locks.ran(&key));
-    if (!sh.req.no_cache || shared)
-        && let Some(state) = sh
-            .store
-            .get_record(&key)
-            .and_then(|r| ImageState::from_record(&r))
-    {
-        sh.explain_hit(vid, &key, map.parts.parts.len());
-        sh.progress.send(Event::Cached { id: vid });
-        sh.count(true);
-        let view = view_of(&sh.store, &state);
-        return Ok(StageResult { state, key, view });
+    let parts = map.parts.parts.len();
+    if let Some(r) = stored_hit(sh, &key, parts, vid, (false, shared)) {
+        return Ok(r);
     }
     if let Some(r) = imported_hit(sh, &key, &map.parts.parts, step_id, vid)? {
         return Ok(r);
     }
+    // Run it holding its lock, unless a concurrent build ran it meanwhile.
+    let _lock = if sh.req.no_cache {
+        None
+    } else {
+        let (lock, waited) = sh.store.lock_step(&key, || {
+            let line = "waiting for another build running this step".to_string();
+            sh.progress.send(Event::Log { id: vid, line });
+        })?;
+        if let Some(r) = stored_hit(sh, &key, parts, vid, (waited, false)) {
+            return Ok(r);
+        }
+        Some(lock)
+    };
     let mut components = map.parts.parts.clone();
     components.extend(op.explain_inputs(env, &map)?);
     // Explain the miss against the newest earlier record of this step.
@@ -367,6 +372,37 @@ fn run_layer_op(
     sh.count(false);
     let view = view_of(&sh.store, &state);
     Ok(StageResult { state, key, view })
+}
+
+/// A layer step whose record is in the store (not with `--no-cache`);
+/// `waited`: it was just run by a concurrent build we waited for;
+/// `shared`: another platform's solve of this build ran it (taken even
+/// with `--no-cache`).
+fn stored_hit(
+    sh: &Shared,
+    key: &Digest,
+    parts: usize,
+    vid: usize,
+    (waited, shared): (bool, bool),
+) -> Option<StageResult> {
+    if sh.req.no_cache && !shared {
+        return None;
+    }
+    let state = ImageState::from_record(&sh.store.get_record(key)?)?;
+    if waited && sh.req.explain {
+        let line = format!("cache hit: key {key} (just built by a concurrent build)");
+        sh.progress.send(Event::Log { id: vid, line });
+    } else {
+        sh.explain_hit(vid, key, parts);
+    }
+    sh.progress.send(Event::Cached { id: vid });
+    sh.count(true);
+    let view = view_of(&sh.store, &state);
+    Some(StageResult {
+        state,
+        key: *key,
+        view,
+    })
 }
 
 /// A config-only op: applied to the config, never looked up. Its key's
@@ -488,6 +524,14 @@ fn exec(
         if let Ok(p) = progress.lock() {
             p.send(Event::Log { id: vid, line });
         }
+    };
+    // `rbuild serve --max-runs`: RUN steps of all builds share slots.
+    let _slot = match op.kind() {
+        "RUN" => sh.store.run_slot(|| {
+            let line = "waiting for a free RUN slot (rbuild serve --max-runs)".to_string();
+            sh.progress.send(Event::Log { id: vid, line });
+        })?,
+        _ => None,
     };
     let ctx = ExecCtx {
         previous,

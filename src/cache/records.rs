@@ -101,6 +101,26 @@ impl Store {
         serde_json::from_slice(&data).ok()
     }
 
+    /// Whether a config-only step of this key was done before in this
+    /// store, by any build (whatever its context directory or Dockerfile).
+    pub fn config_key_seen(&self, key: &Digest) -> bool {
+        self.config_key_marker(key).exists()
+    }
+
+    /// Remember that a config-only step of this key was done.
+    pub fn note_config_key(&self, key: &Digest) -> Result<()> {
+        let dir = self.root.join("cache/steps");
+        std::fs::create_dir_all(&dir).map_err(super::io_err("creating", &dir))?;
+        write_atomic(&self.config_key_marker(key), b"")
+    }
+
+    /// `cache/steps/config-<key>.note` (kept by prune as notes are).
+    fn config_key_marker(&self, key: &Digest) -> std::path::PathBuf {
+        self.root
+            .join("cache/steps")
+            .join(format!("config-{}.note", key.hex()))
+    }
+
     /// Replace the note of a config-only step.
     pub fn put_step_note(&self, step_id: &str, note: &StepNote) -> Result<()> {
         let dir = self.root.join("cache/steps");

@@ -420,7 +420,8 @@ fn fold_config(
     let key = map.parts.key();
     let components = map.parts.parts.clone();
     let note = sh.store.step_note(step_id);
-    let local = !sh.req.no_cache && note.as_ref().is_some_and(|n| n.key == key);
+    let local = !sh.req.no_cache
+        && (note.as_ref().is_some_and(|n| n.key == key) || sh.store.config_key_seen(&key));
     let imported = (!sh.req.no_cache && !local)
         .then(|| sh.req.imported.as_ref()?.knows(&key))
         .flatten();
@@ -444,9 +445,12 @@ fn fold_config(
     }
     sh.count(unchanged);
     let state = exec(sh, env, cur, op, map, None, &key, vid)?;
-    if !local {
+    if note.is_none_or(|n| n.key != key) {
         sh.store
             .put_step_note(step_id, &StepNote { key, components })?;
+    }
+    if !sh.store.config_key_seen(&key) {
+        sh.store.note_config_key(&key)?;
     }
     Ok(StageResult {
         state,

@@ -64,6 +64,8 @@ pub struct LazyFallback<'a> {
     pub images: Arc<Resolver>,
     /// The bases loaded lazily.
     pub bases: Vec<String>,
+    /// Imported caches whose layers a build may have left in their registry.
+    pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
     /// Told why the bases are downloaded, before they are.
     pub notify: &'a dyn Fn(&str),
 }
@@ -78,13 +80,26 @@ impl Pusher for LazyFallback<'_> {
     ) -> Result<(), String> {
         let first = self.inner.push(store, manifest, names, insecure);
         let Err(err) = first else { return Ok(()) };
-        if self.bases.is_empty() || missing_blobs(store, manifest).is_empty() {
+        let lazy_import = self.imported.as_ref().filter(|i| i.keeps_remote());
+        if (self.bases.is_empty() && lazy_import.is_none())
+            || missing_blobs(store, manifest).is_empty()
+        {
             return Err(err);
         }
-        (self.notify)(&format!(
-            "the push needs base layers left in their registry ({err}); downloading {}",
-            self.bases.join(", ")
-        ));
+        if let Some(imported) = lazy_import {
+            (self.notify)(&format!(
+                "the push needs layers left in the imported cache's registry ({err}); downloading them"
+            ));
+            imported
+                .fetch_blobs(store, &missing_blobs(store, manifest))
+                .map_err(|e| format!("{err}; downloading them failed too: {e}"))?;
+        }
+        if !self.bases.is_empty() {
+            (self.notify)(&format!(
+                "the push needs base layers left in their registry ({err}); downloading {}",
+                self.bases.join(", ")
+            ));
+        }
         for b in &self.bases {
             self.images
                 .load(b)

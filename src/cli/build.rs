@@ -412,6 +412,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     };
     let oci = outputs.iter().all(|o| o.media_types == MediaTypes::Oci);
     let mut lazy_bases = push_hosts
+        .clone()
         .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
         .unwrap_or_default();
     lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
@@ -425,7 +426,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(&store.root().join("statcache")),
     )?);
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
-    let imported = super::cache_io::import(&store, &args, &registry, &opts, mode);
+    let imported = super::cache_io::import(
+        &store,
+        &args,
+        &registry,
+        &opts,
+        (push_hosts.as_deref(), oci),
+        mode,
+    );
     let final_stage = plan.target;
     let req = BuildRequest {
         plan,
@@ -442,7 +450,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         explain: args.explain,
         lazy_bases,
-        imported,
+        imported: imported.clone(),
     };
     let (progress, rx) = Progress::channel();
     let shown = if args.explain && mode == Mode::Auto {
@@ -465,6 +473,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         inner: &pusher,
         images: resolver,
         bases: lazy_list,
+        imported,
         notify: &notify,
     };
     let out = Outputs {

@@ -12,18 +12,23 @@ use rbuild::remote_cache::ImportedCache;
 use std::sync::Arc;
 
 /// Import the `--cache-from` caches (None when there are none).
+/// `push_hosts`: the registries pushed to when every output is a push;
+/// `oci`: whether the outputs use OCI media types.
 pub fn import(
     store: &Arc<Store>,
     args: &BuildArgs,
     registry: &RegistryOptions,
     opts: &BuildOptions,
+    (push_hosts, oci): (Option<&[String]>, bool),
     mode: Mode,
 ) -> Option<Arc<dyn ImportedCache>> {
     if args.cache_from.is_empty() || args.no_cache {
         return None;
     }
-    let (imported, warnings) =
+    let (mut imported, warnings) =
         rbuild::remote_cache::import(store, &args.cache_from, registry, &opts.target_platform);
+    let lazy = stays_remote(args, push_hosts) && (oci || !imported.holds_zstd());
+    imported.set_lazy(lazy);
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -31,6 +36,36 @@ pub fn import(
         eprintln!("imported {} cache records", imported.len());
     }
     Some(Arc::new(imported))
+}
+
+/// Whether hits may leave their layers in the caches' registry (BuildKit's
+/// lazy refs): every output is a push, and every push and every
+/// `--cache-to` (gzip) goes to the one registry all registry caches come
+/// from, so each layer is mounted there rather than downloaded.
+fn stays_remote(args: &BuildArgs, push_hosts: Option<&[String]>) -> bool {
+    use rbuild::remote_cache::CacheTarget;
+    let host = |r: &str| {
+        rbuild::registry::Reference::parse(r)
+            .ok()
+            .map(|r| r.domain().to_string())
+    };
+    let from: Vec<Option<String>> = args
+        .cache_from
+        .iter()
+        .filter_map(|f| match &f.target {
+            CacheTarget::Registry(r) => Some(host(r)),
+            CacheTarget::Local(_) => None,
+        })
+        .collect();
+    let Some(Some(home)) = from.first().cloned() else {
+        return false;
+    };
+    let pushes = push_hosts.is_some_and(|h| !h.is_empty() && h.iter().all(|x| *x == home));
+    let exports = args.cache_to.iter().all(|t| {
+        matches!(&t.target, CacheTarget::Registry(r) if host(r).as_deref() == Some(home.as_str()))
+            && t.compression.name() == "gzip"
+    });
+    pushes && exports && from.iter().all(|h| h.as_deref() == Some(home.as_str()))
 }
 
 /// Export to every `--cache-to`; false when one failed without `ignore-error`.

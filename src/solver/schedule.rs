@@ -21,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 pub struct Shared {
     pub(super) store: std::sync::Arc<Store>,
     pub(super) req: BuildRequest,
-    progress: Progress,
+    pub(super) progress: Progress,
     /// Finished stages: their result, or None when they failed.
     results: Mutex<HashMap<usize, Option<StageResult>>>,
     done: Condvar,
@@ -107,7 +107,7 @@ impl Shared {
         if let Some(r) = self.images.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(r);
         }
-        let loaded = if self.req.lazy_bases.contains(name) {
+        let loaded = if self.req.lazy_bases.contains(name) || self.imported_lazy() {
             self.req.images.load_lazy(name)?
         } else {
             self.req.images.load(name)?
@@ -207,8 +207,18 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         id: from.id,
         seconds: t0.elapsed().as_secs_f64(),
     });
-    let stage_fn = |i: usize| sh.wait_stage(i);
-    let image_fn = |n: &str| sh.image(n);
+    // What another stage or image gives a step is read: its layers left
+    // in a registry are fetched first.
+    let stage_fn = |i: usize| {
+        let r = sh.wait_stage(i)?;
+        sh.local(r, sh.base_image_of(i))
+            .map_err(|e| {
+                let line = format!("error: stage {i}: {e}");
+                sh.progress.send(Event::Log { id: from.id, line });
+            })
+            .ok()
+    };
+    let image_fn = |n: &str| sh.local(sh.image(n)?, Some(n));
     let proxies = super::proxy::proxy_env(&req.build_args);
     let hostname = req
         .build_args
@@ -293,6 +303,13 @@ fn run_op(
         }
         None => sh.explain_first(vid),
     }
+    let local;
+    let cur = if op.reads_parent_files() {
+        local = sh.local(cur.clone(), sh.base_image_of(si))?;
+        &local
+    } else {
+        cur
+    };
     let state = exec(sh, env, cur, op, map, previous.as_ref(), &key, vid)?;
     sh.store.put_record(&CacheRecord {
         key,

@@ -1,0 +1,174 @@
+//! Layers of an imported cache left in their registry (BuildKit's lazy
+//! refs): a fully cached build whose output is a push to the cache's
+//! registry downloads no layer blob (each is mounted from the cache's
+//! repository), and the pushed image is whole; a step that reads cached
+//! layers downloads them. Against Debian's `docker-registry` on 127.0.0.1,
+//! with its access log.
+
+mod common;
+
+use common::Env;
+use common::registry::*;
+
+const EPOCH: &str = "SOURCE_DATE_EPOCH=1700000000";
+
+fn dockerfile(base: &str, extra: &str) -> String {
+    format!(
+        "FROM {base}\n\
+         COPY <<EOT /a.txt\nhello\nEOT\n\
+         RUN cat /a.txt > /b && echo built >> /b\n\
+         ENV DONE=1\n{extra}"
+    )
+}
+
+/// Layer digests of a manifest.
+fn layers(m: &serde_json::Value) -> Vec<String> {
+    m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// The `GET`s of blobs among `digests` in `reqs`.
+fn blob_gets<'a>(reqs: &'a [String], digests: &[String]) -> Vec<&'a String> {
+    reqs.iter()
+        .filter(|q| q.starts_with("GET ") && q.contains("/blobs/"))
+        .filter(|q| digests.iter().any(|d| q.contains(d.as_str())))
+        .collect()
+}
+
+fn metadata(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&read(env.path("m.json"))).expect("metadata")
+}
+
+#[test]
+fn a_fully_cached_push_downloads_no_layer_and_mounts_them_from_the_cache() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let cache = format!("{host}/cache/app:buildcache");
+    let to = format!("type=registry,ref={cache},mode=max");
+
+    // A first machine builds and exports the cache.
+    let a = isolated();
+    let meta_a = a.path("m.json").display().to_string();
+    let df = dockerfile(&base, "");
+    let log = build(
+        &a,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-to",
+            &to,
+            "--metadata-file",
+            &meta_a,
+        ],
+        &df,
+        true,
+    );
+    assert!(log.contains("exported cache to"), "{log}");
+    let cache_layers = layers(&remote_manifest(&cache));
+
+    // A fresh machine: every step from the cache, pushed to the cache's
+    // registry: no layer blob is fetched, each is mounted.
+    let b = isolated();
+    let target = format!("{host}/team/app:1");
+    let meta_b = b.path("m.json").display().to_string();
+    let before = reg.requests().len();
+    let log = build(
+        &b,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-from",
+            &cache,
+            "-t",
+            &target,
+            "--push",
+            "--metadata-file",
+            &meta_b,
+        ],
+        &df,
+        true,
+    );
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(log.contains("0 steps run"), "{log}");
+    let pushed = remote_manifest(&target);
+    let pushed_layers = layers(&pushed);
+    let mut all = cache_layers.clone();
+    all.extend(pushed_layers.iter().cloned());
+    let gets = blob_gets(&reqs, &all);
+    assert!(gets.is_empty(), "layers downloaded: {gets:#?}\n{log}");
+    for l in &pushed_layers {
+        let enc = l.replace(':', "%3A");
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with("POST /v2/team/app/blobs/uploads/?")
+                    && q.contains(&format!("mount={enc}"))
+                    && q.ends_with(" 201")),
+            "{l} not mounted: {reqs:#?}"
+        );
+    }
+    // Nothing of the layers is in the fresh store.
+    for l in &pushed_layers {
+        let hex = l.trim_start_matches("sha256:");
+        assert!(
+            !b.root().join("blobs/sha256").join(hex).exists(),
+            "{l} stored"
+        );
+    }
+    // The same image as the first machine's.
+    let (ma, mb) = (metadata(&a), metadata(&b));
+    assert_eq!(
+        ma["containerimage.config.digest"],
+        mb["containerimage.config.digest"]
+    );
+    assert_eq!(ma["containerimage.digest"], mb["containerimage.digest"]);
+
+    // The pushed image is whole: another store builds on it and reads it.
+    let c = isolated();
+    build_local(
+        &c,
+        &format!("FROM {target}\nRUN cat /b > /o && echo $DONE >> /o\n"),
+        &c.path("out"),
+        &[],
+    );
+    assert_eq!(read(c.path("out/o")), "hello\nbuilt\n1\n");
+
+    // A step that reads the cached layers fetches them (only then), and
+    // its image is right too.
+    let d = isolated();
+    let target2 = format!("{host}/team/app:2");
+    let before = reg.requests().len();
+    let log = build(
+        &d,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-from",
+            &cache,
+            "-t",
+            &target2,
+            "--push",
+        ],
+        &dockerfile(&base, "RUN cat /b /a.txt > /c\n"),
+        true,
+    );
+    assert!(log.contains("1 step run"), "{log}");
+    let reqs = reg.requests()[before..].to_vec();
+    assert!(!blob_gets(&reqs, &cache_layers).is_empty(), "{reqs:#?}");
+    let e = isolated();
+    build_local(
+        &e,
+        &format!("FROM {target2}\nRUN cp /c /o\n"),
+        &e.path("out"),
+        &[],
+    );
+    assert_eq!(read(e.path("out/o")), "hello\nbuilt\nhello\n");
+}

@@ -93,12 +93,18 @@ fn a_fully_cached_push_downloads_no_layer_and_mounts_them_from_the_cache() {
             "--push",
             "--metadata-file",
             &meta_b,
+            "--cache-to",
+            &format!("type=registry,ref={cache}-again,mode=max"),
         ],
         &df,
         true,
     );
     let reqs = reg.requests()[before..].to_vec();
     assert!(log.contains("0 steps run"), "{log}");
+    // Exported again from there, layers still left in the registry: the
+    // same records and layers.
+    let again = remote_manifest(&format!("{cache}-again"));
+    assert_eq!(layers(&again), cache_layers, "{log}");
     let pushed = remote_manifest(&target);
     let pushed_layers = layers(&pushed);
     let mut all = cache_layers.clone();
@@ -171,4 +177,126 @@ fn a_fully_cached_push_downloads_no_layer_and_mounts_them_from_the_cache() {
         &[],
     );
     assert_eq!(read(e.path("out/o")), "hello\nbuilt\nhello\n");
+}
+
+/// The config blob of `image` (skopeo).
+fn remote_config(image: &str) -> serde_json::Value {
+    let raw = common::run(
+        std::process::Command::new(common::require_tool("skopeo", "skopeo")).args([
+            "inspect",
+            "--config",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ]),
+    );
+    serde_json::from_str(&raw).expect("config")
+}
+
+#[test]
+fn an_inline_cache_in_the_pushed_image_makes_a_fresh_store_fully_cached() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let df = dockerfile(&base, "");
+
+    let a = isolated();
+    let first = format!("{host}/team/inline:1");
+    let meta_a = a.path("m.json").display().to_string();
+    let log = build(
+        &a,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-to",
+            "type=inline",
+            "-t",
+            &first,
+            "--push",
+            "--metadata-file",
+            &meta_a,
+        ],
+        &df,
+        true,
+    );
+    assert!(log.contains("inline cache: 3 records"), "{log}");
+    let config = remote_config(&first);
+    let inline = &config["rbuild.inline-cache.v1"];
+    assert_eq!(inline["schema"], "rbuild.inline-cache.v1", "{config}");
+    assert_eq!(inline["records"].as_array().map(Vec::len), Some(3));
+
+    // A fresh store elsewhere, the image as --cache-from: every step from
+    // its inline cache (said by --explain), no layer downloaded, the same
+    // image pushed.
+    let b = isolated();
+    let second = format!("{host}/team/inline:2");
+    let meta_b = b.path("m.json").display().to_string();
+    let before = reg.requests().len();
+    let log = build(
+        &b,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-from",
+            &first,
+            "--cache-to",
+            "type=inline",
+            "--explain",
+            "-t",
+            &second,
+            "--push",
+            "--metadata-file",
+            &meta_b,
+        ],
+        &df,
+        true,
+    );
+    assert!(log.contains("0 steps run, 3 cached"), "{log}");
+    for step in [
+        "COPY <<EOT /a.txt",
+        "RUN cat /a.txt > /b && echo built >> /b",
+    ] {
+        let id = log
+            .lines()
+            .find(|l| l.ends_with(step))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{step}:\n{log}"));
+        assert!(
+            log.lines().any(|l| l.starts_with(&format!("{id} "))
+                && l.ends_with(&format!("from the imported cache {first}"))),
+            "{step} not said to come from {first}:\n{log}"
+        );
+    }
+    let reqs = reg.requests()[before..].to_vec();
+    let gets = blob_gets(&reqs, &layers(&remote_manifest(&first)));
+    assert!(gets.is_empty(), "{gets:#?}");
+    let (ma, mb) = (metadata(&a), metadata(&b));
+    assert_eq!(
+        remote_config(&first),
+        remote_config(&second),
+        "{}\n{}",
+        remote_config(&first),
+        remote_config(&second)
+    );
+    assert_eq!(ma["containerimage.digest"], mb["containerimage.digest"]);
+    assert_eq!(
+        ma["containerimage.config.digest"],
+        mb["containerimage.config.digest"]
+    );
+
+    // An image built on it does not inherit its inline cache.
+    let c = isolated();
+    let child = format!("{host}/team/child:1");
+    build(
+        &c,
+        &["-t", &child, "--push"],
+        &format!("FROM {second}\nRUN cat /b > /o\n"),
+        true,
+    );
+    let config = remote_config(&child);
+    assert!(config.get("rbuild.inline-cache.v1").is_none(), "{config}");
 }

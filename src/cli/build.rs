@@ -497,13 +497,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             unused_args.join(" ")
         );
     }
-    let solved = match solved {
+    let mut solved = match solved {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    super::cache_io::add_inline(&store, &args, &mut solved, final_stage, mode);
     let outcome = finish(&store, solved, &out)?;
     report(&args, &outcome)?;
     if !super::cache_io::export(&store, &args, &outcome, final_stage, &registry, mode) {

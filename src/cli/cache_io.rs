@@ -54,16 +54,19 @@ fn stays_remote(args: &BuildArgs, push_hosts: Option<&[String]>) -> bool {
         .iter()
         .filter_map(|f| match &f.target {
             CacheTarget::Registry(r) => Some(host(r)),
-            CacheTarget::Local(_) => None,
+            CacheTarget::Local(_) | CacheTarget::Inline => None,
         })
         .collect();
     let Some(Some(home)) = from.first().cloned() else {
         return false;
     };
     let pushes = push_hosts.is_some_and(|h| !h.is_empty() && h.iter().all(|x| *x == home));
-    let exports = args.cache_to.iter().all(|t| {
-        matches!(&t.target, CacheTarget::Registry(r) if host(r).as_deref() == Some(home.as_str()))
-            && t.compression.name() == "gzip"
+    let exports = args.cache_to.iter().all(|t| match &t.target {
+        CacheTarget::Registry(r) => {
+            host(r).as_deref() == Some(home.as_str()) && t.compression.name() == "gzip"
+        }
+        CacheTarget::Inline => true,
+        CacheTarget::Local(_) => false,
     });
     pushes && exports && from.iter().all(|h| h.as_deref() == Some(home.as_str()))
 }
@@ -79,6 +82,9 @@ pub fn export(
 ) -> bool {
     let mut ok = true;
     for to in &args.cache_to {
+        if to.target == rbuild::remote_cache::CacheTarget::Inline {
+            continue; // written into the image's config (see `add_inline`)
+        }
         match rbuild::remote_cache::export(store, &outcome.result.steps, final_stage, to, registry)
         {
             Ok(s) => {
@@ -108,4 +114,36 @@ pub fn export(
         }
     }
     ok
+}
+
+/// With `--cache-to type=inline`: the final stage's cache records put in
+/// the image's config (`mode=max` is not possible inline, as in BuildKit).
+pub fn add_inline(
+    store: &Store,
+    args: &BuildArgs,
+    solved: &mut rbuild::solver::BuildResult,
+    final_stage: usize,
+    mode: Mode,
+) {
+    use rbuild::remote_cache::{CacheMode, CacheTarget};
+    let Some(to) = args
+        .cache_to
+        .iter()
+        .find(|t| t.target == CacheTarget::Inline)
+    else {
+        return;
+    };
+    if to.mode == CacheMode::Max {
+        eprintln!("warning: --cache-to type=inline holds the final stage only (mode=min)");
+    }
+    let (value, n) = rbuild::remote_cache::inline::inline_cache(
+        store,
+        &solved.steps,
+        final_stage,
+        &solved.state.layers,
+    );
+    solved.state.config.inline_cache = Some(value);
+    if mode != Mode::Quiet {
+        eprintln!("inline cache: {n} records in the image's config");
+    }
 }

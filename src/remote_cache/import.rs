@@ -125,8 +125,14 @@ fn open(
             // the cache's layers from its repository.
             store.tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
             let manifest = store.read_blob(&pulled.manifest)?;
-            let (config, _) = config_of_manifest(&manifest)?;
-            let config = CacheConfig::parse(&store.read_blob(&config)?)?;
+            let config = match config_of_manifest(&manifest) {
+                Ok((config, _)) => CacheConfig::parse(&store.read_blob(&config)?)?,
+                // An image: its inline cache, if it has one.
+                Err(e) => {
+                    let image_config = store.read_blob(&pulled.config)?;
+                    super::inline::from_image(&manifest, &image_config)?.ok_or(e)?
+                }
+            };
             let pinned = format!("{}@{}", reference.name(), pulled.manifest);
             let pinned = Reference::parse(&pinned).map_err(|e| RemoteCacheError::Spec {
                 flag: "--cache-from",
@@ -163,6 +169,9 @@ fn open(
             let config = CacheConfig::parse(&read_verified(dir, &config)?)?;
             Ok((Origin::Local(dir.clone()), config))
         }
+        CacheTarget::Inline => Err(RemoteCacheError::Format(
+            "an inline cache is read from its image's reference".into(),
+        )),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod export;
 pub mod format;
 pub mod import;
+pub mod inline;
 mod spec;
 
 pub use export::{ExportSummary, export};

@@ -112,6 +112,9 @@ impl Shared {
         } else {
             self.req.images.load(name)?
         };
+        let mut loaded = loaded;
+        // A base's inline cache is its own, not its children's.
+        loaded.state.config.inline_cache = None;
         let mut h = KeyHasher::new();
         h.part("image").part(loaded.manifest.to_string());
         let view = view_of(&self.store, &loaded.state);

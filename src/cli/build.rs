@@ -86,7 +86,7 @@ pub struct BuildArgs {
     #[arg(long = "allow", value_parser = parse_entitlement)]
     pub allow: Vec<String>,
     /// Export the build cache (`type=registry,ref=REG/NAME:TAG[,mode=min|max]
-    /// [,compression=gzip|zstd][,ignore-error=true]`, `type=local,dest=DIR`).
+    /// [,compression=gzip|zstd][,ignore-error=true]`, `type=local,dest=DIR`, `type=inline`).
     #[arg(long = "cache-to", value_parser = parse_cache_to)]
     pub cache_to: Vec<CacheTo>,
     /// Import a build cache (`type=registry,ref=...`, `type=local,src=DIR`,

@@ -136,3 +136,54 @@ pub fn from_image(manifest: &[u8], config: &[u8]) -> Result<Option<CacheConfig>,
     let bytes = serde_json::to_vec(&cache).expect("serialise cache config");
     CacheConfig::parse(&bytes).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+
+    fn image(records: serde_json::Value) -> (Vec<u8>, Vec<u8>) {
+        let (b0, b1) = (Digest::of(b"blob0"), Digest::of(b"blob1"));
+        let (d0, d1) = (Digest::of(b"tar0"), Digest::of(b"tar1"));
+        let gz = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let manifest = serde_json::json!({"layers": [
+            {"mediaType": gz, "digest": b0, "size": 5},
+            {"mediaType": gz, "digest": b1, "size": 6},
+        ]});
+        let config = serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": [d0, d1]},
+            INLINE_KEY: {"schema": INLINE_SCHEMA, "diff_sizes": [10, 20], "records": records},
+        });
+        (
+            serde_json::to_vec(&manifest).unwrap(),
+            serde_json::to_vec(&config).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_image_inline_cache_names_the_image_layers() {
+        let key = Digest::of(b"key");
+        let (m, c) = image(serde_json::json!([{
+            "key": key, "parts": [["kind", "RUN"]], "makes_layer": true,
+            "layers": [0, 1], "config": {"architecture": "amd64"}
+        }]));
+        let cache = from_image(&m, &c).unwrap().expect("an inline cache");
+        assert_eq!(cache.records[0].key, key);
+        assert_eq!(cache.layers.len(), 2);
+        assert_eq!(cache.layers[1].digest, Digest::of(b"blob1"));
+        assert_eq!(cache.layers[1].diff_id, Digest::of(b"tar1"));
+        assert_eq!(cache.layers[1].diff_size, 20);
+        // A record naming a layer the image lacks: rejected.
+        let (m, c) = image(serde_json::json!([{
+            "key": key, "parts": [], "makes_layer": true,
+            "layers": [2], "config": {"architecture": "amd64"}
+        }]));
+        assert!(from_image(&m, &c).is_err());
+        // An image without one.
+        assert!(
+            from_image(&m, br#"{"rootfs":{"diff_ids":[]}}"#)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -300,3 +300,50 @@ fn an_inline_cache_in_the_pushed_image_makes_a_fresh_store_fully_cached() {
     let config = remote_config(&child);
     assert!(config.get("rbuild.inline-cache.v1").is_none(), "{config}");
 }
+
+#[test]
+fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let cache = format!("{host}/cache/multi:c");
+    let df = format!(
+        "FROM {base} AS side\nRUN echo side > /side\n\
+         FROM {base}\nCOPY --from=side /side /side\nRUN cat /side /side > /both\n"
+    );
+    let a = isolated();
+    let to = format!("type=registry,ref={cache},mode=max");
+    build(&a, &["--build-arg", EPOCH, "--cache-to", &to], &df, true);
+
+    // Fresh store, push only: COPY --from hashes the side stage's files,
+    // so its layers are fetched; every step still comes from the cache.
+    let b = isolated();
+    let target = format!("{host}/team/multi:1");
+    let log = build(
+        &b,
+        &[
+            "--build-arg",
+            EPOCH,
+            "--cache-from",
+            &cache,
+            "-t",
+            &target,
+            "--push",
+        ],
+        &df,
+        true,
+    );
+    assert!(log.contains("0 steps run, 3 cached"), "{log}");
+    let c = isolated();
+    build_local(
+        &c,
+        &format!("FROM {target}\nRUN cat /side /both > /o\n"),
+        &c.path("out"),
+        &[],
+    );
+    assert_eq!(read(c.path("out/o")), "side\nside\nside\n");
+}

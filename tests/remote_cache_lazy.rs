@@ -137,6 +137,22 @@ fn a_fully_cached_push_downloads_no_layer_and_mounts_them_from_the_cache() {
     );
     assert_eq!(ma["containerimage.digest"], mb["containerimage.digest"]);
 
+    // Run where it was built: the layers left in the registry are fetched.
+    let out = b
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .env("DOCKER_CONFIG", b.path("docker-config"))
+        .env("RBUILD_CONFIG", b.path("registries.toml"))
+        .args(["run", "--rm", "--network", "none", &target, "cat", "/b"])
+        .output()
+        .expect("rbuild run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\nbuilt\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The pushed image is whole: another store builds on it and reads it.
     let c = isolated();
     build_local(

@@ -14,7 +14,7 @@ use crate::solver::{BuildRequest, BuildResult, SolveError, solve};
 use std::sync::Arc;
 
 mod lazy;
-pub use lazy::{LazyFallback, blobs_fit, lazy_bases};
+pub use lazy::{LazyFallback, bases_on, blobs_fit, lazy_bases};
 
 /// Errors of a build after lowering.
 #[derive(Debug, thiserror::Error)]

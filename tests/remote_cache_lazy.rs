@@ -363,3 +363,39 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
     );
     assert_eq!(read(c.path("out/o")), "side\nside\nside\n");
 }
+
+#[test]
+fn a_base_on_another_registry_is_fetched_and_pushed_whole() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let other = Registry::start_logged();
+    let base = format!("{}/library/busybox:latest", other.host());
+    push(&layout, "latest", &base, None, false);
+    let reg = Registry::start_logged();
+    let host = reg.host();
+    let cache = format!("{host}/cache/cfg:c");
+    // Config steps only: the cache holds no layer of the base.
+    let df = format!("FROM {base}\nLABEL team=ci\nENV MODE=cached\n");
+    let a = isolated();
+    let to = format!("type=registry,ref={cache}");
+    build(&a, &["--cache-to", &to], &df, true);
+
+    let b = isolated();
+    let target = format!("{host}/team/cfg:1");
+    let log = build(
+        &b,
+        &["--cache-from", &cache, "-t", &target, "--push"],
+        &df,
+        true,
+    );
+    assert!(log.contains("0 steps run"), "{log}");
+    let c = isolated();
+    build_local(
+        &c,
+        &format!("FROM {target}\nRUN echo $MODE > /o && ls /bin/busybox >> /o\n"),
+        &c.path("out"),
+        &[],
+    );
+    assert_eq!(read(c.path("out/o")), "cached\n/bin/busybox\n");
+}

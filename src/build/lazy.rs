@@ -52,6 +52,21 @@ pub fn lazy_bases(
     lazy
 }
 
+/// The images that stages of `plan` start from and that live on `host`.
+pub fn bases_on(plan: &crate::frontend::lower::BuildPlan, host: &str) -> Vec<String> {
+    use crate::ops::Source;
+    plan.order
+        .iter()
+        .filter_map(|i| plan.stages.get(*i))
+        .filter_map(|st| match &st.base {
+            Source::Image(n) => Some(n),
+            _ => None,
+        })
+        .filter(|n| crate::registry::Reference::parse(n).is_ok_and(|r| r.domain() == host))
+        .cloned()
+        .collect()
+}
+
 /// A [`Pusher`] for an image on lazy bases: when a push fails while some
 /// blob of the image is not stored (a base layer left in its registry that
 /// the registry did not mount, e.g. a base resolved through a mirror), the

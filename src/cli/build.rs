@@ -415,6 +415,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .clone()
         .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
         .unwrap_or_default();
+    // With a cache whose hits stay in its registry, every base there may
+    // stay too until a step reads it (then it is fetched).
+    if let Some(home) =
+        super::cache_io::lazy_home(&args, push_hosts.as_deref()).filter(|_| !args.no_cache)
+    {
+        lazy_bases.extend(rbuild::build::bases_on(&plan, &home));
+    }
     lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
     let lazy_list: Vec<String> = lazy_bases.iter().cloned().collect();
     let resolver = images.clone();

@@ -27,7 +27,7 @@ pub fn import(
     }
     let (mut imported, warnings) =
         rbuild::remote_cache::import(store, &args.cache_from, registry, &opts.target_platform);
-    let lazy = stays_remote(args, push_hosts) && (oci || !imported.holds_zstd());
+    let lazy = lazy_home(args, push_hosts).is_some() && (oci || !imported.holds_zstd());
     imported.set_lazy(lazy);
     for w in warnings {
         eprintln!("warning: {w}");
@@ -38,11 +38,11 @@ pub fn import(
     Some(Arc::new(imported))
 }
 
-/// Whether hits may leave their layers in the caches' registry (BuildKit's
-/// lazy refs): every output is a push, and every push and every
-/// `--cache-to` (gzip) goes to the one registry all registry caches come
-/// from, so each layer is mounted there rather than downloaded.
-fn stays_remote(args: &BuildArgs, push_hosts: Option<&[String]>) -> bool {
+/// The registry where hits may leave their layers (BuildKit's lazy refs),
+/// if any: every output is a push, and every push and every `--cache-to`
+/// (gzip) goes to the one registry all registry caches come from, so each
+/// layer is mounted there rather than downloaded.
+pub fn lazy_home(args: &BuildArgs, push_hosts: Option<&[String]>) -> Option<String> {
     use rbuild::remote_cache::CacheTarget;
     let host = |r: &str| {
         rbuild::registry::Reference::parse(r)
@@ -58,7 +58,7 @@ fn stays_remote(args: &BuildArgs, push_hosts: Option<&[String]>) -> bool {
         })
         .collect();
     let Some(Some(home)) = from.first().cloned() else {
-        return false;
+        return None;
     };
     let pushes = push_hosts.is_some_and(|h| !h.is_empty() && h.iter().all(|x| *x == home));
     let exports = args.cache_to.iter().all(|t| match &t.target {
@@ -68,7 +68,8 @@ fn stays_remote(args: &BuildArgs, push_hosts: Option<&[String]>) -> bool {
         CacheTarget::Inline => true,
         CacheTarget::Local(_) => false,
     });
-    pushes && exports && from.iter().all(|h| h.as_deref() == Some(home.as_str()))
+    let same = from.iter().all(|h| h.as_deref() == Some(home.as_str()));
+    (pushes && exports && same).then_some(home)
 }
 
 /// Export to every `--cache-to`; false when one failed without `ignore-error`.

@@ -10,12 +10,6 @@ use crate::ops::op::view_of;
 use crate::ops::{OpError, StageResult};
 
 impl Shared {
-    /// Whether hits of the imported caches stay in their registry (then
-    /// bases are loaded lazily too, and fetched when read).
-    pub(super) fn imported_lazy(&self) -> bool {
-        !self.req.no_cache && self.req.imported.as_ref().is_some_and(|i| i.keeps_remote())
-    }
-
     /// The image a stage starts from, through the stages it is built on.
     pub(super) fn base_image_of(&self, mut si: usize) -> Option<&str> {
         for _ in 0..=self.req.plan.stages.len() {

@@ -107,7 +107,7 @@ impl Shared {
         if let Some(r) = self.images.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(r);
         }
-        let loaded = if self.req.lazy_bases.contains(name) || self.imported_lazy() {
+        let loaded = if self.req.lazy_bases.contains(name) {
             self.req.images.load_lazy(name)?
         } else {
             self.req.images.load(name)?

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 mod lazy;
 mod multi;
-pub use lazy::{LazyFallback, blobs_fit, lazy_bases};
+pub use lazy::{LazyFallback, bases_on, blobs_fit, lazy_bases};
 pub use multi::{MultiOutcome, check_outputs, finish_multi};
 
 /// Errors of a build after lowering.

@@ -317,6 +317,45 @@ fn bad_caches_are_warnings_and_never_give_a_wrong_layer() {
         "{log}"
     );
 
+    // A wrong password for the cache's registry: the import is a warning
+    // saying the credentials were refused and the build runs; the export
+    // is an error saying so (a warning with ignore-error=true).
+    let w = isolated();
+    let auth = |u: &str| base64(u.as_bytes());
+    std::fs::write(
+        w.path("docker-config/config.json"),
+        format!(
+            "{{\"auths\":{{\"{host}\":{{\"auth\":\"{}\"}},\"{}\":{{\"auth\":\"{}\"}}}}}}",
+            auth(&format!("{}:{}", USER.0, USER.1)),
+            other.host(),
+            auth(&format!("{}:wrong", USER.0)),
+        ),
+    )
+    .unwrap();
+    let ctx_w = project(&w, "w", &host, "hello\n");
+    let wrong = format!("type=registry,ref={}/cache/app:w", other.host());
+    let log = ok(&w, &["--cache-from", &wrong], &ctx_w);
+    assert!(
+        log.contains("warning: --cache-from") && log.contains("refused"),
+        "{log}"
+    );
+    let (success, log) = rbuild(&w, &["--cache-to", &wrong], &ctx_w);
+    assert!(!success, "{log}");
+    assert!(
+        log.contains("error: exporting cache to") && log.contains("refused"),
+        "{log}"
+    );
+    let (success, log) = rbuild(
+        &w,
+        &["--cache-to", &format!("{wrong},ignore-error=true")],
+        &ctx_w,
+    );
+    assert!(success, "{log}");
+    assert!(
+        log.contains("warning: exporting cache to") && log.contains("refused"),
+        "{log}"
+    );
+
     // A cache whose layer blobs were altered in the registry: the blobs are
     // rejected, the steps run, and the image is the one built from source.
     let cache = format!("{host}/cache/app:buildcache");

@@ -52,6 +52,21 @@ pub fn lazy_bases(
     lazy
 }
 
+/// The images that stages of `plan` start from and that live on `host`.
+pub fn bases_on(plan: &crate::frontend::lower::BuildPlan, host: &str) -> Vec<String> {
+    use crate::ops::Source;
+    plan.order
+        .iter()
+        .filter_map(|i| plan.stages.get(*i))
+        .filter_map(|st| match &st.base {
+            Source::Image(n) => Some(n),
+            _ => None,
+        })
+        .filter(|n| crate::registry::Reference::parse(n).is_ok_and(|r| r.domain() == host))
+        .cloned()
+        .collect()
+}
+
 /// A [`Pusher`] for an image on lazy bases: when a push fails while some
 /// blob of the image is not stored (a base layer left in its registry that
 /// the registry did not mount, e.g. a base resolved through a mirror), the
@@ -64,6 +79,8 @@ pub struct LazyFallback<'a> {
     pub images: Arc<Resolver>,
     /// The bases loaded lazily.
     pub bases: Vec<String>,
+    /// Imported caches whose layers a build may have left in their registry.
+    pub imported: Option<Arc<dyn crate::remote_cache::ImportedCache>>,
     /// Told why the bases are downloaded, before they are.
     pub notify: &'a dyn Fn(&str),
 }
@@ -78,13 +95,26 @@ impl Pusher for LazyFallback<'_> {
     ) -> Result<(), String> {
         let first = self.inner.push(store, manifest, names, insecure);
         let Err(err) = first else { return Ok(()) };
-        if self.bases.is_empty() || missing_blobs(store, manifest).is_empty() {
+        let lazy_import = self.imported.as_ref().filter(|i| i.keeps_remote());
+        if (self.bases.is_empty() && lazy_import.is_none())
+            || missing_blobs(store, manifest).is_empty()
+        {
             return Err(err);
         }
-        (self.notify)(&format!(
-            "the push needs base layers left in their registry ({err}); downloading {}",
-            self.bases.join(", ")
-        ));
+        if let Some(imported) = lazy_import {
+            (self.notify)(&format!(
+                "the push needs layers left in the imported cache's registry ({err}); downloading them"
+            ));
+            imported
+                .fetch_blobs(store, &missing_blobs(store, manifest))
+                .map_err(|e| format!("{err}; downloading them failed too: {e}"))?;
+        }
+        if !self.bases.is_empty() {
+            (self.notify)(&format!(
+                "the push needs base layers left in their registry ({err}); downloading {}",
+                self.bases.join(", ")
+            ));
+        }
         for b in &self.bases {
             self.images
                 .load(b)

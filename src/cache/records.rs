@@ -57,6 +57,15 @@ impl Store {
         (rec.key == *key && complete).then_some(rec)
     }
 
+    /// The record of `key` even when its layers' files are not all stored
+    /// (a step taken from an imported cache whose layers stayed in its
+    /// registry): for exporters, which reference such layers' blobs.
+    pub fn record_for_export(&self, key: &Digest) -> Option<CacheRecord> {
+        let data = fs::read(self.record_path(key)).ok()?;
+        let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
+        (rec.key == *key).then_some(rec)
+    }
+
     /// Store a record (after its snapshots are in place).
     pub fn put_record(&self, rec: &CacheRecord) -> Result<()> {
         write_atomic(

@@ -87,7 +87,7 @@ pub struct BuildArgs {
     #[arg(long = "allow", value_parser = parse_entitlement)]
     pub allow: Vec<String>,
     /// Export the build cache (`type=registry,ref=REG/NAME:TAG[,mode=min|max]
-    /// [,compression=gzip|zstd][,ignore-error=true]`, `type=local,dest=DIR`).
+    /// [,compression=gzip|zstd][,ignore-error=true]`, `type=local,dest=DIR`, `type=inline`).
     #[arg(long = "cache-to", value_parser = parse_cache_to)]
     pub cache_to: Vec<CacheTo>,
     /// Import a build cache (`type=registry,ref=...`, `type=local,src=DIR`,
@@ -416,8 +416,16 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     };
     let oci = outputs.iter().all(|o| o.media_types == MediaTypes::Oci);
     let mut lazy_bases = push_hosts
+        .clone()
         .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
         .unwrap_or_default();
+    // With a cache whose hits stay in its registry, every base there may
+    // stay too until a step reads it (then it is fetched).
+    if let Some(home) =
+        super::cache_io::lazy_home(&args, push_hosts.as_deref()).filter(|_| !args.no_cache)
+    {
+        lazy_bases.extend(rbuild::build::bases_on(&plan, &home));
+    }
     lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
     let lazy_list: Vec<String> = lazy_bases.iter().cloned().collect();
     let resolver = images.clone();
@@ -429,7 +437,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(&store.root().join("statcache")),
     )?);
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
-    let imported = super::cache_io::import(&store, &args, &registry, &opts, mode);
+    let imported = super::cache_io::import(
+        &store,
+        &args,
+        &registry,
+        &opts,
+        (push_hosts.as_deref(), oci),
+        mode,
+    );
     let final_stage = plan.target;
     let req = BuildRequest {
         plan,
@@ -446,7 +461,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         explain: args.explain,
         lazy_bases,
-        imported,
+        imported: imported.clone(),
         multi: None,
         explicit_platform: !platforms.is_empty(),
     };
@@ -471,6 +486,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         inner: &pusher,
         images: resolver,
         bases: lazy_list,
+        imported,
         notify: &notify,
     };
     let out = Outputs {
@@ -494,13 +510,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             unused_args.join(" ")
         );
     }
-    let solved = match solved {
+    let mut solved = match solved {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    super::cache_io::add_inline(&store, &args, &mut solved, final_stage, mode);
     let outcome = finish(&store, solved, &out)?;
     report(&args, &outcome)?;
     if !super::cache_io::export(&store, &args, &outcome, final_stage, &registry, mode) {

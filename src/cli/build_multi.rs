@@ -157,7 +157,7 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
         build_id: format!("{}|{}", context.root().display(), dockerfile_path.display()),
         context,
         locks: Arc::default(),
-        imported: super::cache_io::import(&store, args, &registry, &first_opts, mode),
+        imported: super::cache_io::import(&store, args, &registry, &first_opts, (None, true), mode),
     };
     let Some((mut reqs, linter, unused_args)) =
         requests(args, src, &platforms, &first, &common, mode)?

@@ -12,18 +12,23 @@ use rbuild::remote_cache::ImportedCache;
 use std::sync::Arc;
 
 /// Import the `--cache-from` caches (None when there are none).
+/// `push_hosts`: the registries pushed to when every output is a push;
+/// `oci`: whether the outputs use OCI media types.
 pub fn import(
     store: &Arc<Store>,
     args: &BuildArgs,
     registry: &RegistryOptions,
     opts: &BuildOptions,
+    (push_hosts, oci): (Option<&[String]>, bool),
     mode: Mode,
 ) -> Option<Arc<dyn ImportedCache>> {
     if args.cache_from.is_empty() || args.no_cache {
         return None;
     }
-    let (imported, warnings) =
+    let (mut imported, warnings) =
         rbuild::remote_cache::import(store, &args.cache_from, registry, &opts.target_platform);
+    let lazy = lazy_home(args, push_hosts).is_some() && (oci || !imported.holds_zstd());
+    imported.set_lazy(lazy);
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -31,6 +36,40 @@ pub fn import(
         eprintln!("imported {} cache records", imported.len());
     }
     Some(Arc::new(imported))
+}
+
+/// The registry where hits may leave their layers (BuildKit's lazy refs),
+/// if any: every output is a push, and every push and every `--cache-to`
+/// (gzip) goes to the one registry all registry caches come from, so each
+/// layer is mounted there rather than downloaded.
+pub fn lazy_home(args: &BuildArgs, push_hosts: Option<&[String]>) -> Option<String> {
+    use rbuild::remote_cache::CacheTarget;
+    let host = |r: &str| {
+        rbuild::registry::Reference::parse(r)
+            .ok()
+            .map(|r| r.domain().to_string())
+    };
+    let from: Vec<Option<String>> = args
+        .cache_from
+        .iter()
+        .filter_map(|f| match &f.target {
+            CacheTarget::Registry(r) => Some(host(r)),
+            CacheTarget::Local(_) | CacheTarget::Inline => None,
+        })
+        .collect();
+    let Some(Some(home)) = from.first().cloned() else {
+        return None;
+    };
+    let pushes = push_hosts.is_some_and(|h| !h.is_empty() && h.iter().all(|x| *x == home));
+    let exports = args.cache_to.iter().all(|t| match &t.target {
+        CacheTarget::Registry(r) => {
+            host(r).as_deref() == Some(home.as_str()) && t.compression.name() == "gzip"
+        }
+        CacheTarget::Inline => true,
+        CacheTarget::Local(_) => false,
+    });
+    let same = from.iter().all(|h| h.as_deref() == Some(home.as_str()));
+    (pushes && exports && same).then_some(home)
 }
 
 /// Export to every `--cache-to`; false when one failed without `ignore-error`.
@@ -44,6 +83,9 @@ pub fn export(
 ) -> bool {
     let mut ok = true;
     for to in &args.cache_to {
+        if to.target == rbuild::remote_cache::CacheTarget::Inline {
+            continue; // written into the image's config (see `add_inline`)
+        }
         match rbuild::remote_cache::export(store, &outcome.result.steps, final_stage, to, registry)
         {
             Ok(s) => {
@@ -73,4 +115,36 @@ pub fn export(
         }
     }
     ok
+}
+
+/// With `--cache-to type=inline`: the final stage's cache records put in
+/// the image's config (`mode=max` is not possible inline, as in BuildKit).
+pub fn add_inline(
+    store: &Store,
+    args: &BuildArgs,
+    solved: &mut rbuild::solver::BuildResult,
+    final_stage: usize,
+    mode: Mode,
+) {
+    use rbuild::remote_cache::{CacheMode, CacheTarget};
+    let Some(to) = args
+        .cache_to
+        .iter()
+        .find(|t| t.target == CacheTarget::Inline)
+    else {
+        return;
+    };
+    if to.mode == CacheMode::Max {
+        eprintln!("warning: --cache-to type=inline holds the final stage only (mode=min)");
+    }
+    let (value, n) = rbuild::remote_cache::inline::inline_cache(
+        store,
+        &solved.steps,
+        final_stage,
+        &solved.state.layers,
+    );
+    solved.state.config.inline_cache = Some(value);
+    if mode != Mode::Quiet {
+        eprintln!("inline cache: {n} records in the image's config");
+    }
 }

@@ -198,6 +198,15 @@ pub struct ImageConfig {
     /// History.
     #[serde(default, deserialize_with = "null_default")]
     pub history: Vec<History>,
+    /// `--cache-to type=inline`: the build cache's records, kept in the
+    /// pushed image's config (see docs/cache-format.md). Never inherited:
+    /// the solver drops it from a base's config.
+    #[serde(
+        rename = "rbuild.inline-cache.v1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inline_cache: Option<serde_json::Value>,
 }
 
 impl ImageConfig {
@@ -215,6 +224,7 @@ impl ImageConfig {
                 diff_ids: Vec::new(),
             },
             history: Vec::new(),
+            inline_cache: None,
         }
     }
 

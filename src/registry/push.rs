@@ -256,7 +256,7 @@ async fn push_manifest(
     })
 }
 
-/// Blob → other repositories of the target's registry that have it: the
+/// Blob → repositories of the target's registry that have it: the
 /// layers and configs of stored images pulled from there (for
 /// cross-repository mounts).
 fn mount_sources(store: &Store, target: &Reference) -> BTreeMap<Digest, Vec<String>> {
@@ -266,7 +266,10 @@ fn mount_sources(store: &Store, target: &Reference) -> BTreeMap<Digest, Vec<Stri
             continue;
         };
         let Some(m) = entry.manifest else { continue };
-        if r.domain() != target.domain() || r.path() == target.path() {
+        // The target's own repository is kept too: a blob not stored may
+        // already be there (an image's inline cache taken by a build that
+        // pushes to the same repository), which the HEAD check finds.
+        if r.domain() != target.domain() {
             continue;
         }
         let Some(v) = store

@@ -37,10 +37,13 @@ pub fn export(
     to: &CacheTo,
     registry: &RegistryOptions,
 ) -> Result<ExportSummary, RemoteCacheError> {
-    let chosen: Vec<&StepKey> = steps
+    let mut chosen: Vec<&StepKey> = steps
         .iter()
         .filter(|s| to.mode == CacheMode::Max || s.stage == final_stage)
         .collect();
+    // Stages run in parallel: their steps in plan order, so that the same
+    // build exports the same cache (a stable sort keeps each stage's order).
+    chosen.sort_by_key(|s| s.stage);
     let config = cache_config(store, &chosen, to)?;
     let config_bytes = serde_json::to_vec(&config).expect("serialise cache config");
     let (cd, cs) = store.put_blob(&config_bytes)?;
@@ -60,6 +63,11 @@ pub fn export(
         CacheTarget::Local(dir) => {
             write_layout(store, dir, &config, &manifest)?;
             None
+        }
+        CacheTarget::Inline => {
+            return Err(RemoteCacheError::Format(
+                "an inline cache is written into the image's config, not exported".into(),
+            ));
         }
     };
     Ok(ExportSummary {
@@ -100,7 +108,7 @@ fn cache_config(
             config: None,
         };
         if s.makes_layer {
-            let Some(rec) = store.get_record(&s.key) else {
+            let Some(rec) = store.record_for_export(&s.key) else {
                 continue; // pruned meanwhile: nothing to export
             };
             for l in &rec.layers {

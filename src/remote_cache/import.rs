@@ -3,7 +3,7 @@
 //! skipped). A step found in one is not run; its layers are fetched when
 //! the solver takes the hit, every blob verified against its digest.
 
-use super::format::{CacheConfig, CacheEntry, config_of_manifest};
+use super::format::{CacheConfig, CacheEntry, CacheLayer, config_of_manifest};
 use super::{CacheFrom, CacheTarget, ImportHit, ImportedCache, RemoteCacheError, io_err};
 use crate::cache::{LayerRef, Store};
 use crate::digest::Digest;
@@ -33,7 +33,11 @@ pub struct Imported {
     sources: Vec<Source>,
     /// key → (source, record) (the first `--cache-from` that has it).
     index: HashMap<Digest, (usize, usize)>,
+    /// diff_id → (source, layer) (the first `--cache-from` that has it).
+    layers: HashMap<Digest, (usize, usize)>,
     registry: RegistryOptions,
+    /// Hits leave their layers in the registry ([`ImportedCache::keeps_remote`]).
+    lazy: bool,
 }
 
 impl Imported {
@@ -45,6 +49,21 @@ impl Imported {
     /// Whether nothing was imported.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Let hits leave their layers in the cache's registry (the caller
+    /// knows that every output is a push able to mount them there).
+    pub fn set_lazy(&mut self, lazy: bool) {
+        self.lazy = lazy;
+    }
+
+    /// Whether some imported layer is zstd-compressed (such a layer has
+    /// no Docker media type, so it cannot be pushed as it is under those).
+    pub fn holds_zstd(&self) -> bool {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.config.layers)
+            .any(|l| l.media_type.ends_with("zstd"))
     }
 }
 
@@ -58,7 +77,9 @@ pub fn import(
     let mut imported = Imported {
         sources: Vec::new(),
         index: HashMap::new(),
+        layers: HashMap::new(),
         registry: registry.clone(),
+        lazy: false,
     };
     let mut warnings = Vec::new();
     for f in from {
@@ -68,6 +89,9 @@ pub fn import(
                 let si = imported.sources.len();
                 for (ri, r) in config.records.iter().enumerate() {
                     imported.index.entry(r.key).or_insert((si, ri));
+                }
+                for (li, l) in config.layers.iter().enumerate() {
+                    imported.layers.entry(l.diff_id).or_insert((si, li));
                 }
                 imported.sources.push(Source {
                     name,
@@ -97,9 +121,18 @@ fn open(
             })?;
             // Manifest and config only: the layers stay in the registry.
             let pulled = crate::registry::pull_lazy(store, &reference, registry, platform)?;
+            // Named in the store, so that a push to its registry mounts
+            // the cache's layers from its repository.
+            store.tag_pulled(&reference.to_string(), pulled.config, pulled.manifest)?;
             let manifest = store.read_blob(&pulled.manifest)?;
-            let (config, _) = config_of_manifest(&manifest)?;
-            let config = CacheConfig::parse(&store.read_blob(&config)?)?;
+            let config = match config_of_manifest(&manifest) {
+                Ok((config, _)) => CacheConfig::parse(&store.read_blob(&config)?)?,
+                // An image: its inline cache, if it has one.
+                Err(e) => {
+                    let image_config = store.read_blob(&pulled.config)?;
+                    super::inline::from_image(&manifest, &image_config)?.ok_or(e)?
+                }
+            };
             let pinned = format!("{}@{}", reference.name(), pulled.manifest);
             let pinned = Reference::parse(&pinned).map_err(|e| RemoteCacheError::Spec {
                 flag: "--cache-from",
@@ -136,6 +169,9 @@ fn open(
             let config = CacheConfig::parse(&read_verified(dir, &config)?)?;
             Ok((Origin::Local(dir.clone()), config))
         }
+        CacheTarget::Inline => Err(RemoteCacheError::Format(
+            "an inline cache is read from its image's reference".into(),
+        )),
     }
 }
 
@@ -153,40 +189,27 @@ fn read_verified(dir: &std::path::Path, d: &Digest) -> Result<Vec<u8>, RemoteCac
 }
 
 impl Imported {
-    /// Fetch the layers of `rec` that the store lacks into snapshots.
-    fn materialize(
+    /// The layers of `rec`: fetched into snapshots when the store lacks
+    /// them, unless hits stay lazy and `src` is a registry (then recorded
+    /// as left there, as a lazily pulled base's).
+    fn layers_of(
         &self,
         store: &Arc<Store>,
         src: &Source,
         rec: &CacheEntry,
     ) -> Result<Vec<LayerRef>, RemoteCacheError> {
+        let remote = self.lazy && matches!(src.origin, Origin::Registry(_));
         let mut out = Vec::new();
         for &i in &rec.layers {
             let l = &src.config.layers[i];
-            if !store.has_snapshot(&l.diff_id) {
-                if !store.has_blob(&l.digest) {
-                    self.fetch_blob(store, src, &l.digest)?;
-                }
-                let path = store.blob_path(&l.digest);
-                let f = std::fs::File::open(&path).map_err(io_err("opening", &path))?;
-                crate::image::source::unpack_reader(
-                    store,
-                    std::io::BufReader::new(f),
-                    &l.media_type,
-                    &l.diff_id,
-                    l.digest,
-                )
-                .map_err(|e| RemoteCacheError::Format(format!("layer {}: {e}", l.digest)))?;
-            }
-            let comp = if l.media_type.ends_with("zstd") {
-                "zstd"
-            } else if l.media_type.ends_with("gzip") {
-                "gzip"
-            } else {
-                "uncompressed"
-            };
-            if store.has_blob(&l.digest) {
-                store.add_layer_blob(&l.diff_id, comp, (l.digest, l.size))?;
+            if !remote {
+                self.local_layer(store, src, l)?;
+            } else if !store.has_snapshot(&l.diff_id)
+                && !store.has_blob(&l.digest)
+                && !crate::registry::lazy::is_remote(store, &l.diff_id, &l.digest)
+            {
+                store.add_layer_blob(&l.diff_id, compression(l), (l.digest, l.size))?;
+                crate::registry::lazy::record(store, &l.diff_id, &l.digest)?;
             }
             out.push(LayerRef {
                 diff_id: l.diff_id,
@@ -194,6 +217,34 @@ impl Imported {
             });
         }
         Ok(out)
+    }
+
+    /// Make sure the layer `l` of `src` has its snapshot in the store.
+    fn local_layer(
+        &self,
+        store: &Arc<Store>,
+        src: &Source,
+        l: &CacheLayer,
+    ) -> Result<(), RemoteCacheError> {
+        if !store.has_snapshot(&l.diff_id) {
+            if !store.has_blob(&l.digest) {
+                self.fetch_blob(store, src, &l.digest)?;
+            }
+            let path = store.blob_path(&l.digest);
+            let f = std::fs::File::open(&path).map_err(io_err("opening", &path))?;
+            crate::image::source::unpack_reader(
+                store,
+                std::io::BufReader::new(f),
+                &l.media_type,
+                &l.diff_id,
+                l.digest,
+            )
+            .map_err(|e| RemoteCacheError::Format(format!("layer {}: {e}", l.digest)))?;
+        }
+        if store.has_blob(&l.digest) {
+            store.add_layer_blob(&l.diff_id, compression(l), (l.digest, l.size))?;
+        }
+        Ok(())
     }
 
     /// Get one blob of `src` into the store, verified against its digest.
@@ -233,6 +284,17 @@ impl Imported {
     }
 }
 
+/// The store's name for a cache layer's compression.
+fn compression(l: &CacheLayer) -> &'static str {
+    if l.media_type.ends_with("zstd") {
+        "zstd"
+    } else if l.media_type.ends_with("gzip") {
+        "gzip"
+    } else {
+        "uncompressed"
+    }
+}
+
 impl ImportedCache for Imported {
     fn find(&self, store: &Arc<Store>, key: &Digest) -> Result<Option<ImportHit>, String> {
         let Some(&(si, ri)) = self.index.get(key) else {
@@ -244,7 +306,7 @@ impl ImportedCache for Imported {
             return Ok(None);
         };
         let layers = self
-            .materialize(store, src, rec)
+            .layers_of(store, src, rec)
             .map_err(|e| format!("imported cache {}: {e}", src.name))?;
         Ok(Some(ImportHit {
             layers,
@@ -256,5 +318,48 @@ impl ImportedCache for Imported {
     fn knows(&self, key: &Digest) -> Option<String> {
         let &(si, _) = self.index.get(key)?;
         Some(self.sources[si].name.clone())
+    }
+
+    fn keeps_remote(&self) -> bool {
+        self.lazy
+    }
+
+    fn materialize(
+        &self,
+        store: &Arc<Store>,
+        layers: &[LayerRef],
+    ) -> Result<Vec<LayerRef>, String> {
+        let mut out = layers.to_vec();
+        for l in &mut out {
+            let Some(&(si, li)) = self.layers.get(&l.diff_id) else {
+                continue;
+            };
+            let src = &self.sources[si];
+            let cl = &src.config.layers[li];
+            if !store.has_snapshot(&l.diff_id) {
+                self.local_layer(store, src, cl)
+                    .map_err(|e| format!("imported cache {}: {e}", src.name))?;
+            }
+            if l.size == 0 {
+                l.size = cl.diff_size;
+            }
+        }
+        Ok(out)
+    }
+
+    fn fetch_blobs(&self, store: &Arc<Store>, blobs: &[Digest]) -> Result<usize, String> {
+        let mut n = 0;
+        for d in blobs.iter().filter(|d| !store.has_blob(d)) {
+            let found = self
+                .sources
+                .iter()
+                .find(|s| s.config.layers.iter().any(|l| l.digest == *d));
+            if let Some(src) = found {
+                self.fetch_blob(store, src, d)
+                    .map_err(|e| format!("imported cache {}: {e}", src.name))?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -6,6 +6,7 @@
 pub mod export;
 pub mod format;
 pub mod import;
+pub mod inline;
 mod spec;
 
 pub use export::{ExportSummary, export};
@@ -101,4 +102,26 @@ pub trait ImportedCache: Send + Sync {
 
     /// Which imported cache, if any, holds the key of a config-only step.
     fn knows(&self, key: &Digest) -> Option<String>;
+
+    /// Whether a hit leaves its layers in the cache's registry (BuildKit's
+    /// lazy refs): the build's outputs are pushes that can mount them
+    /// there. Else a hit fetches its layers at once.
+    fn keeps_remote(&self) -> bool;
+
+    /// Get the files of those `layers` that are not stored yet and that
+    /// an imported cache holds (a layer left in its registry by a hit,
+    /// needed now by a step that reads it); the layers, with their sizes.
+    fn materialize(
+        &self,
+        store: &Arc<crate::cache::Store>,
+        layers: &[LayerRef],
+    ) -> Result<Vec<LayerRef>, String>;
+
+    /// Download those compressed `blobs` that an imported cache holds (a
+    /// push whose registry would not mount them); how many were fetched.
+    fn fetch_blobs(
+        &self,
+        store: &Arc<crate::cache::Store>,
+        blobs: &[Digest],
+    ) -> Result<usize, String>;
 }

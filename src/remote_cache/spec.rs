@@ -21,6 +21,8 @@ pub enum CacheTarget {
     Registry(String),
     /// An OCI layout directory (`dest=` / `src=`).
     Local(PathBuf),
+    /// `--cache-to type=inline`: in the pushed image's config.
+    Inline,
 }
 
 /// One `--cache-to`.
@@ -49,6 +51,7 @@ impl CacheTarget {
         match self {
             CacheTarget::Registry(r) => r.clone(),
             CacheTarget::Local(p) => format!("local:{}", p.display()),
+            CacheTarget::Inline => "inline".into(),
         }
     }
 }
@@ -89,8 +92,13 @@ fn target(
         "local" => get(path_key)
             .map(|p| CacheTarget::Local(PathBuf::from(p)))
             .ok_or_else(|| bad(format!("type=local needs {path_key}=DIR"))),
+        "inline" if flag == "--cache-to" => Ok(CacheTarget::Inline),
+        "inline" => Err(bad(
+            "an inline cache is read from its image: --cache-from REF or type=registry,ref=REF"
+                .into(),
+        )),
         other => Err(bad(format!(
-            "unsupported cache type {other:?} (registry or local)"
+            "unsupported cache type {other:?} (registry, local or inline)"
         ))),
     }
 }
@@ -178,6 +186,11 @@ mod tests {
         assert_eq!(l.target, CacheTarget::Local("/tmp/c".into()));
         assert_eq!(l.mode, CacheMode::Min);
         assert!(parse_cache_to("type=local").is_err());
+        assert_eq!(
+            parse_cache_to("type=inline").unwrap().target,
+            CacheTarget::Inline
+        );
+        assert!(parse_cache_from("type=inline").is_err());
         assert!(parse_cache_to("type=s3,ref=x").is_err());
         assert!(parse_cache_to("type=registry,ref=a/b,mode=all").is_err());
         assert_eq!(

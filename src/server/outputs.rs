@@ -26,7 +26,7 @@ pub fn check(name: &str, value: &str) -> Option<Result<(), String>> {
                 parse_cache_from(value).map(|c| c.target)
             };
             match target {
-                Ok(CacheTarget::Registry(_)) => Ok(()),
+                Ok(CacheTarget::Registry(_) | CacheTarget::Inline) => Ok(()),
                 Ok(CacheTarget::Local(_)) => Err(format!(
                     "{name} {value}: a local cache directory would be on the server; \
                      use a registry cache (type=registry) with --server"

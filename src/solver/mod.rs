@@ -6,6 +6,7 @@
 
 pub mod def_diff;
 pub mod keys;
+mod materialize;
 pub mod platforms;
 pub mod proxy;
 mod schedule;

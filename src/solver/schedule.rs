@@ -23,7 +23,7 @@ use std::sync::{Condvar, Mutex};
 pub struct Shared {
     pub(super) store: std::sync::Arc<Store>,
     pub(super) req: BuildRequest,
-    progress: Progress,
+    pub(super) progress: Progress,
     /// Finished stages: their result, or None when they failed.
     results: Mutex<HashMap<usize, Option<StageResult>>>,
     done: Condvar,
@@ -128,6 +128,9 @@ impl Shared {
         } else {
             images.load(name)?
         };
+        let mut loaded = loaded;
+        // A base's inline cache is its own, not its children's.
+        loaded.state.config.inline_cache = None;
         let mut h = KeyHasher::new();
         h.part("image").part(loaded.manifest.to_string());
         let view = view_of(&self.store, &loaded.state);
@@ -245,8 +248,18 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         id: from.id,
         seconds: t0.elapsed().as_secs_f64(),
     });
-    let stage_fn = |i: usize| sh.wait_stage(i);
-    let image_fn = |n: &str| sh.image(n);
+    // What another stage or image gives a step is read: its layers left
+    // in a registry are fetched first.
+    let stage_fn = |i: usize| {
+        let r = sh.wait_stage(i)?;
+        sh.local(r, sh.base_image_of(i))
+            .map_err(|e| {
+                let line = format!("error: stage {i}: {e}");
+                sh.progress.send(Event::Log { id: from.id, line });
+            })
+            .ok()
+    };
+    let image_fn = |n: &str| sh.local(sh.image(n)?, Some(n));
     let proxies = super::proxy::proxy_env(&req.build_args);
     let hostname = req
         .build_args
@@ -310,7 +323,7 @@ fn run_op(
     // its record from the store.
     let slot = sh.req.multi.as_ref().map(|m| m.locks.slot(&key));
     let _running = slot.as_ref().and_then(|s| s.lock().ok());
-    let mut r = run_layer_op(sh, env, cur, op, map, (step_id, key), vid)?;
+    let mut r = run_layer_op(sh, env, cur, op, map, (si, step_id, key), vid)?;
     if let Some(m) = &sh.req.multi {
         m.locks.mark(&key);
     }
@@ -325,7 +338,7 @@ fn run_layer_op(
     cur: &StageResult,
     op: &dyn Op,
     map: crate::ops::CacheMap,
-    (step_id, key): (&str, Digest),
+    (si, step_id, key): (usize, &str, Digest),
     vid: usize,
 ) -> Result<StageResult, SolveError> {
     let shared = sh.req.multi.as_ref().is_some_and(|m| m.locks.ran(&key));
@@ -360,6 +373,13 @@ fn run_layer_op(
         }
         None => sh.explain_first(vid),
     }
+    let local;
+    let cur = if op.reads_parent_files() {
+        local = sh.local(cur.clone(), sh.base_image_of(si))?;
+        &local
+    } else {
+        cur
+    };
     let state = exec(sh, env, cur, op, map, previous.as_ref(), &key, vid)?;
     sh.store.put_record(&CacheRecord {
         key,

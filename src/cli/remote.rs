@@ -20,15 +20,16 @@ use std::process::ExitCode;
 /// The flags passed on to the server's build, as `--name=value`; paths
 /// are placeholders for the files the server sends back ([`Dest`]).
 fn wire_args(a: &BuildArgs) -> Result<(Vec<String>, HashMap<String, Dest>)> {
-    if a.load {
-        bail!(
-            "--load is not supported with --server (the server has no access to this Docker engine)"
-        );
-    }
     let mut slots = HashMap::new();
     let mut v = Vec::new();
     for (i, o) in a.outputs.iter().enumerate() {
         v.push(format!("--output={}", output_arg(o, i, &mut slots)?));
+    }
+    if a.load {
+        // A Docker archive sent back and loaded into this machine's engine.
+        let i = a.outputs.len();
+        slots.insert(i.to_string(), Dest::Engine);
+        v.push(format!("--output=type=docker,dest=@{i}"));
     }
     if let Some(f) = &a.iidfile {
         slots.insert("iid".into(), Dest::File(f.clone()));
@@ -85,6 +86,11 @@ fn wire_args(a: &BuildArgs) -> Result<(Vec<String>, HashMap<String, Dest>)> {
 /// One `--output` with its destination replaced by the placeholder `@i`.
 fn output_arg(o: &str, i: usize, slots: &mut HashMap<String, Dest>) -> Result<String> {
     let spec = rbuild::export::parse_output(o).with_context(|| format!("--output {o}"))?;
+    if spec.kind == OutputType::DockerArchive && spec.dest.is_none() {
+        // Into this machine's Docker engine.
+        slots.insert(i.to_string(), Dest::Engine);
+        return Ok(format!("{o},dest=@{i}"));
+    }
     let Some(dest) = spec.dest else {
         return Ok(o.to_string());
     };
@@ -279,6 +285,8 @@ pub fn run(args: &BuildArgs, addr: &str) -> Result<ExitCode> {
         eprintln!("{l}");
     }
     let code = result?;
-    receiver.finish()?;
+    for note in receiver.finish()? {
+        eprintln!("{note}");
+    }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

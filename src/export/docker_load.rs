@@ -182,6 +182,32 @@ pub fn load_into_engine(
     store: &Store,
     images: &[ArchiveImage],
 ) -> Result<Vec<String>, ExportError> {
+    send_to_engine(|body| {
+        write_archive(
+            store,
+            images,
+            ArchiveFormat::Docker,
+            body,
+            Path::new("docker engine"),
+        )
+    })
+}
+
+/// Stream a Docker archive already written (one a build server sent back
+/// for `--load`) into the engine; returns its messages.
+pub fn load_archive_into_engine(mut archive: impl Read) -> Result<Vec<String>, ExportError> {
+    send_to_engine(|mut body| {
+        io::copy(&mut archive, &mut body).map_err(|err| engine_err("docker engine", err))?;
+        Ok(body)
+    })
+}
+
+type Body<'a> = BufWriter<Chunked<&'a mut Box<dyn Conn>>>;
+
+/// POST /images/load with the body `write` makes.
+fn send_to_engine(
+    write: impl FnOnce(Body<'_>) -> Result<Body<'_>, ExportError>,
+) -> Result<Vec<String>, ExportError> {
     let endpoint = find_engine()?;
     let mut conn = connect(&endpoint)?;
     let request = "POST /images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: rbuild\r\n\
@@ -190,13 +216,7 @@ pub fn load_into_engine(
         conn.write_all(request.as_bytes())
             .map_err(|err| engine_err(&endpoint, err))?;
         let body = BufWriter::with_capacity(1 << 20, Chunked(&mut conn));
-        let mut body = write_archive(
-            store,
-            images,
-            ArchiveFormat::Docker,
-            body,
-            Path::new("docker engine"),
-        )?;
+        let mut body = write(body)?;
         body.flush().map_err(|err| engine_err(&endpoint, err))?;
         drop(body);
         conn.write_all(b"0\r\n\r\n")

@@ -17,6 +17,9 @@ pub enum Dest {
     Dir(PathBuf),
     /// Standard output (`dest=-`).
     Stdout,
+    /// This machine's Docker engine (`--load`): a Docker archive loaded
+    /// into it once received.
+    Engine,
 }
 
 /// Errors writing what the server sent.
@@ -25,6 +28,9 @@ pub enum ReceiveError {
     /// The server sent a slot we did not ask for, or bytes outside one.
     #[error("the server sent {0}")]
     Unexpected(String),
+    /// Loading into the Docker engine failed.
+    #[error("--load: {0}")]
+    Load(#[from] crate::export::ExportError),
     /// Writing failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -46,6 +52,9 @@ pub struct Receiver {
     slots: HashMap<String, Dest>,
     current: Option<Current>,
     error: Option<ReceiveError>,
+    /// Messages for the user (the engine's `Loaded image: …`), printed by
+    /// the caller once its progress display is done with stderr.
+    notes: Vec<String>,
 }
 
 impl Receiver {
@@ -55,6 +64,7 @@ impl Receiver {
             slots,
             current: None,
             error: None,
+            notes: Vec::new(),
         }
     }
 
@@ -72,12 +82,13 @@ impl Receiver {
         true
     }
 
-    /// The first error, if any; a file left half-sent is one.
-    pub fn finish(self) -> Result<(), ReceiveError> {
+    /// The messages for the user, or the first error (a file left
+    /// half-sent is one).
+    pub fn finish(self) -> Result<Vec<String>, ReceiveError> {
         match (self.error, self.current) {
             (Some(e), _) => Err(e),
             (None, Some(_)) => Err(ReceiveError::Unexpected("a file without its end".into())),
-            (None, None) => Ok(()),
+            (None, None) => Ok(self.notes),
         }
     }
 
@@ -90,6 +101,10 @@ impl Receiver {
                     .ok_or_else(|| ReceiveError::Unexpected(format!("unknown output {slot:?}")))?;
                 self.current = Some(match dest {
                     Dest::Stdout => Current::Stdout,
+                    Dest::Engine => Current::Temp(
+                        tempfile::NamedTempFile::new().map_err(io(Path::new("temp file")))?,
+                        dest,
+                    ),
                     Dest::File(ref p) | Dest::Dir(ref p) => {
                         let parent = parent_of(p);
                         let t = tempfile::Builder::new()
@@ -110,6 +125,13 @@ impl Receiver {
             Frame::End => match self.current.take() {
                 Some(Current::Stdout) => std::io::stdout().flush().map_err(io(Path::new("-")))?,
                 Some(Current::Temp(t, Dest::Dir(p))) => unpack(t, &p)?,
+                Some(Current::Temp(t, Dest::Engine)) => {
+                    let f = t.reopen().map_err(io(t.path()))?;
+                    let loaded = crate::export::docker_load::load_archive_into_engine(
+                        std::io::BufReader::new(f),
+                    )?;
+                    self.notes.extend(loaded);
+                }
                 Some(Current::Temp(t, d)) => {
                     let p = dest_path(&d).to_path_buf();
                     t.persist(&p).map_err(|e| io(&p)(e.error))?;
@@ -126,6 +148,7 @@ fn dest_path(d: &Dest) -> &Path {
     match d {
         Dest::File(p) | Dest::Dir(p) => p,
         Dest::Stdout => Path::new("-"),
+        Dest::Engine => Path::new("docker engine"),
     }
 }
 

@@ -216,3 +216,36 @@ fn registry_caches_pass_through_the_server() {
         logs[1]
     );
 }
+
+#[test]
+fn load_through_the_server_goes_into_the_clients_docker_engine() {
+    let d = crate::common::dockerd::Dockerd::start();
+    let env = Env::new();
+    env.busybox_base("bb");
+    let addr = format!("unix://{}", env.path("s.sock").display());
+    let _server = Serve::start(&env, &addr, &[]);
+    let ctx = env.project(
+        "p",
+        &[(
+            "Dockerfile",
+            "FROM bb\nRUN echo loaded-through-serve > /m\nCMD [\"cat\", \"/m\"]\n",
+        )],
+    );
+    let out = crate::harness::build_cmd(&env, Some(&addr), &["--load", "-t", "served:load"], &ctx)
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .unwrap();
+    let (ok, err, _) = crate::harness::text(out);
+    assert!(ok && err.contains("Loaded image: served:load"), "{err}");
+    let run = d
+        .docker()
+        .args(["run", "--rm", "--network", "none", "served:load"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "loaded-through-serve\n",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

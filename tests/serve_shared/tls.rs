@@ -66,7 +66,7 @@ fn tls_with_a_token_serves_builds_and_off_loopback_tls_is_required() {
 
     // Not loopback with TLS and a token: serves (reached here on 127.0.0.1).
     let port = free_port();
-    let mut server = Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+    let server = Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
         .args(["serve", "--listen", &format!("tcp://0.0.0.0:{port}")])
         .args([
             "--token-file",
@@ -82,6 +82,7 @@ fn tls_with_a_token_serves_builds_and_off_loopback_tls_is_required() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _server = Killed(server);
     let addr = format!("https://127.0.0.1:{port}");
     let client = |ca: Option<&str>, addr: &str| {
         let mut c = env.rbuild();
@@ -120,6 +121,14 @@ fn tls_with_a_token_serves_builds_and_off_loopback_tls_is_required() {
     let plain = format!("tcp://127.0.0.1:{port}");
     let (ok, _, _) = text(client(Some(&cert), &plain).arg("du").output().unwrap());
     assert!(!ok, "plain HTTP to a TLS server");
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child killed when dropped (also when the test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -86,6 +86,9 @@ async fn run_child(server: &Arc<Server>, id: u64, args: Vec<String>, co: &Checko
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(n) = server.limits.max_runs {
+        cmd.env("RBUILD_MAX_RUNS", n.to_string());
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

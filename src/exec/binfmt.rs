@@ -60,7 +60,29 @@ pub fn register_private(line: &str, rootless: bool) -> Result<(), String> {
     if r != 0 {
         return Err(format!("mounting binfmt_misc: {}", last()));
     }
-    std::fs::write(dir.join("register"), line).map_err(|e| format!("registering: {e}"))
+    std::fs::write(dir.join("register"), line).map_err(|e| format!("registering: {e}"))?;
+    // Read-only from here: the command cannot register handlers of its own
+    // (unmounting would drop the one registered).
+    let flags = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    // SAFETY: valid NUL-terminated strings.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(format!("making binfmt_misc read-only: {}", last()));
+    }
+    Ok(())
 }
 
 fn last() -> std::io::Error {

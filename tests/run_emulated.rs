@@ -145,3 +145,48 @@ fn a_missing_emulator_is_a_clear_error_naming_the_package() {
         "{err}"
     );
 }
+
+#[test]
+fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
+    let env = Env::new();
+    require_file("/usr/bin/qemu-aarch64-static", "qemu-user-static");
+    // A two-platform busybox base: each platform copies its own busybox.
+    let base = env.project(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )],
+    );
+    std::fs::copy(
+        require_file("/bin/busybox", "busybox-static"),
+        base.join("busybox-amd64"),
+    )
+    .unwrap();
+    std::fs::copy(arm64_busybox(), base.join("busybox-arm64")).unwrap();
+    env.build_ok(
+        &["--platform", "linux/amd64,linux/arm64", "-t", "bb-multi"],
+        &base,
+    );
+    let ctx = env.project(
+        "two",
+        &[(
+            "Dockerfile",
+            "FROM bb-multi\nARG TARGETPLATFORM\nRUN echo \"$TARGETPLATFORM $(uname -m)\" > /arch\n",
+        )],
+    );
+    let out = env.path("out");
+    env.build_ok(
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("linux_amd64/arch"), "linux/amd64 x86_64\n");
+    assert_eq!(read("linux_arm64/arch"), "linux/arm64 aarch64\n");
+}

@@ -6,7 +6,7 @@
 # conformance, crash safety, the RUN sandbox).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io procps util-linux slirp4netns iproute2 python3 docker-registry apache2-utils openssl git chromium
+./scripts/ensure-packages.sh busybox-static skopeo umoci docker.io procps util-linux slirp4netns iproute2 python3 docker-registry apache2-utils openssl git chromium qemu-user-static
 ./scripts/test-assets.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

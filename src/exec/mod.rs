@@ -2,8 +2,10 @@
 //! layers (see [`sandbox`]); the overlay's upper directory becomes the layer.
 
 pub mod attach;
+pub mod binfmt;
 pub mod caps;
 pub mod copydiff;
+pub mod emulate;
 pub mod extra;
 pub mod init;
 pub mod mounts;

@@ -190,6 +190,10 @@ fn run_child(
     rootfs::setup_proc(&rootfs);
     rootfs::setup_dev(&rootfs);
     rootfs::setup_sys(&rootfs);
+    if let Some(emulator) = &spec.emulator {
+        let inside = super::emulate::EMULATOR_PATH.trim_start_matches('/');
+        extra::bind_file(&rootfs, &emulator.path, inside);
+    }
     extra::bind_file(&rootfs, &spec.hosts_file, "etc/hosts");
     if let Some(resolv) = &spec.resolv_conf {
         extra::bind_file(&rootfs, resolv, "etc/resolv.conf");
@@ -227,6 +231,13 @@ fn run_child(
     {
         fail(&format!("entering the working directory {}", spec.cwd));
     }
+    if let Some(line) = spec.emulator.as_ref().and_then(|e| e.binfmt.as_ref())
+        && let Err(e) = super::binfmt::register_private(line, rootless)
+    {
+        eprintln!(
+            "rbuild sandbox: warning: no binfmt_misc of the step's own ({e}): only its first program runs emulated"
+        );
+    }
     if options.stdio == Stdio::Tty {
         // The container's own terminal, from its own /dev/pts.
         super::init::make_terminal(control, spec.uid, spec.gid);
@@ -250,8 +261,12 @@ fn run_child(
         fail("setting no_new_privs");
     }
     set_rlimits();
-    let mut cmd = std::process::Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..]).env_clear();
+    let argv = match &spec.emulator {
+        Some(_) => super::emulate::emulated_argv(&spec.argv, &spec.env),
+        None => spec.argv.clone(),
+    };
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_clear();
     for kv in &spec.env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);

@@ -95,6 +95,19 @@ pub struct SandboxSpec {
     /// The copy snapshotter: `rootfs` already holds a copy of the parent
     /// filesystem; bind it instead of mounting an overlay.
     pub copy_rootfs: bool,
+    /// A foreign architecture's step: the QEMU user emulator that runs
+    /// the command (see [`super::emulate`]).
+    #[serde(default)]
+    pub emulator: Option<Emulator>,
+}
+
+/// The emulator of a foreign architecture's step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emulator {
+    /// Host path of the static emulator, bound into the step's `/dev`.
+    pub path: PathBuf,
+    /// Its binfmt_misc registration inside the step (see [`super::binfmt`]).
+    pub binfmt: Option<String>,
 }
 
 /// How the command's standard streams are set up.

@@ -274,7 +274,7 @@ impl Resolver {
             return load_image_for(&self.store, &r, &self.platform);
         };
         if !self.pull_always || self.registry.offline {
-            match load_image(&self.store, &r) {
+            match load_image_for(&self.store, &r, &self.platform) {
                 Ok(img) if !self.fits(&img) && !self.registry.offline => {}
                 Err(ImageError::NotFound(n)) if self.registry.offline => {
                     return Err(ImageError::Failed(format!(
@@ -289,7 +289,7 @@ impl Resolver {
             }
         }
         if let Some(host) = self.stored_is_current(reference) {
-            match load_image(&self.store, &r) {
+            match load_image_for(&self.store, &r, &self.platform) {
                 Err(ImageError::Store(StoreError::NotFound(_))) => {}
                 other => {
                     self.notes

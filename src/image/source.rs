@@ -161,6 +161,17 @@ pub fn load_image_for(
                 .or_else(|| images.get(&legacy_name(&name.familiar_string())))
                 .or_else(by_digest)
                 .ok_or(ImageError::NotFound(key))?;
+            // A multi-platform name: the platform's manifest from its index.
+            if let Some(m) = entry
+                .index
+                .filter(|i| store.has_blob(i))
+                .and_then(|i| store.read_blob(&i).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|idx| crate::registry::pull::choose(&idx, platform))
+                .filter(|m| store.has_blob(m))
+            {
+                return load_manifest(store, &m, None);
+            }
             match entry.manifest {
                 Some(m) if store.has_blob(&m) => load_manifest(store, &m, None),
                 _ => load_local(store, &entry.config),

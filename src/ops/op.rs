@@ -60,6 +60,9 @@ pub enum OpError {
     /// User lookup problem.
     #[error(transparent)]
     User(#[from] crate::ops::users::UserError),
+    /// A foreign architecture's RUN without an emulator.
+    #[error(transparent)]
+    Emulate(#[from] crate::exec::emulate::EmulateError),
     /// Download problem.
     #[error(transparent)]
     Fetch(#[from] crate::ops::fetch::FetchError),

@@ -76,6 +76,9 @@ pub enum RunError {
     /// Mounts.
     #[error(transparent)]
     Mounts(#[from] MountsError),
+    /// A foreign architecture without an emulator.
+    #[error(transparent)]
+    Emulate(#[from] crate::exec::emulate::EmulateError),
     /// Volumes.
     #[error(transparent)]
     Volume(#[from] VolumeError),
@@ -227,8 +230,13 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32, RunError> {
     let dir = tmp.path().to_path_buf();
     let result = (|| {
         let copy_rootfs = prepare_dirs(&dir, &view, store.root(), &hostname)?;
+        let emulator = {
+            let c = &image.state.config;
+            crate::exec::emulate::emulator_for(&c.os, &c.architecture, &c.variant)?
+        };
         let spec = ContainerSpec {
             base: SandboxSpec {
+                emulator,
                 lowerdirs: dedup(view.layers.clone()),
                 empty_lower: dir.join("empty"),
                 upper: dir.join("upper"),

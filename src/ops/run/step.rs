@@ -167,7 +167,9 @@ pub fn run_layer(
             lowerdirs.push(l.clone());
         }
     }
+    let emulator = crate::exec::emulate::emulator_for(&cfg.os, &cfg.architecture, &cfg.variant)?;
     let spec = SandboxSpec {
+        emulator,
         copy_rootfs: snap.copies_rootfs(),
         lowerdirs,
         empty_lower: dir.join("empty"),

@@ -1,0 +1,192 @@
+//! RUN on a foreign architecture (arm64 on this amd64 machine) under QEMU
+//! user emulation, with the arm64 busybox from Debian's
+//! busybox-static:arm64 (scripts/test-assets.sh) and qemu-user-static.
+
+mod common;
+use common::{Env, copy_dir, require_file};
+use std::path::{Path, PathBuf};
+
+/// The arm64 busybox made by scripts/test-assets.sh.
+fn arm64_busybox() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-assets/busybox-arm64");
+    assert!(
+        p.is_file(),
+        "missing {}: run ./scripts/test.sh (it runs scripts/test-assets.sh)",
+        p.display()
+    );
+    p
+}
+
+/// Build the busybox base for linux/arm64 as `name` (its RUN steps run
+/// emulated already).
+fn arm64_base(env: &Env, name: &str) {
+    require_file("/usr/bin/qemu-aarch64-static", "qemu-user-static");
+    let ctx = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/busybox-base");
+    let dir = env.path("busybox-arm64-ctx");
+    copy_dir(&ctx, &dir);
+    std::fs::copy(arm64_busybox(), dir.join("busybox")).unwrap();
+    env.build_ok(&["--platform", "linux/arm64", "-t", name], &dir);
+}
+
+fn layout_file(layout: &Path, path: &str) -> Vec<u8> {
+    let bundle = format!("{}-bundle", layout.display());
+    if !Path::new(&bundle).exists() {
+        let umoci = common::require_tool("umoci", "umoci");
+        common::run(std::process::Command::new(umoci).args([
+            "unpack",
+            "--image",
+            &format!("{}:latest", layout.display()),
+            &bundle,
+        ]));
+    }
+    std::fs::read(format!("{}-bundle/rootfs/{path}", layout.display())).unwrap()
+}
+
+#[test]
+fn run_steps_of_an_arm64_stage_run_emulated_and_feed_a_native_stage() {
+    let env = Env::new();
+    arm64_base(&env, "bb-arm64");
+    env.busybox_base("bb-native");
+    // Children of the shell are emulated too (the step's own binfmt_misc):
+    // programs by path, as Debian's busybox starts applets named bare
+    // through /proc/self/exe, which QEMU 7.2 cannot exec.
+    let df = "FROM --platform=linux/arm64 bb-arm64 AS arm\n\
+              RUN uname -m > /arch && /bin/cat /arch && /bin/echo abc | /bin/tr a-c x-z > /tr \
+              && /bin/ls /bin | /bin/wc -l > /count\n\
+              FROM bb-native\n\
+              COPY --from=arm /arch /tr /count /out/\n\
+              RUN uname -m > /out/native\n";
+    let ctx = env.project("emu", &[("Dockerfile", df)]);
+    let layout = env.path("out");
+    let err = env.build_ok(
+        &[
+            "-o",
+            &format!(
+                "type=oci-dir,dest={},name=local/emu:latest",
+                layout.display()
+            ),
+        ],
+        &ctx,
+    );
+    assert!(
+        err.contains("aarch64"),
+        "the RUN printed its machine: {err}"
+    );
+    let read = |p: &str| String::from_utf8(layout_file(&layout, p)).unwrap();
+    assert_eq!(read("out/arch"), "aarch64\n");
+    assert_eq!(read("out/tr"), "xyz\n");
+    let count: u32 = read("out/count").trim().parse().unwrap();
+    assert!(count > 100, "busybox's applets are listed: {count}");
+    assert_eq!(read("out/native"), "x86_64\n", "the final stage is native");
+}
+
+#[test]
+fn emulated_steps_are_as_confined_as_native_ones() {
+    let env = Env::new();
+    arm64_base(&env, "bb-arm64");
+    // No capability to mount, no host devices, no way out of the step's
+    // user namespace's binfmt_misc (registering needs CAP_SYS_ADMIN).
+    let df = "FROM --platform=linux/arm64 bb-arm64\n\
+              RUN /bin/mount -t tmpfs none /mnt && echo MOUNT''ED; \
+              /bin/ls /dev > /devs; \
+              echo ':x:M::abc::/bin/sh:' > /proc/sys/fs/binfmt_misc/register && echo REGISTER''ED; \
+              /bin/cat /proc/self/status | /bin/grep -i '^CapEff' > /caps; true\n";
+    let ctx = env.project("confined", &[("Dockerfile", df)]);
+    let layout = env.path("out");
+    let err = env.build_ok(
+        &[
+            "-o",
+            &format!(
+                "type=oci-dir,dest={},name=local/emu:latest",
+                layout.display()
+            ),
+        ],
+        &ctx,
+    );
+    assert!(!err.contains("MOUNTED"), "{err}");
+    assert!(!err.contains("REGISTERED"), "{err}");
+    let devs = String::from_utf8(layout_file(&layout, "devs")).unwrap();
+    let devs: Vec<&str> = devs.lines().collect();
+    for d in ["null", "zero", "random", "urandom", "tty", "full"] {
+        assert!(devs.contains(&d), "/dev/{d}: {devs:?}");
+    }
+    for d in ["mem", "kmsg", "sda", "vda"] {
+        assert!(!devs.contains(&d), "no host /dev/{d}: {devs:?}");
+    }
+    // Docker's default capabilities, as for a native step (a5 = no SYS_ADMIN).
+    let caps = String::from_utf8(layout_file(&layout, "caps")).unwrap();
+    assert_eq!(caps.trim(), "CapEff:\t00000000a80425fb", "{caps}");
+}
+
+#[test]
+fn a_missing_emulator_is_a_clear_error_naming_the_package() {
+    let env = Env::new();
+    arm64_base(&env, "bb-arm64");
+    let ctx = env.project(
+        "missing",
+        &[(
+            "Dockerfile",
+            "FROM --platform=linux/arm64 bb-arm64\nRUN uname -m\n",
+        )],
+    );
+    let out = env
+        .rbuild()
+        .env("RBUILD_QEMU_DIR", env.path("no-qemu-here"))
+        .args(["build", "--progress=plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("install the Debian package qemu-user-static")
+            && err.contains("linux/arm64")
+            && err.contains("qemu-aarch64-static"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
+    let env = Env::new();
+    require_file("/usr/bin/qemu-aarch64-static", "qemu-user-static");
+    // A two-platform busybox base: each platform copies its own busybox.
+    let base = env.project(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )],
+    );
+    std::fs::copy(
+        require_file("/bin/busybox", "busybox-static"),
+        base.join("busybox-amd64"),
+    )
+    .unwrap();
+    std::fs::copy(arm64_busybox(), base.join("busybox-arm64")).unwrap();
+    env.build_ok(
+        &["--platform", "linux/amd64,linux/arm64", "-t", "bb-multi"],
+        &base,
+    );
+    let ctx = env.project(
+        "two",
+        &[(
+            "Dockerfile",
+            "FROM bb-multi\nARG TARGETPLATFORM\nRUN echo \"$TARGETPLATFORM $(uname -m)\" > /arch\n",
+        )],
+    );
+    let out = env.path("out");
+    env.build_ok(
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+        &ctx,
+    );
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("linux_amd64/arch"), "linux/amd64 x86_64\n");
+    assert_eq!(read("linux_arm64/arch"), "linux/arm64 aarch64\n");
+}

@@ -190,3 +190,31 @@ fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
     assert_eq!(read("linux_amd64/arch"), "linux/amd64 x86_64\n");
     assert_eq!(read("linux_arm64/arch"), "linux/arm64 aarch64\n");
 }
+
+#[test]
+fn a_name_built_here_for_arm64_is_used_by_a_build_for_this_machine_with_a_warning() {
+    let env = Env::new();
+    // A registry host nothing listens on: the name is only in the store.
+    arm64_base(&env, "127.0.0.1:1/local/bb-arm64:1");
+    let ctx = env.project(
+        "use",
+        &[(
+            "Dockerfile",
+            "FROM 127.0.0.1:1/local/bb-arm64:1\nRUN uname -m\n",
+        )],
+    );
+    let out = env
+        .rbuild()
+        .env_remove("RBUILD_OFFLINE")
+        .args(["build", "--progress=plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("InvalidBaseImagePlatform"), "{err}");
+    assert!(
+        err.contains("aarch64"),
+        "the stored arm64 image ran, emulated: {err}"
+    );
+}

@@ -301,7 +301,23 @@ impl Resolver {
             }
         }
         let t0 = std::time::Instant::now();
-        let pulled = crate::registry::pull(&self.store, reference, &self.registry, &self.platform)?;
+        let pulled =
+            match crate::registry::pull(&self.store, reference, &self.registry, &self.platform) {
+                Ok(p) => p,
+                // A name built here for another platform (`--platform
+                // linux/arm64 -t x`) that no registry has: the stored image,
+                // as docker uses a local image (the build warns that its
+                // platform differs).
+                Err(e) => {
+                    let built_here = (self.store.images())
+                        .get(&reference.to_string())
+                        .is_some_and(|entry| entry.manifest.is_none());
+                    if !built_here {
+                        return Err(e.into());
+                    }
+                    return load_image_for(&self.store, &r, &self.platform).map_err(|_| e.into());
+                }
+            };
         self.notes.lock().expect("notes").insert(
             reference.to_string(),
             format!(

@@ -140,22 +140,8 @@ pub fn write_oci_layout_index(
     names: &[String],
     dir: &Path,
 ) -> Result<(), ExportError> {
-    let dest = dir.join("blobs/sha256");
-    fs::create_dir_all(&dest).map_err(io_err("creating", &dest))?;
-    for d in blobs(idx) {
-        let to = dest.join(d.hex());
-        if to.exists() {
-            continue;
-        }
-        let from = store.blob_path(&d);
-        if fs::hard_link(&from, &to).is_err() {
-            fs::copy(&from, &to).map_err(io_err("copying blob to", &to))?;
-        }
-    }
-    let layout = dir.join("oci-layout");
-    fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err("writing", &layout))?;
-    let index = dir.join("index.json");
-    fs::write(&index, layout_index_json(idx, names)).map_err(io_err("writing", &index))
+    let json = layout_index_json(idx, names);
+    super::oci::write_layout_dir(store, &blobs(idx), &json, dir)
 }
 
 /// Write an OCI archive (a layout as a tar; `-` is standard output)

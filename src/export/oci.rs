@@ -64,14 +64,25 @@ pub fn write_oci_layout(
     names: &[String],
     dir: &Path,
 ) -> Result<(), ExportError> {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io_err("creating", &blobs))?;
-    for d in image_blobs(img) {
-        let dest = blobs.join(d.hex());
+    write_layout_dir(store, &image_blobs(img), &index_json(img, names), dir)
+}
+
+/// Write an OCI layout directory: `blobs` linked (else copied) from the
+/// store, `oci-layout`, and `index.json`.
+pub(crate) fn write_layout_dir(
+    store: &Store,
+    blobs: &[Digest],
+    index_json: &[u8],
+    dir: &Path,
+) -> Result<(), ExportError> {
+    let blob_dir = dir.join("blobs/sha256");
+    fs::create_dir_all(&blob_dir).map_err(io_err("creating", &blob_dir))?;
+    for d in blobs {
+        let dest = blob_dir.join(d.hex());
         if dest.exists() {
             continue;
         }
-        let src = store.blob_path(&d);
+        let src = store.blob_path(d);
         if fs::hard_link(&src, &dest).is_err() {
             fs::copy(&src, &dest).map_err(io_err("copying blob to", &dest))?;
         }
@@ -79,6 +90,5 @@ pub fn write_oci_layout(
     let layout = dir.join("oci-layout");
     fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err("writing", &layout))?;
     let index = dir.join("index.json");
-    fs::write(&index, index_json(img, names)).map_err(io_err("writing", &index))?;
-    Ok(())
+    fs::write(&index, index_json).map_err(io_err("writing", &index))
 }

@@ -13,6 +13,7 @@ use crate::progress::Progress;
 use crate::solver::{BuildRequest, BuildResult, SolveError, solve};
 use std::sync::Arc;
 
+pub mod io;
 mod lazy;
 mod multi;
 pub use lazy::{LazyFallback, bases_on, blobs_fit, lazy_bases};

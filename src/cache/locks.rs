@@ -1,8 +1,10 @@
-//! Step locks: `locks/<key hex>`, an exclusive `flock` held while the step
-//! of that key runs. Another build (a thread of this process, or another
-//! process on the same store, such as the children of `rbuild serve`) that
-//! reaches the same key waits for it, then finds the step's record and
-//! takes it from the store instead of running it again.
+//! Step locks: first the store's in-process table of steps in flight
+//! ([`super::inflight`]: builds sharing one `Store`, as those of `rbuild
+//! serve`, wait there for each other), then `locks/<key hex>`, an
+//! exclusive `flock` held while the step of that key runs (for other
+//! processes on the same store). A build that reaches a key held by
+//! another waits for it, then finds the step's record and takes it from
+//! the store instead of running it again.
 //!
 //! No deadlock: a step holds only its own lock, and only while it runs;
 //! everything it waits for (its parent, the stages it copies or mounts
@@ -10,15 +12,20 @@
 //! a DAG. The kernel drops a flock when its holder dies, so a killed build
 //! never blocks the others: the first waiter then runs the step itself.
 
+use super::inflight::{Held, RunSlot, RunSlots};
 use super::{Result, Store, StoreError, io_err};
 use crate::digest::Digest;
 use rustix::fs::{FlockOperation, flock};
 use std::fs::File;
+use std::sync::Arc;
 
-/// A held step lock (released when dropped, or when the process dies).
+/// A held step lock or RUN slot (released when dropped, or when the
+/// process dies).
 #[derive(Debug)]
 pub struct StepLock {
-    _file: File,
+    _file: Option<File>,
+    _held: Option<Held>,
+    _slot: Option<RunSlot>,
 }
 
 impl Store {
@@ -26,6 +33,12 @@ impl Store {
     /// `on_wait` is called once, then this blocks until it is released.
     /// The bool says whether we waited.
     pub fn lock_step(&self, key: &Digest, on_wait: impl FnOnce()) -> Result<(StepLock, bool)> {
+        let mut on_wait = Some(on_wait);
+        let (held, waited_here) = self.flights.hold(key, || {
+            if let Some(w) = on_wait.take() {
+                w()
+            }
+        });
         let dir = self.root.join("locks");
         std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         let path = dir.join(key.hex());
@@ -40,25 +53,52 @@ impl Store {
             path: path.clone(),
             source: e.into(),
         };
+        let lock = |file| StepLock {
+            _file: Some(file),
+            _held: Some(held),
+            _slot: None,
+        };
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok((StepLock { _file: file }, false)),
+            Ok(()) => return Ok((lock(file), waited_here)),
             Err(rustix::io::Errno::WOULDBLOCK) => {}
             Err(e) => return Err(locking(e)),
         }
-        on_wait();
+        if let Some(w) = on_wait.take() {
+            w()
+        }
         loop {
             match flock(&file, FlockOperation::LockExclusive) {
-                Ok(()) => return Ok((StepLock { _file: file }, true)),
+                Ok(()) => return Ok((lock(file), true)),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(locking(e)),
             }
         }
     }
 
-    /// With `$RBUILD_MAX_RUNS=N` (set by `rbuild serve --max-runs`), take
-    /// one of N RUN slots shared by every build on this store, waiting
-    /// (`on_wait` called once) while all are taken. None without a limit.
+    /// Whether a build of this process waits for step `key`, which
+    /// another runs (a cancelled build then finishes the step for it).
+    pub fn step_awaited(&self, key: &Digest) -> bool {
+        self.flights.awaited(key)
+    }
+
+    /// Share `slots` RUN slots between every build on this store (`rbuild
+    /// serve --max-runs`); a second call keeps the first's.
+    pub fn set_run_slots(&self, slots: Arc<RunSlots>) {
+        let _ = self.run_slots.set(slots);
+    }
+
+    /// Take one of the RUN slots of [`Store::set_run_slots`], or with
+    /// `$RBUILD_MAX_RUNS=N` one of N slots shared by every process on this
+    /// store, waiting (`on_wait` called once) while all are taken. None
+    /// without a limit.
     pub fn run_slot(&self, on_wait: impl FnOnce()) -> Result<Option<StepLock>> {
+        if let Some(slots) = self.run_slots.get() {
+            return Ok(Some(StepLock {
+                _file: None,
+                _held: None,
+                _slot: Some(slots.take(on_wait)),
+            }));
+        }
         let Some(n) = std::env::var("RBUILD_MAX_RUNS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
@@ -86,7 +126,9 @@ impl Store {
                 .position(|f| flock(f, FlockOperation::NonBlockingLockExclusive).is_ok());
             if let Some(i) = free {
                 return Ok(Some(StepLock {
-                    _file: files.swap_remove(i),
+                    _file: Some(files.swap_remove(i)),
+                    _held: None,
+                    _slot: None,
                 }));
             }
             if let Some(w) = on_wait.take() {

@@ -7,6 +7,7 @@ mod blobs;
 pub mod checksums;
 pub mod gc;
 mod images;
+pub mod inflight;
 mod locks;
 mod records;
 
@@ -74,6 +75,10 @@ pub enum LockMode {
 pub struct Store {
     root: PathBuf,
     _lock: File,
+    /// Steps run by builds of this process sharing the store.
+    flights: std::sync::Arc<inflight::Flights>,
+    /// RUN slots shared by the builds on this store (`rbuild serve --max-runs`).
+    run_slots: std::sync::OnceLock<std::sync::Arc<inflight::RunSlots>>,
 }
 
 /// The default store root: `$RBUILD_ROOT`, else `/var/lib/rbuild` for root,
@@ -130,6 +135,8 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
             _lock: lock,
+            flights: Default::default(),
+            run_slots: Default::default(),
         };
         store.clean_stale_tmp();
         Ok(store)

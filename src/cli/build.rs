@@ -3,23 +3,20 @@
 use super::source::parse_build_arg;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use rbuild::build::{BuildOutcome, LazyFallback, Outputs, Pusher, finish, solve_saving};
-use rbuild::cache::{LockMode, Store, default_root};
-use rbuild::context::Context;
+use rbuild::build::io::{BuildIo, Sink};
+use rbuild::build::{BuildOutcome, Pusher};
+use rbuild::cache::Store;
 use rbuild::export::{OutputSpec, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
 use rbuild::frontend::parse_dockerfile_with_checks;
-use rbuild::image::manifest::MediaTypes;
 use rbuild::image::resolver::Resolver;
 use rbuild::layer::compress::Compression;
-use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::progress::Mode;
 use rbuild::registry::RegistryOptions;
 use rbuild::remote_cache::{CacheFrom, CacheTo};
-use rbuild::solver::BuildRequest;
 use rbuild::solver::steps::SecretSource;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Arguments of `rbuild build`.
@@ -262,16 +259,18 @@ pub(super) fn print_warnings(
     src: &super::source::DockerfileSource,
     linter: &rbuild::frontend::lint::Linter,
     mode: Mode,
+    err: &Sink,
 ) {
     if mode != Mode::Quiet {
-        super::source::print_lint_warnings(src, linter);
+        super::source::print_lint_warnings(src, linter, err);
     }
 }
 
-/// Push through the registry client, printing what is pushed (unless quiet).
+/// Push through the registry client, printing what is pushed to `err`
+/// (None: quiet).
 pub(super) struct RegistryPusher {
     pub(super) registry: RegistryOptions,
-    pub(super) quiet: bool,
+    pub(super) err: Option<Sink>,
 }
 
 impl Pusher for RegistryPusher {
@@ -288,7 +287,7 @@ impl Pusher for RegistryPusher {
                 if insecure {
                     registry.insecure.push(t.domain().to_string());
                 }
-                super::push::push_one(store, manifest, &t, &registry, self.quiet)?;
+                super::push::push_one(store, manifest, &t, &registry, self.err.as_ref())?;
             }
             Ok(())
         };
@@ -331,7 +330,7 @@ pub(super) fn plan_of(
     opts: &BuildOptions,
     images: &Resolver,
     lazy: bool,
-    mode: Mode,
+    (mode, err): (Mode, &Sink),
 ) -> Option<(
     rbuild::frontend::lower::BuildPlan,
     rbuild::frontend::lint::Linter,
@@ -342,7 +341,7 @@ pub(super) fn plan_of(
         .rev()
         .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
         .map(|(_, v)| v.as_str());
-    let show = |pos, msg: &str| eprint!("{}", render(&src.display, &src.text, pos, "error", msg));
+    let show = |pos, msg: &str| err.text(&render(&src.display, &src.text, pos, "error", msg));
     let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
         Ok(v) => v,
         Err(e) => {
@@ -366,168 +365,15 @@ pub(super) fn plan_of(
         return None;
     }
     if let Some(v) = linter.violation() {
-        print_warnings(src, &linter, mode);
-        eprintln!("error: {v}");
+        print_warnings(src, &linter, mode, err);
+        err.line(format_args!("error: {v}"));
         return None;
     }
     Some((plan, linter))
 }
 
-/// Run a build.
-pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    if let Some(addr) = &args.server {
-        return super::remote::run(&args, addr);
-    }
-    let platforms = super::platforms::cli_platforms(&args.platform)?;
-    if platforms.len() > 1 {
-        return super::build_multi::run(&args, platforms);
-    }
-    let mode = progress_mode(&args.progress, args.quiet)?;
-    let mut registry = RegistryOptions::load()?;
-    registry.insecure = args.insecure_registries.clone();
-    let outputs = outputs_of(&args)?;
-    let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
-    let src = &prepared.dockerfile;
-    let root = default_root();
-    let store = Arc::new(
-        Store::open(&root, LockMode::Shared)
-            .with_context(|| format!("opening store {}", root.display()))?,
-    );
-    // Secrets a killed build left in memory.
-    rbuild::solver::secrets::clean_stale();
-    let mut opts = BuildOptions {
-        build_args: args.build_args.clone(),
-        target: args.target.clone(),
-        ..Default::default()
-    };
-    if let Some(p) = platforms.first() {
-        opts.target_platform = p.clone();
-    }
-    let images = Arc::new(Resolver::new(
-        store.clone(),
-        registry.clone(),
-        args.pull,
-        opts.target_platform.clone(),
-    ));
-    let push_hosts = push_only_hosts(&args, &outputs);
-    let Some((plan, linter)) = plan_of(&args, src, &opts, &images, push_hosts.is_some(), mode)
-    else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let oci = outputs.iter().all(|o| o.media_types == MediaTypes::Oci);
-    let mut lazy_bases = push_hosts
-        .clone()
-        .map(|hosts| rbuild::build::lazy_bases(&plan, &hosts))
-        .unwrap_or_default();
-    // With a cache whose hits stay in its registry, every base there may
-    // stay too until a step reads it (then it is fetched).
-    if let Some(home) =
-        super::cache_io::lazy_home(&args, push_hosts.as_deref()).filter(|_| !args.no_cache)
-    {
-        lazy_bases.extend(rbuild::build::bases_on(&plan, &home));
-    }
-    lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
-    let lazy_list: Vec<String> = lazy_bases.iter().cloned().collect();
-    let resolver = images.clone();
-    let unused_args = plan.unused_build_args.clone();
-    let dockerfile_path = prepared.dockerfile_path.clone();
-    let context = Arc::new(Context::open(
-        &prepared.dir,
-        &dockerfile_path,
-        Some(&store.root().join("statcache")),
-    )?);
-    let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
-    let imported = super::cache_io::import(
-        &store,
-        &args,
-        &registry,
-        &opts,
-        (push_hosts.as_deref(), oci),
-        mode,
-    );
-    let final_stage = plan.target;
-    let req = BuildRequest {
-        plan,
-        context: Some(context),
-        no_cache: args.no_cache,
-        epoch: source_date_epoch(&args.build_args)?,
-        compression: outputs.first().map(|o| o.compression).unwrap_or_default(),
-        platform: opts.target_platform.clone(),
-        build_id,
-        labels: args.labels.clone(),
-        build_args: args.build_args.clone(),
-        secrets: args.secrets.clone(),
-        images,
-        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
-        explain: args.explain,
-        lazy_bases,
-        imported: imported.clone(),
-        multi: None,
-        explicit_platform: !platforms.is_empty(),
-    };
-    let (progress, rx) = Progress::channel();
-    let shown = if args.explain && mode == Mode::Auto {
-        Mode::Plain
-    } else {
-        mode
-    };
-    let renderer = spawn_renderer(rx, shown);
-    let quiet = mode == Mode::Quiet;
-    let pusher = RegistryPusher {
-        registry: registry.clone(),
-        quiet,
-    };
-    let notify = |m: &str| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    };
-    let pusher = LazyFallback {
-        inner: &pusher,
-        images: resolver,
-        bases: lazy_list,
-        imported,
-        notify: &notify,
-    };
-    let out = Outputs {
-        tags: args.tags.clone(),
-        outputs,
-        metadata: args.metadata_file.is_some(),
-        pusher: &pusher,
-    };
-    // Solve, let the progress view finish, then store and export (as
-    // rbuild::build::build does, with the view's last lines before the pushes').
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let solved = runtime.block_on(solve_saving(store.clone(), req, progress));
-    drop(runtime);
-    let _ = renderer.join();
-    print_warnings(src, &linter, mode);
-    if !unused_args.is_empty() && mode != Mode::Quiet {
-        eprintln!(
-            "[Warning] One or more build-args [{}] were not consumed",
-            unused_args.join(" ")
-        );
-    }
-    let mut solved = match solved {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    super::cache_io::add_inline(&store, &args, &mut solved, final_stage, mode);
-    let outcome = finish(&store, solved, &out)?;
-    report(&args, &outcome)?;
-    if !super::cache_io::export(&store, &args, &outcome, final_stage, &registry, mode) {
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `--iidfile`, `--metadata-file`, and the image ID and names printed.
-pub(super) fn report(args: &BuildArgs, outcome: &BuildOutcome) -> Result<()> {
+pub(super) fn report(args: &BuildArgs, outcome: &BuildOutcome, io: &BuildIo) -> Result<()> {
     let image_id = outcome.image_id.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &image_id).with_context(|| format!("writing {}", f.display()))?;
@@ -542,11 +388,11 @@ pub(super) fn report(args: &BuildArgs, outcome: &BuildOutcome) -> Result<()> {
             .with_context(|| format!("writing {}", f.display()))?;
     }
     if args.quiet {
-        println!("{image_id}");
+        io.out.line(&image_id);
     } else {
-        eprintln!("image {image_id}");
+        io.err.line(format_args!("image {image_id}"));
         for n in &outcome.names {
-            eprintln!("tagged {n}");
+            io.err.line(format_args!("tagged {n}"));
         }
     }
     Ok(())

@@ -8,17 +8,17 @@ use super::build::{
     source_date_epoch,
 };
 use anyhow::{Context as _, Result};
+use rbuild::build::io::BuildIo;
 use rbuild::build::{Outputs, check_outputs, finish_multi, solve_saving};
-use rbuild::cache::{LockMode, Store, default_root};
+use rbuild::cache::Store;
 use rbuild::context::Context;
 use rbuild::frontend::lower::BuildOptions;
 use rbuild::frontend::platform::Platform;
 use rbuild::image::resolver::Resolver;
-use rbuild::progress::{Mode, Progress, spawn_renderer};
+use rbuild::progress::{Mode, Progress};
 use rbuild::registry::RegistryOptions;
 use rbuild::solver::platforms::{PlatformSolve, StepLocks};
 use rbuild::solver::{BuildRequest, BuildResult};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 /// What every platform's request shares.
@@ -44,7 +44,7 @@ fn requests(
     platforms: &[Platform],
     first: &Arc<Resolver>,
     common: &Common,
-    mode: Mode,
+    (mode, io): (Mode, &BuildIo),
 ) -> Result<Option<Requests>> {
     let mut reqs = Vec::new();
     let mut kept = None;
@@ -57,7 +57,8 @@ fn requests(
             ..Default::default()
         };
         let images = first.sibling(p);
-        let Some((plan, linter)) = plan_of(args, src, &opts, &images, false, mode) else {
+        let Some((plan, linter)) = plan_of(args, src, &opts, &images, false, (mode, &io.err))
+        else {
             return Ok(None);
         };
         let vertices: usize = plan
@@ -88,6 +89,7 @@ fn requests(
                 locks: common.locks.clone(),
                 vertex_offset: offset,
             }),
+            cancel: io.cancel.clone(),
         });
         offset += vertices;
     }
@@ -121,7 +123,7 @@ fn solve_all(
 }
 
 /// Run a multi-platform build.
-pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
+pub fn run(args: &BuildArgs, platforms: Vec<Platform>, io: &BuildIo) -> Result<i32> {
     let mode = progress_mode(&args.progress, args.quiet)?;
     let mut registry = RegistryOptions::load()?;
     registry.insecure = args.insecure_registries.clone();
@@ -129,11 +131,7 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
     check_outputs(&outputs)?;
     let prepared = super::context_source::prepare(&args.context, args.file.as_deref())?;
     let src = &prepared.dockerfile;
-    let root = default_root();
-    let store = Arc::new(
-        Store::open(&root, LockMode::Shared)
-            .with_context(|| format!("opening store {}", root.display()))?,
-    );
+    let store = super::build_entry::store_of(io)?;
     rbuild::solver::secrets::clean_stale();
     let first = Arc::new(Resolver::new(
         store.clone(),
@@ -157,12 +155,19 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
         build_id: format!("{}|{}", context.root().display(), dockerfile_path.display()),
         context,
         locks: Arc::default(),
-        imported: super::cache_io::import(&store, args, &registry, &first_opts, (None, true), mode),
+        imported: super::cache_io::import(
+            &store,
+            args,
+            &registry,
+            &first_opts,
+            (None, true),
+            (mode, &io.err),
+        ),
     };
     let Some((mut reqs, linter, unused_args)) =
-        requests(args, src, &platforms, &first, &common, mode)?
+        requests(args, src, &platforms, &first, &common, (mode, io))?
     else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(1);
     };
     let compression = outputs.first().map(|o| o.compression).unwrap_or_default();
     for r in &mut reqs {
@@ -170,7 +175,7 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
     }
     let final_stage = reqs[0].plan.target;
     let (progress, rx) = Progress::channel();
-    let renderer = spawn_renderer(
+    let renderer = io.spawn_view(
         rx,
         if args.explain && mode == Mode::Auto {
             Mode::Plain
@@ -180,23 +185,23 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
     );
     let solved = solve_all(&common.store, reqs, progress)?;
     let _ = renderer.join();
-    print_warnings(src, &linter, mode);
+    print_warnings(src, &linter, mode, &io.err);
     if !unused_args.is_empty() && mode != Mode::Quiet {
-        eprintln!(
+        io.err.line(format_args!(
             "[Warning] One or more build-args [{}] were not consumed",
             unused_args.join(" ")
-        );
+        ));
     }
     let results = match solved {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
+            io.err.line(format_args!("error: {e}"));
+            return Ok(1);
         }
     };
     let pusher = RegistryPusher {
         registry: registry.clone(),
-        quiet: mode == Mode::Quiet,
+        err: (mode != Mode::Quiet).then(|| io.err.clone()),
     };
     let out = Outputs {
         tags: args.tags.clone(),
@@ -205,17 +210,18 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>) -> Result<ExitCode> {
         pusher: &pusher,
     };
     let multi = finish_multi(&store, results, &out)?;
-    report(args, &multi.outcome)?;
+    report(args, &multi.outcome, io)?;
     write_metadata(args, &multi)?;
     if mode != Mode::Quiet {
         for (p, id) in &multi.image_ids {
-            eprintln!("image {id} ({p})");
+            io.err.line(format_args!("image {id} ({p})"));
         }
     }
-    if !super::cache_io::export(&store, args, &multi.outcome, final_stage, &registry, mode) {
-        return Ok(ExitCode::FAILURE);
+    let both = (mode, &io.err);
+    if !super::cache_io::export(&store, args, &multi.outcome, final_stage, &registry, both) {
+        return Ok(1);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// `--metadata-file` and `--iidfile` of a multi-platform build: the

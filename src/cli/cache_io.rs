@@ -4,6 +4,7 @@
 
 use super::build::BuildArgs;
 use rbuild::build::BuildOutcome;
+use rbuild::build::io::Sink;
 use rbuild::cache::Store;
 use rbuild::frontend::lower::BuildOptions;
 use rbuild::progress::Mode;
@@ -20,7 +21,7 @@ pub fn import(
     registry: &RegistryOptions,
     opts: &BuildOptions,
     (push_hosts, oci): (Option<&[String]>, bool),
-    mode: Mode,
+    (mode, err): (Mode, &Sink),
 ) -> Option<Arc<dyn ImportedCache>> {
     if args.cache_from.is_empty() || args.no_cache {
         return None;
@@ -30,10 +31,10 @@ pub fn import(
     let lazy = lazy_home(args, push_hosts).is_some() && (oci || !imported.holds_zstd());
     imported.set_lazy(lazy);
     for w in warnings {
-        eprintln!("warning: {w}");
+        err.line(format_args!("warning: {w}"));
     }
     if mode != Mode::Quiet {
-        eprintln!("imported {} cache records", imported.len());
+        err.line(format_args!("imported {} cache records", imported.len()));
     }
     Some(Arc::new(imported))
 }
@@ -79,7 +80,7 @@ pub fn export(
     outcome: &BuildOutcome,
     final_stage: usize,
     registry: &RegistryOptions,
-    mode: Mode,
+    (mode, err): (Mode, &Sink),
 ) -> bool {
     let mut ok = true;
     for to in &args.cache_to {
@@ -96,20 +97,21 @@ pub fn export(
                             format!("; {u} blobs uploaded, {m} mounted, {e} already present")
                         })
                         .unwrap_or_default();
-                    eprintln!(
+                    err.line(format_args!(
                         "exported cache to {}: {} records, {} layers (manifest {}){sent}",
                         s.target, s.records, s.layers, s.manifest
-                    );
+                    ));
                 }
             }
-            Err(e) if to.ignore_error => {
-                eprintln!(
-                    "warning: exporting cache to {}: {e} (ignore-error=true)",
-                    to.target.describe()
-                )
-            }
+            Err(e) if to.ignore_error => err.line(format_args!(
+                "warning: exporting cache to {}: {e} (ignore-error=true)",
+                to.target.describe()
+            )),
             Err(e) => {
-                eprintln!("error: exporting cache to {}: {e}", to.target.describe());
+                err.line(format_args!(
+                    "error: exporting cache to {}: {e}",
+                    to.target.describe()
+                ));
                 ok = false;
             }
         }
@@ -124,7 +126,7 @@ pub fn add_inline(
     args: &BuildArgs,
     solved: &mut rbuild::solver::BuildResult,
     final_stage: usize,
-    mode: Mode,
+    (mode, err): (Mode, &Sink),
 ) {
     use rbuild::remote_cache::{CacheMode, CacheTarget};
     let Some(to) = args
@@ -135,7 +137,7 @@ pub fn add_inline(
         return;
     };
     if to.mode == CacheMode::Max {
-        eprintln!("warning: --cache-to type=inline holds the final stage only (mode=min)");
+        err.line("warning: --cache-to type=inline holds the final stage only (mode=min)");
     }
     let (value, n) = rbuild::remote_cache::inline::inline_cache(
         store,
@@ -145,6 +147,8 @@ pub fn add_inline(
     );
     solved.state.config.inline_cache = Some(value);
     if mode != Mode::Quiet {
-        eprintln!("inline cache: {n} records in the image's config");
+        err.line(format_args!(
+            "inline cache: {n} records in the image's config"
+        ));
     }
 }

@@ -62,7 +62,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    super::source::print_lint_warnings(&src, &linter);
+    super::source::print_lint_warnings(&src, &linter, &rbuild::build::io::Sink::stderr());
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "[Warning] One or more build-args [{}] were not consumed",

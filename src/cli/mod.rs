@@ -2,6 +2,7 @@
 //! the library.
 
 mod build;
+mod build_entry;
 mod build_multi;
 mod cache_io;
 mod check;
@@ -111,7 +112,7 @@ pub fn main() -> ExitCode {
     let result = match (cli.command, cli.server) {
         (Command::Build(mut a), server) => {
             a.server = a.server.or(server);
-            build::run(a)
+            build_entry::run(a)
         }
         (Command::Images(a), Some(s)) => {
             remote_store::run(&s, "images", remote_store::images_args(&a))
@@ -139,7 +140,7 @@ pub fn main() -> ExitCode {
 /// Run a command on this machine.
 fn local(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Build(a) => build::run(a),
+        Command::Build(a) => build_entry::run(a),
         Command::Check(a) => check::run(a),
         Command::Parse(a) => parse::run(a),
         Command::Du => store_cmds::du(),

@@ -3,6 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use rbuild::build::io::Sink;
 use rbuild::cache::{LockMode, Store, default_root};
 use rbuild::digest::Digest;
 use rbuild::image::manifest::{MediaTypes, write_image_for_config};
@@ -100,7 +101,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
             .manifest
         }
     };
-    push_one(&store, &manifest, &target, &registry, false)?;
+    push_one(&store, &manifest, &target, &registry, Some(&Sink::stderr()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -141,17 +142,17 @@ fn manifest_complete(store: &Store, m: &Digest) -> bool {
             .all(|d| d.is_some_and(|d| store.has_blob(&d)))
 }
 
-/// Push one manifest to one name, printing what happened unless `quiet`
-/// (`pushing NAME`, then the digest and what each blob needed).
+/// Push one manifest to one name, printing what happened to `err` when
+/// given (`pushing NAME`, then the digest and what each blob needed).
 pub fn push_one(
     store: &Arc<Store>,
     manifest: &Digest,
     target: &Reference,
     registry: &RegistryOptions,
-    quiet: bool,
+    err: Option<&Sink>,
 ) -> Result<()> {
-    if !quiet {
-        eprintln!("pushing {target}");
+    if let Some(err) = err {
+        err.line(format_args!("pushing {target}"));
     }
     let p = rbuild::registry::push(store, manifest, target, registry)?;
     // The name's RepoDigest from now on, as Docker records a push.
@@ -163,11 +164,11 @@ pub fn push_one(
     {
         store.set_pushed(&target.to_string(), config, p.digest)?;
     }
-    if !quiet {
-        eprintln!(
+    if let Some(err) = err {
+        err.line(format_args!(
             "pushed {target}@{}: {} blobs uploaded, {} mounted, {} already present",
             p.digest, p.uploaded, p.mounted, p.existing
-        );
+        ));
     }
     Ok(())
 }

@@ -146,6 +146,7 @@ fn secret_values(a: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>> {
             SecretSource::Env(v) => std::env::var_os(v)
                 .map(|x| x.into_encoded_bytes())
                 .with_context(|| format!("--secret id={id}: ${v} is not set"))?,
+            SecretSource::Memory(v) => v.0.to_vec(),
         };
         if value.len() > 500 * 1024 {
             bail!("--secret id={id}: secret {id} too big. max size 500KB");

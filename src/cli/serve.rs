@@ -76,6 +76,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tls: a.tls_cert.zip(a.tls_key),
         root: default_root(),
         warm: a.warm,
+        build: std::sync::Arc::new(super::build_entry::serve_build),
     }))?;
     Ok(ExitCode::SUCCESS)
 }

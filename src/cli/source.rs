@@ -78,17 +78,18 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
 }
 
 /// Print the build checks' findings with the line and a caret.
-pub fn print_lint_warnings(src: &DockerfileSource, linter: &rbuild::frontend::lint::Linter) {
+pub fn print_lint_warnings(
+    src: &DockerfileSource,
+    linter: &rbuild::frontend::lint::Linter,
+    err: &rbuild::build::io::Sink,
+) {
     for w in &linter.warnings {
-        eprint!(
-            "{}",
-            rbuild::frontend::diagnostics::render(
-                &src.display,
-                &src.text,
-                w.pos,
-                "warning",
-                &format!("{}: {}", w.rule, w.message)
-            )
-        );
+        err.text(&rbuild::frontend::diagnostics::render(
+            &src.display,
+            &src.text,
+            w.pos,
+            "warning",
+            &format!("{}: {}", w.rule, w.message),
+        ));
     }
 }

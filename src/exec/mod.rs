@@ -70,6 +70,9 @@ pub enum ExecError {
     /// The step's network could not be set up.
     #[error(transparent)]
     Network(#[from] network::NetworkError),
+    /// The step was killed: its build was cancelled.
+    #[error("killed: the build was cancelled")]
+    Cancelled,
 }
 
 /// Directories of one run inside the store's temp space.
@@ -86,11 +89,14 @@ impl RunDirs {
 }
 
 /// Run the sandbox helper for `spec`; every output line goes to `on_line`.
-/// The full output is also written to `log_path`.
+/// The full output is also written to `log_path`. When `stop` turns true
+/// (polled a few times a second), the helper is killed, and with it the
+/// step's processes (their parent-death signal).
 pub fn run_sandboxed(
     spec: &SandboxSpec,
     log_path: &Path,
     mut on_line: impl FnMut(String) + Send,
+    stop: &dyn Fn() -> bool,
 ) -> Result<(), ExecError> {
     let exe =
         std::env::current_exe().map_err(|e| ExecError::Sandbox(format!("locating rbuild: {e}")))?;
@@ -159,7 +165,19 @@ pub fn run_sandboxed(
     drop(stdin);
     let mut log = std::fs::File::create(log_path).ok();
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    for line in rx {
+    let mut killed = false;
+    loop {
+        let line = match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(l) => l,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if !killed && stop() {
+                    killed = true;
+                    let _ = child.kill();
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         if let Some(f) = log.as_mut() {
             let _ = writeln!(f, "{line}");
         }
@@ -178,6 +196,9 @@ pub fn run_sandboxed(
     drop(slirp);
     if let Some(e) = net_err {
         return Err(e.into());
+    }
+    if killed {
+        return Err(ExecError::Cancelled);
     }
     let code = status
         .code()

@@ -171,6 +171,9 @@ pub struct ExecCtx<'a> {
     pub previous: Option<&'a CacheRecord>,
     /// Sends a line of the op's output to the progress stream.
     pub log: &'a (dyn Fn(String) + Sync),
+    /// True when a running process of the op should be killed (its build
+    /// was cancelled and no other build waits for the step).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
     /// Where the op's full output is kept (RUN), named after its cache key.
     pub log_file: PathBuf,
 }

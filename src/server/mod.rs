@@ -6,6 +6,7 @@
 //! generation, and /metrics and the status page are plain HTTP anyway.
 
 pub mod api;
+pub mod build_io;
 pub mod client;
 pub mod context_sync;
 pub mod limits;
@@ -15,6 +16,7 @@ pub mod outputs;
 pub mod page;
 pub mod receive;
 pub mod runner;
+pub mod shared_store;
 pub mod store_cmd;
 pub mod tls;
 pub mod warm;
@@ -69,9 +71,16 @@ pub struct Server {
     pub warm: Option<Arc<warm::Warmer>>,
     /// Sizes and counts accepted.
     pub limits: limits::Limits,
-    /// Steps that builds wait for while another build runs them.
-    pub waiting: std::sync::atomic::AtomicUsize,
+    /// The store the running builds share.
+    pub store: shared_store::SharedStore,
+    /// Runs one build (its `rbuild build` flags) in this process.
+    pub build: BuildFn,
 }
+
+/// Runs a build in the calling thread: its `rbuild build` flags (context
+/// and Dockerfile paths included) and its io; the exit code. The CLI's
+/// build, given by the binary (the library does not parse its flags).
+pub type BuildFn = Arc<dyn Fn(Vec<String>, crate::build::io::BuildIo) -> i32 + Send + Sync>;
 
 /// How to serve.
 pub struct ServeOptions {
@@ -89,6 +98,8 @@ pub struct ServeOptions {
     pub root: std::path::PathBuf,
     /// The `--warm` config.
     pub warm: Option<std::path::PathBuf>,
+    /// How a build is run.
+    pub build: BuildFn,
 }
 
 /// Read a token file (its first line).
@@ -131,8 +142,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         token,
         root: opts.root.clone(),
         warm: warm.clone(),
+        store: shared_store::SharedStore::new(opts.root.clone(), opts.limits.max_runs),
         limits: opts.limits,
-        waiting: Default::default(),
+        build: opts.build,
     });
     if let Some(w) = warm {
         warm::Warmer::spawn_schedule(server.clone(), w);

@@ -4,6 +4,7 @@
 //! and their dependencies ([`crate::ops::Op`]): it never knows what an op
 //! does. [`schedule`] runs the ops, [`keys`] explains misses.
 
+pub mod cancel;
 pub mod def_diff;
 pub mod keys;
 mod materialize;
@@ -46,6 +47,9 @@ pub enum SolveError {
     /// A dependency failed.
     #[error("a stage this one depends on failed")]
     DependencyFailed,
+    /// The build was cancelled ([`cancel::Cancel`]).
+    #[error("the build was cancelled")]
+    Cancelled,
     /// Bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,6 +97,8 @@ pub struct BuildRequest {
     /// locks shared with the other platforms' solves, and how its progress
     /// vertices are numbered and named.
     pub multi: Option<platforms::PlatformSolve>,
+    /// Set to stop the build at its next step boundary.
+    pub cancel: cancel::Cancel,
 }
 
 /// The outcome.

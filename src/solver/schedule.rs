@@ -287,6 +287,9 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         .unwrap_or_else(|| si.to_string());
     for (k, step) in req.plan.stages[si].steps.iter().enumerate() {
         let v = &sh.vertices[&(si, k + 1)];
+        if req.cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
         sh.progress.send(Event::Started {
             id: v.id,
             name: v.name.clone(),
@@ -557,9 +560,12 @@ fn exec(
         })?,
         _ => None,
     };
+    // Cancelled: a RUN no other build waits for is killed.
+    let stop = || sh.req.cancel.is_cancelled() && !sh.store.step_awaited(key);
     let ctx = ExecCtx {
         previous,
         log: &log,
+        stop: &stop,
         log_file: sh.store.logs_dir().join(format!("{}.log", key.hex())),
     };
     Ok(op.exec(env, &cur.state, map, &ctx)?)

@@ -115,6 +115,7 @@ fn build(store: &Arc<Store>, op: Arc<dyn Op>) -> BuildResult {
         lazy_bases: Default::default(),
         imported: None,
         multi: None,
+        cancel: Default::default(),
         explicit_platform: false,
     };
     let (progress, _rx) = Progress::channel();

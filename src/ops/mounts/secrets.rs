@@ -142,6 +142,19 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable of rbuild (`env=`).
     Env(String),
+    /// A value held in memory (a build of `rbuild serve`: sent with the
+    /// request, never written anywhere but the step's secret directory).
+    Memory(SecretValue),
+}
+
+/// A secret's value; its Debug form does not show it.
+#[derive(Clone)]
+pub struct SecretValue(pub std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<secret, {} bytes>", self.0.len())
+    }
 }
 
 impl SecretSource {
@@ -149,6 +162,7 @@ impl SecretSource {
         match self {
             SecretSource::File(p) => std::fs::read(p).ok(),
             SecretSource::Env(v) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
+            SecretSource::Memory(v) => Some(v.0.to_vec()),
         }
     }
 }

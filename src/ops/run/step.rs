@@ -193,7 +193,7 @@ pub fn run_layer(
         network,
         mounts: extra,
     };
-    crate::exec::run_sandboxed(&spec, &ctx.log_file, ctx.log)
+    crate::exec::run_sandboxed(&spec, &ctx.log_file, ctx.log, ctx.stop)
         .map_err(|e| super::error::run_failed(&argv, e, &ctx.log_file))?;
     if let Some((path, root)) = &script_root {
         let _ = root.remove_file(path);

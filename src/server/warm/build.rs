@@ -1,15 +1,15 @@
-//! A warm build: `rbuild build --pull` of a project as a child process of
-//! the server (its store, a build slot, on the status page and in /metrics
-//! like a client's build); and `rbuild pull` of a watched base.
+//! A warm build: `rbuild build --pull` of a project run in the server's
+//! process (its shared store, a build slot, on the status page and in
+//! /metrics like a client's build); and `rbuild pull` of a watched base.
 
 use super::config::Project;
 use super::source::Checkout;
+use crate::build::io::{BuildIo, Sink};
 use crate::progress::Event;
 use crate::server::Server;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::sync::{Arc, Mutex};
 
 /// How a warm build ended.
 #[derive(Debug, Default)]
@@ -62,7 +62,7 @@ pub async fn build(server: &Arc<Server>, id: u64, p: &Project, co: &Checkout) ->
     };
     m.running.fetch_add(1, Relaxed);
     m.set_state(id, "running");
-    let r = run_child(server, id, build_args(p, co), co).await;
+    let r = run_in_process(server, id, build_args(p, co), co).await;
     m.running.fetch_sub(1, Relaxed);
     let (counter, state) = match r.code {
         0 => (&m.succeeded, "succeeded".to_string()),
@@ -73,60 +73,64 @@ pub async fn build(server: &Arc<Server>, id: u64, p: &Project, co: &Checkout) ->
     r
 }
 
-async fn run_child(server: &Arc<Server>, id: u64, args: Vec<String>, co: &Checkout) -> Built {
-    let mut out = Built {
+/// Run the build in this process (as a client's: on a blocking thread,
+/// on the shared store); its events counted, its first error kept.
+async fn run_in_process(
+    server: &Arc<Server>,
+    id: u64,
+    mut args: Vec<String>,
+    co: &Checkout,
+) -> Built {
+    let failed = |e: String| Built {
         code: 1,
+        error: Some(e),
         ..Built::default()
     };
-    let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    cmd.arg("build")
-        .args(&args)
-        .arg(&co.context)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(n) = server.limits.max_runs {
-        cmd.env("RBUILD_MAX_RUNS", n.to_string());
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            out.error = Some(format!("starting the build: {e}"));
-            return out;
-        }
+    args.push(co.context.display().to_string());
+    let s2 = server.clone();
+    let store = match tokio::task::spawn_blocking(move || s2.store.get()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(e) => return failed(e.to_string()),
     };
-    if let Some(err) = child.stderr.take() {
-        let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            match serde_json::from_str::<Event>(&l) {
-                Ok(e) => {
-                    server.metrics.event(id, &e);
-                    match e {
-                        Event::Finished {
-                            cached, executed, ..
-                        } => (out.cached, out.run) = (cached, executed),
-                        Event::Failed { error, .. } => {
-                            out.error.get_or_insert(error);
-                        }
-                        _ => {}
-                    }
-                }
-                // Not an event: an error printed before or after the build.
-                Err(_) if !l.trim().is_empty() => {
-                    out.error.get_or_insert(l);
-                }
-                Err(_) => {}
+    let seen = Arc::new(Mutex::new(Built::default()));
+    let (s2, seen2) = (server.clone(), seen.clone());
+    let events = move |e: Event| {
+        s2.metrics.event(id, &e);
+        let Ok(mut out) = seen2.lock() else { return };
+        match e {
+            Event::Finished {
+                cached, executed, ..
+            } => (out.cached, out.run) = (cached, executed),
+            Event::Failed { error, .. } => {
+                out.error.get_or_insert(error);
             }
-        }
-    }
-    out.code = match child.wait().await {
-        Ok(s) => s.code().unwrap_or(1),
-        Err(e) => {
-            out.error.get_or_insert(e.to_string());
-            1
+            _ => {}
         }
     };
+    let seen2 = seen.clone();
+    // Not an event: an error printed before or after the build.
+    let err = Sink::new(move |text: &str| {
+        if let (Some(l), Ok(mut out)) = (text.lines().find(|l| !l.trim().is_empty()), seen2.lock())
+        {
+            out.error.get_or_insert(l.to_string());
+        }
+    });
+    let io = BuildIo {
+        events: Some(Arc::new(events)),
+        out: Sink::new(|_| {}),
+        err,
+        cancel: Default::default(),
+        secrets: Vec::new(),
+        store: Some(store),
+    };
+    let build = server.build.clone();
+    let code = tokio::task::spawn_blocking(move || build(args, io)).await;
+    let mut out = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    out.code = code.unwrap_or_else(|e| {
+        out.error.get_or_insert(e.to_string());
+        1
+    });
     out
 }
 

@@ -5,6 +5,8 @@
 mod common;
 #[path = "serve_shared/harness.rs"]
 mod harness;
+#[path = "serve_shared/inprocess.rs"]
+mod inprocess;
 #[path = "serve_shared/limits.rs"]
 mod limits;
 #[path = "serve_shared/outputs.rs"]

@@ -68,6 +68,11 @@ pub struct BuildIo {
     /// The store to use, shared with other builds (None: open the
     /// default store).
     pub store: Option<Arc<Store>>,
+    /// Set when the context directory is a throwaway copy whose files'
+    /// digests are known (`rbuild serve`'s, from its cache of context
+    /// files), by context-relative path: no stat cache is kept for it,
+    /// and these files are not read again to be hashed.
+    pub context_digests: Option<Vec<(String, crate::digest::Digest)>>,
 }
 
 impl BuildIo {
@@ -80,6 +85,7 @@ impl BuildIo {
             cancel: Cancel::default(),
             secrets: Vec::new(),
             store: None,
+            context_digests: None,
         }
     }
 }

@@ -73,6 +73,22 @@ pub(super) fn store_of(io: &BuildIo) -> Result<Arc<Store>> {
     ))
 }
 
+/// The build context, with its stat cache in the store; or, when `io`
+/// knows its files' digests (a throwaway copy), with those.
+pub(super) fn open_context(
+    prepared: &super::context_source::PreparedContext,
+    store: &Store,
+    io: &BuildIo,
+) -> Result<Arc<Context>> {
+    let statcache = store.root().join("statcache");
+    let cache_dir = io.context_digests.is_none().then_some(statcache.as_path());
+    let context = Context::open(&prepared.dir, &prepared.dockerfile_path, cache_dir)?;
+    if let Some(known) = &io.context_digests {
+        context.know_digests(known);
+    }
+    Ok(Arc::new(context))
+}
+
 /// Build on this machine: the exit code (0, or 1 when the build failed
 /// with its error printed to `io.err`); Err for a problem before the
 /// build starts (bad flags, no Dockerfile, no store).
@@ -124,11 +140,7 @@ pub fn build(mut args: BuildArgs, io: BuildIo) -> Result<i32> {
     }
     lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
     let dockerfile_path = prepared.dockerfile_path.clone();
-    let context = Arc::new(Context::open(
-        &prepared.dir,
-        &dockerfile_path,
-        Some(&store.root().join("statcache")),
-    )?);
+    let context = open_context(&prepared, &store, &io)?;
     let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
     let imported = super::cache_io::import(
         &store,

@@ -141,11 +141,7 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>, io: &BuildIo) -> Result<i
     ));
     first.register();
     let dockerfile_path = prepared.dockerfile_path.clone();
-    let context = Arc::new(Context::open(
-        &prepared.dir,
-        &dockerfile_path,
-        Some(&store.root().join("statcache")),
-    )?);
+    let context = super::build_entry::open_context(&prepared, &store, io)?;
     let first_opts = BuildOptions {
         target_platform: platforms[0].clone(),
         ..Default::default()

@@ -341,6 +341,32 @@ impl Context {
         Ok(())
     }
 
+    /// Take these digests of context files (by context-relative path) as
+    /// known, as if from the stat cache: the files are not read to be
+    /// hashed while their metadata stays as it is now (`rbuild serve`'s
+    /// context, copied from its cache of files by digest).
+    pub fn know_digests(&self, known: &[(String, Digest)]) {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(mut cache) = self.cache.write() else {
+            return;
+        };
+        for (rel, d) in known {
+            let abs = self.root.join(rel);
+            let Ok(m) = fs::symlink_metadata(&abs) else {
+                continue;
+            };
+            if m.is_file() {
+                let key = statcache::StatKey {
+                    size: m.len(),
+                    mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                    ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                    ino: m.ino(),
+                };
+                cache.put(abs.to_string_lossy().into_owned(), key, *d);
+            }
+        }
+    }
+
     /// Persist the stat cache.
     pub fn save_cache(&self) {
         if let Some(f) = &self.cache_file {

@@ -18,6 +18,7 @@ pub fn build_io(
     frames: UnboundedSender<Frame>,
     secrets: Vec<(String, Vec<u8>)>,
     store: Arc<crate::cache::Store>,
+    files: &[super::wire::FileEntry],
 ) -> (BuildIo, Cancel) {
     let budget = Mutex::new(LogBudget::new(server.limits.max_log));
     let (s, tx) = (server.clone(), frames.clone());
@@ -50,6 +51,15 @@ pub fn build_io(
         cancel: cancel.clone(),
         secrets,
         store: Some(store),
+        // Copied from the context cache, whose files are checked against
+        // their digests.
+        context_digests: Some(
+            files
+                .iter()
+                .filter(|f| f.kind == "file")
+                .filter_map(|f| Some((f.path.clone(), f.digest.as_deref()?.parse().ok()?)))
+                .collect(),
+        ),
     };
     (io, cancel)
 }

@@ -129,11 +129,11 @@ async fn build_in_dir(
     let files = req.files;
     let s2 = server.clone();
     let ctx2 = ctx.clone();
-    let store = tokio::task::spawn_blocking(move || {
+    let (store, files) = tokio::task::spawn_blocking(move || {
         s2.cache
             .assemble(&ctx2, &files)
             .map_err(|e| e.to_string())?;
-        s2.store.get().map_err(|e| e.to_string())
+        Ok::<_, String>((s2.store.get().map_err(|e| e.to_string())?, files))
     })
     .await
     .map_err(|e| err(&e))?
@@ -144,7 +144,7 @@ async fn build_in_dir(
     argv.push(format!("--file={}", dockerfile.display()));
     argv.push(ctx.display().to_string());
     let (frames, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (io, cancel) = super::build_io::build_io(server, id, frames, req.secrets, store);
+    let (io, cancel) = super::build_io::build_io(server, id, frames, req.secrets, store, &files);
     // In this process, on a blocking thread: the store, the steps in
     // flight and the RUN slots are the other builds'.
     let build = server.build.clone();

@@ -70,6 +70,12 @@ fn two_clients_share_the_servers_solver_and_no_build_child_runs() {
             .spawn()
             .expect("client")
     };
+    let statcaches = || {
+        std::fs::read_dir(env.root().join("statcache"))
+            .unwrap()
+            .count()
+    };
+    let before = statcaches();
     let (a, b) = (spawn(), spawn());
     // While the step runs: the server's children are RUN sandboxes, never
     // a build process.
@@ -108,6 +114,11 @@ fn two_clients_share_the_servers_solver_and_no_build_child_runs() {
         waited, 1,
         "one build awaited the other's step:\n{}\n---\n{}",
         a.1, b.1
+    );
+    assert_eq!(
+        statcaches(),
+        before,
+        "no stat cache kept for the server's throwaway context copies"
     );
     drop(server);
     assert_eq!(runs_counted(&env), 1, "the shared RUN step ran once");

@@ -123,6 +123,7 @@ async fn run_in_process(
         cancel: Default::default(),
         secrets: Vec::new(),
         store: Some(store),
+        context_digests: None,
     };
     let build = server.build.clone();
     let code = tokio::task::spawn_blocking(move || build(args, io)).await;

@@ -36,6 +36,11 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
         let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
         match super::outputs::check(name, value) {
             Some(r) => r?,
+            // A bare NAME takes its value from the environment: the
+            // server's, now that builds run in its process.
+            None if matches!(name, "--build-arg" | "--label") && !value.contains('=') => {
+                return Err(format!("{name}={value}: NAME=VALUE expected"));
+            }
             None if ALLOWED.contains(&name) => {}
             None => return Err(format!("flag {name} is not accepted through --server")),
         }
@@ -199,6 +204,7 @@ mod tests {
     #[test]
     fn refuses_flags_naming_server_paths() {
         assert!(check_args(&["--tag=a:b".into(), "--no-cache".into()]).is_ok());
+        assert!(check_args(&["--build-arg=A=".into(), "--label=k=v".into()]).is_ok());
         assert!(check_args(&["--output=type=registry,name=x".into()]).is_ok());
         for bad in [
             "--file=/etc/passwd",
@@ -207,6 +213,8 @@ mod tests {
             "--output=type=local,dest=/root",
             "--output=type=oci,dest=/x",
             "--metadata-file=/m",
+            "--build-arg=HOME",
+            "--label=PATH",
         ] {
             assert!(check_args(&[bad.into()]).is_err(), "{bad}");
         }

@@ -166,16 +166,21 @@ pub fn run_sandboxed(
     let mut log = std::fs::File::create(log_path).ok();
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut killed = false;
+    let poll = std::time::Duration::from_millis(200);
+    let mut polled = std::time::Instant::now();
     loop {
-        let line = match rx.recv_timeout(std::time::Duration::from_millis(200)) {
-            Ok(l) => l,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if !killed && stop() {
-                    killed = true;
-                    let _ = child.kill();
-                }
-                continue;
+        let next = rx.recv_timeout(poll);
+        // Polled on time even while lines keep coming.
+        if !killed && polled.elapsed() >= poll {
+            polled = std::time::Instant::now();
+            if stop() {
+                killed = true;
+                let _ = child.kill();
             }
+        }
+        let line = match next {
+            Ok(l) => l,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         if let Some(f) = log.as_mut() {

@@ -183,3 +183,49 @@ fn a_gone_clients_build_stops_at_the_next_step_after_the_step_others_await() {
     assert!(ok, "{err}");
     assert!(err.contains("NEXT=0"), "the next step did not run:\n{err}");
 }
+
+#[test]
+fn a_gone_clients_run_step_is_killed_even_while_it_prints() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let addr = format!("unix://{}", env.path("s.sock").display());
+    let server = Serve::start(&env, &addr, &[]);
+    let ctx = env.project(
+        "chatty",
+        &[(
+            "Dockerfile",
+            "FROM bb\nRUN while :; do echo CHATTY-TICK; sleep 0.02; done\n",
+        )],
+    );
+    let mut client = build_cmd(&env, Some(&addr), &[], &ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let running = |m: &str| value(m, "rbuild_builds_running");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running(&server.metrics()) < 1.0 {
+        assert!(Instant::now() < deadline, "the build never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = server.metrics();
+        if value(&m, "rbuild_builds_total{result=\"cancelled\"}") == 1.0 && running(&m) == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the build was not stopped:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.contains("CHATTY-TICK"),
+        "the RUN step still runs:\n{ps}"
+    );
+}

@@ -227,6 +227,11 @@ impl Solving<'_> {
             ));
         }
         let mut solved = match solved {
+            // Cancelled after the last step: nothing is stored or exported.
+            Ok(_) if io.cancel.is_cancelled() => {
+                io.err.line("error: the build was cancelled");
+                return Ok(1);
+            }
             Ok(r) => r,
             Err(e) => {
                 io.err.line(format_args!("error: {e}"));

@@ -189,6 +189,10 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>, io: &BuildIo) -> Result<i
         ));
     }
     let results = match solved {
+        Ok(_) if io.cancel.is_cancelled() => {
+            io.err.line("error: the build was cancelled");
+            return Ok(1);
+        }
         Ok(r) => r,
         Err(e) => {
             io.err.line(format_args!("error: {e}"));

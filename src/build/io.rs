@@ -73,6 +73,20 @@ pub struct BuildIo {
     /// files), by context-relative path: no stat cache is kept for it,
     /// and these files are not read again to be hashed.
     pub context_digests: Option<Vec<(String, crate::digest::Digest)>>,
+    /// What identifies the build's steps from one build to the next (for
+    /// explained misses and earlier results reused), instead of its
+    /// context and Dockerfile paths (`rbuild serve`'s are throwaway).
+    pub build_id: Option<String>,
+}
+
+impl BuildIo {
+    /// The build's identity: [`BuildIo::build_id`], else the context and
+    /// Dockerfile paths.
+    pub fn build_id_or(&self, context: &std::path::Path, dockerfile: &std::path::Path) -> String {
+        self.build_id
+            .clone()
+            .unwrap_or_else(|| format!("{}|{}", context.display(), dockerfile.display()))
+    }
 }
 
 impl BuildIo {
@@ -86,6 +100,7 @@ impl BuildIo {
             secrets: Vec::new(),
             store: None,
             context_digests: None,
+            build_id: None,
         }
     }
 }

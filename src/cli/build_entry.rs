@@ -141,7 +141,7 @@ pub fn build(mut args: BuildArgs, io: BuildIo) -> Result<i32> {
     lazy_bases.retain(|b| rbuild::build::blobs_fit(&store, b, oci));
     let dockerfile_path = prepared.dockerfile_path.clone();
     let context = open_context(&prepared, &store, &io)?;
-    let build_id = format!("{}|{}", context.root().display(), dockerfile_path.display());
+    let build_id = io.build_id_or(context.root(), &dockerfile_path);
     let imported = super::cache_io::import(
         &store,
         &args,

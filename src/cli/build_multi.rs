@@ -148,7 +148,7 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>, io: &BuildIo) -> Result<i
     };
     let common = Common {
         store: store.clone(),
-        build_id: format!("{}|{}", context.root().display(), dockerfile_path.display()),
+        build_id: io.build_id_or(context.root(), &dockerfile_path),
         context,
         locks: Arc::default(),
         imported: super::cache_io::import(

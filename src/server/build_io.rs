@@ -18,7 +18,7 @@ pub fn build_io(
     frames: UnboundedSender<Frame>,
     secrets: Vec<(String, Vec<u8>)>,
     store: Arc<crate::cache::Store>,
-    files: &[super::wire::FileEntry],
+    (files, dockerfile): (&[super::wire::FileEntry], &str),
 ) -> (BuildIo, Cancel) {
     let budget = Mutex::new(LogBudget::new(server.limits.max_log));
     let (s, tx) = (server.clone(), frames.clone());
@@ -60,8 +60,25 @@ pub fn build_io(
                 .filter_map(|f| Some((f.path.clone(), f.digest.as_deref()?.parse().ok()?)))
                 .collect(),
         ),
+        build_id: Some(build_id(files, dockerfile)),
     };
     (io, cancel)
+}
+
+/// A served build's identity: its Dockerfile and its context files (paths,
+/// kinds, digests, links), so that a rebuild of the same inputs finds the
+/// notes of its steps (a fresh id each time would write new ones), while
+/// only a client holding the same context shares them.
+fn build_id(files: &[super::wire::FileEntry], dockerfile: &str) -> String {
+    let mut sorted: Vec<&super::wire::FileEntry> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut text = format!("{dockerfile}\0");
+    for f in sorted {
+        let digest = f.digest.as_deref().unwrap_or("");
+        let link = f.link.as_deref().unwrap_or("");
+        text.push_str(&format!("{}\0{}\0{digest}\0{link}\0", f.kind, f.path));
+    }
+    format!("serve|{}", crate::digest::Digest::of(text.as_bytes()))
 }
 
 /// How much build log (RUN output) one build may stream to its client.
@@ -106,6 +123,23 @@ impl LogBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_id_follows_the_dockerfile_and_the_files() {
+        let file = |path: &str, d: &str| super::super::wire::FileEntry {
+            path: path.into(),
+            kind: "file".into(),
+            mode: 0o644,
+            mtime: (0, 0),
+            digest: Some(format!("sha256:{}", d.repeat(64))),
+            link: None,
+        };
+        let (a, b) = (file("a", "1"), file("b", "2"));
+        let id = build_id(&[a.clone(), b.clone()], "FROM x\n");
+        assert_eq!(id, build_id(&[b.clone(), a.clone()], "FROM x\n"));
+        assert_ne!(id, build_id(&[a.clone(), file("b", "3")], "FROM x\n"));
+        assert_ne!(id, build_id(&[a, b], "FROM y\n"));
+    }
 
     #[test]
     fn log_lines_stop_at_the_budget_with_one_notice() {

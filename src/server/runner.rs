@@ -149,7 +149,14 @@ async fn build_in_dir(
     argv.push(format!("--file={}", dockerfile.display()));
     argv.push(ctx.display().to_string());
     let (frames, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (io, cancel) = super::build_io::build_io(server, id, frames, req.secrets, store, &files);
+    let (io, cancel) = super::build_io::build_io(
+        server,
+        id,
+        frames,
+        req.secrets,
+        store,
+        (&files, &req.dockerfile),
+    );
     // In this process, on a blocking thread: the store, the steps in
     // flight and the RUN slots are the other builds'.
     let build = server.build.clone();

@@ -229,3 +229,39 @@ fn a_gone_clients_run_step_is_killed_even_while_it_prints() {
         "the RUN step still runs:\n{ps}"
     );
 }
+
+#[test]
+fn a_served_rebuild_of_the_same_inputs_writes_no_new_step_notes() {
+    let env = Env::new();
+    env.busybox_base("bb");
+    let addr = format!("unix://{}", env.path("s.sock").display());
+    let _server = Serve::start(&env, &addr, &[]);
+    let client = Env::new();
+    let ctx = client.project(
+        "p",
+        &[
+            (
+                "Dockerfile",
+                "FROM bb\nENV A=1\nWORKDIR /w\nCOPY f .\nCMD [\"sh\"]\n",
+            ),
+            ("f", "x\n"),
+        ],
+    );
+    let notes = || {
+        std::fs::read_dir(env.root().join("cache/steps"))
+            .unwrap()
+            .count()
+    };
+    let (ok, err, _) = build(&client, Some(&addr), &[], &ctx);
+    assert!(ok, "{err}");
+    let after_first = notes();
+    for _ in 0..2 {
+        let (ok, err, _) = build(&client, Some(&addr), &[], &ctx);
+        assert!(ok && err.contains("CACHED"), "{err}");
+    }
+    assert_eq!(
+        notes(),
+        after_first,
+        "the rebuilds found the first build's notes"
+    );
+}

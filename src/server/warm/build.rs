@@ -124,6 +124,7 @@ async fn run_in_process(
         secrets: Vec::new(),
         store: Some(store),
         context_digests: None,
+        build_id: None,
     };
     let build = server.build.clone();
     let code = tokio::task::spawn_blocking(move || build(args, io)).await;

@@ -61,6 +61,19 @@ pub fn serve_build(argv: Vec<String>, io: BuildIo) -> i32 {
     }
 }
 
+/// Run `f` to its end: on the runtime of the calling thread when it has
+/// one (`rbuild serve`'s builds, on its blocking threads: its workers and
+/// blocking pool then serve the solve too), else on a runtime of its own.
+pub(super) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        return Ok(handle.block_on(f));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(f))
+}
+
 /// The store `io` shares, else the default one opened.
 pub(super) fn store_of(io: &BuildIo) -> Result<Arc<Store>> {
     if let Some(s) = &io.store {
@@ -213,11 +226,7 @@ impl Solving<'_> {
             mode
         };
         let view = io.spawn_view(rx, shown);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let solved = runtime.block_on(solve_saving(store.clone(), req, progress));
-        drop(runtime);
+        let solved = block_on(solve_saving(store.clone(), req, progress))?;
         let _ = view.join();
         print_warnings(self.src, &self.linter, mode, &io.err);
         if !unused_args.is_empty() && mode != Mode::Quiet {

@@ -104,14 +104,10 @@ fn solve_all(
     progress: Progress,
 ) -> Result<Result<Vec<(Platform, BuildResult)>, String>> {
     let platforms: Vec<Platform> = reqs.iter().map(|r| r.platform.clone()).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let solves = reqs
         .into_iter()
         .map(|r| solve_saving(store.clone(), r, progress.clone()));
-    let results = runtime.block_on(futures_util::future::join_all(solves));
-    drop(runtime);
+    let results = super::build_entry::block_on(futures_util::future::join_all(solves))?;
     let mut out = Vec::new();
     for (p, r) in platforms.into_iter().zip(results) {
         match r {

@@ -318,7 +318,7 @@ fn an_inline_cache_in_the_pushed_image_makes_a_fresh_store_fully_cached() {
 }
 
 #[test]
-fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image() {
+fn a_cached_copy_from_a_side_stage_is_found_by_definition_and_downloads_no_layer() {
     let seed = Env::new();
     let layout = seed.path("layout");
     busybox_layout(&seed, &layout);
@@ -334,11 +334,14 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
     let a = isolated();
     let to = format!("type=registry,ref={cache},mode=max");
     build(&a, &["--build-arg", EPOCH, "--cache-to", &to], &df, true);
+    let cache_layers = layers(&remote_manifest(&cache));
 
-    // Fresh store, push only: COPY --from hashes the side stage's files,
-    // so its layers are fetched; every step still comes from the cache.
+    // Fresh store, push only: COPY --from is found by its definition and
+    // the side stage's key, so no file of the side stage is read and no
+    // layer is downloaded (BuildKit's definition-based cache key).
     let b = isolated();
     let target = format!("{host}/team/multi:1");
+    let before = reg.requests().len();
     let log = build(
         &b,
         &[
@@ -349,11 +352,20 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
             "-t",
             &target,
             "--push",
+            "--explain",
         ],
         &df,
         true,
     );
+    let reqs = reg.requests()[before..].to_vec();
     assert!(log.contains("0 steps run, 3 cached"), "{log}");
+    assert!(log.contains("cache hit by definition"), "{log}");
+    let mut all = cache_layers.clone();
+    all.extend(layers(&remote_manifest(&target)));
+    let gets = blob_gets(&reqs, &all);
+    assert!(gets.is_empty(), "layers downloaded: {gets:#?}\n{log}");
+
+    // The pushed image is whole and right.
     let c = isolated();
     build_local(
         &c,
@@ -362,6 +374,16 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
         &[],
     );
     assert_eq!(read(c.path("out/o")), "side\nside\nside\n");
+
+    // The side stage changed: the definition key misses, the side stage
+    // runs, and COPY is keyed by content again (its output differs).
+    let df2 = df.replace("echo side", "echo other");
+    let log = build(&b, &["--build-arg", EPOCH, "--explain"], &df2, true);
+    assert!(log.contains("3 steps run, 0 cached"), "{log}");
+    let c2 = isolated();
+    let out = c2.path("out");
+    build_local(&c2, &df2, &out, &[]);
+    assert_eq!(read(out.join("both")), "other\nother\n");
 }
 
 #[test]

@@ -189,6 +189,20 @@ fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(read("linux_amd64/arch"), "linux/amd64 x86_64\n");
     assert_eq!(read("linux_arm64/arch"), "linux/arm64 aarch64\n");
+
+    // --cache-to holds both platforms' steps: a fresh store elsewhere
+    // takes every one of them from it, and runs nothing.
+    let cache = env.path("cache");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let both = ["--platform", "linux/amd64,linux/arm64"];
+    let log = env.build_ok(&[&both[..], &["--cache-to", &to]].concat(), &base);
+    assert!(log.contains("exported cache to"), "{log}");
+    let fresh = Env::new();
+    let again = fresh.path("elsewhere/base");
+    copy_dir(&base, &again);
+    let from = format!("type=local,src={}", cache.display());
+    let log = fresh.build_ok(&[&both[..], &["--cache-from", &from]].concat(), &again);
+    assert!(log.contains("0 steps run"), "{log}");
 }
 
 #[test]

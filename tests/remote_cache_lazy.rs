@@ -421,3 +421,77 @@ fn a_base_on_another_registry_is_fetched_and_pushed_whole() {
     );
     assert_eq!(read(c.path("out/o")), "cached\n/bin/busybox\n");
 }
+
+/// A request line with any cross-repository mount taken out: the registry
+/// then starts a plain upload (202), as one without mounts answers.
+fn without_mount(first: &str) -> String {
+    match (first.starts_with("POST "), first.split_once('?')) {
+        (true, Some((path, rest))) if rest.contains("mount=") => {
+            let version = rest.rsplit(' ').next().unwrap_or("HTTP/1.1");
+            format!("{path} {version}")
+        }
+        _ => first.to_string(),
+    }
+}
+
+#[test]
+fn a_registry_that_refuses_mounts_gets_the_cached_layers_downloaded_and_uploaded() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let upstream = reg
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // The registry reached through a proxy that turns every mount into a
+    // plain upload: a registry without cross-repository mounts.
+    let host = format!(
+        "127.0.0.1:{}",
+        rewriting_proxy(upstream, |l| Some(without_mount(l)))
+    );
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let cache = format!("{host}/cache/app:c");
+    let df = dockerfile(&base, "");
+    let a = isolated();
+    let to = format!("type=registry,ref={cache},mode=max");
+    build(&a, &["--build-arg", EPOCH, "--cache-to", &to], &df, true);
+
+    // A fresh store, push only: every step from the cache, the layers left
+    // in the registry; the mounts are refused, so they are downloaded from
+    // the cache (verified) and uploaded.
+    let b = isolated();
+    let target = format!("{host}/team/app:1");
+    let args = [
+        "--build-arg",
+        EPOCH,
+        "--cache-from",
+        &cache,
+        "-t",
+        &target,
+        "--push",
+    ];
+    let log = build(&b, &args, &df, true);
+    assert!(log.contains("0 steps run"), "{log}");
+    assert!(log.contains("downloading them"), "{log}");
+    assert!(log.contains(&format!("pushed {target}@sha256:")), "{log}");
+    let reqs = reg.requests();
+    assert!(
+        reqs.iter()
+            .any(|q| q.starts_with("PUT /v2/team/app/blobs/uploads/")),
+        "layers uploaded to team/app: {reqs:#?}"
+    );
+
+    // The pushed image is whole.
+    let c = isolated();
+    build_local(
+        &c,
+        &format!("FROM {target}\nRUN cat /a.txt /b > /o\n"),
+        &c.path("out"),
+        &[],
+    );
+    assert_eq!(read(c.path("out/o")), "hello\nhello\nbuilt\n");
+}

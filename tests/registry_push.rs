@@ -322,11 +322,11 @@ fn dropping_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::Atom
     use std::sync::atomic::Ordering;
     let puts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = puts.clone();
-    let port = rewriting_proxy(upstream, move |first| {
+    let port = proxy(upstream, move |first| {
         let upload = first.starts_with("PUT ") && first.contains("/blobs/uploads/");
         match upload && counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            true => None, // dropped, unanswered
-            false => Some(first.to_string()),
+            true => Proxied::Drop,
+            false => Proxied::Forward(first.to_string()),
         }
     });
     (port, puts)

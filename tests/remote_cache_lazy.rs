@@ -450,7 +450,7 @@ fn a_registry_that_refuses_mounts_gets_the_cached_layers_downloaded_and_uploaded
     // plain upload: a registry without cross-repository mounts.
     let host = format!(
         "127.0.0.1:{}",
-        rewriting_proxy(upstream, |l| Some(without_mount(l)))
+        proxy(upstream, |l| Proxied::Forward(without_mount(l)))
     );
     let base = format!("{host}/library/busybox:latest");
     push(&layout, "latest", &base, None, false);

@@ -299,14 +299,22 @@ pub fn busybox_registry() -> (Env, PathBuf, Registry, String) {
     (seed, layout, reg, host)
 }
 
+/// What a [`proxy`] does with a request, given its request line.
+pub enum Proxied {
+    /// Send this request line on, and the answer back.
+    Forward(String),
+    /// Send it on, and only the first half of the answer's body back.
+    ForwardCut(String),
+    /// Drop the request unanswered once its body has arrived.
+    Drop,
+    /// Answer with this raw HTTP response instead.
+    Answer(String),
+}
+
 /// A plain-HTTP proxy on loopback in front of the registry on `upstream`
-/// (one request per connection): `rewrite` gets each request line and
-/// gives the one to send on, or None to drop the request unanswered once
-/// its body has arrived. Returns the proxy's port.
-pub fn rewriting_proxy(
-    upstream: u16,
-    rewrite: impl Fn(&str) -> Option<String> + Send + 'static,
-) -> u16 {
+/// (one request per connection): `decide` gets each request line and says
+/// what to do with it. Returns the proxy's port.
+pub fn proxy(upstream: u16, decide: impl Fn(&str) -> Proxied + Send + 'static) -> u16 {
     use std::io::{Read as _, Write as _};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
@@ -334,8 +342,14 @@ pub fn rewriting_proxy(
             if c.read_exact(&mut body).is_err() {
                 continue;
             }
-            let Some(first) = rewrite(text.lines().next().unwrap_or("")) else {
-                continue;
+            let (first, cut) = match decide(text.lines().next().unwrap_or("")) {
+                Proxied::Forward(l) => (l, false),
+                Proxied::ForwardCut(l) => (l, true),
+                Proxied::Drop => continue,
+                Proxied::Answer(a) => {
+                    let _ = c.write_all(a.as_bytes());
+                    continue;
+                }
             };
             let mut req = format!("{first}\r\n");
             req.extend(
@@ -352,7 +366,18 @@ pub fn rewriting_proxy(
             let _ = up.write_all(&body);
             let mut resp = Vec::new();
             let _ = up.read_to_end(&mut resp);
-            let _ = c.write_all(&resp);
+            let keep = match cut {
+                true => {
+                    let body = resp
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|i| i + 4)
+                        .unwrap_or(resp.len());
+                    body + (resp.len() - body) / 2
+                }
+                false => resp.len(),
+            };
+            let _ = c.write_all(&resp[..keep]);
         }
     });
     port

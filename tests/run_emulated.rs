@@ -119,6 +119,41 @@ fn emulated_steps_are_as_confined_as_native_ones() {
 }
 
 #[test]
+fn without_a_binfmt_of_its_own_the_first_program_runs_emulated_and_confined() {
+    // What a kernel before 6.7 gives (RBUILD_QEMU_BINFMT=0 asks for it
+    // here): the command itself runs under the emulator, as BuildKit's.
+    let env = Env::new();
+    arm64_base(&env, "bb-arm64");
+    let df = "FROM --platform=linux/arm64 bb-arm64\n\
+              RUN [\"/bin/uname\", \"-m\"]\n\
+              RUN [\"/bin/cat\", \"/proc/self/status\"]\n\
+              RUN [\"/bin/cat\", \"/proc/self/mounts\"]\n";
+    let ctx = env.project("first-only", &[("Dockerfile", df)]);
+    let out = env
+        .rbuild()
+        .env("RBUILD_QEMU_BINFMT", "0")
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .expect("run rbuild");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(" aarch64\n"),
+        "the command ran emulated: {err}"
+    );
+    // The emulator is confined as a native step: Docker's capabilities,
+    // no_new_privs, the seccomp filter.
+    assert!(err.contains("CapEff:\t00000000a80425fb"), "{err}");
+    assert!(err.contains("NoNewPrivs:\t1"), "{err}");
+    assert!(err.contains("Seccomp:\t2"), "{err}");
+    assert!(
+        !err.contains("binfmt_misc"),
+        "no binfmt_misc of its own: {err}"
+    );
+}
+
+#[test]
 fn a_missing_emulator_is_a_clear_error_naming_the_package() {
     let env = Env::new();
     arm64_base(&env, "bb-arm64");

@@ -141,60 +141,18 @@ fn cutting_proxy(
     upstream: u16,
     cut: String,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read as _, Write as _};
     use std::sync::atomic::Ordering;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match c.read(&mut byte) {
-                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
-                    _ => break, // closed, or a TLS hello: not for this proxy
-                }
-            }
-            if !head.ends_with(b"\r\n\r\n") {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
-            let first = text.lines().next().unwrap_or("").to_string();
-            let mut req: String = text
-                .split("\r\n")
-                .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
-                .map(|h| format!("{h}\r\n"))
-                .collect();
-            req.push_str("Connection: close\r\n\r\n");
-            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let _ = up.write_all(req.as_bytes());
-            let mut resp = Vec::new();
-            let _ = up.read_to_end(&mut resp);
-            let target = first.starts_with("GET ")
-                && first
-                    .split_whitespace()
-                    .nth(1)
-                    .is_some_and(|p| p.ends_with(&cut));
-            let n = if target {
-                counter.fetch_add(1, Ordering::SeqCst)
-            } else {
-                1
-            };
-            if target && n == 0 {
-                let body = resp
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map(|i| i + 4)
-                    .unwrap_or(resp.len());
-                let keep = body + (resp.len() - body) / 2;
-                let _ = c.write_all(&resp[..keep]);
-            } else {
-                let _ = c.write_all(&resp);
-            }
+    let port = proxy(upstream, move |first| {
+        let target = first.starts_with("GET ")
+            && first
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.ends_with(&cut));
+        match target && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            true => Proxied::ForwardCut(first.to_string()),
+            false => Proxied::Forward(first.to_string()),
         }
     });
     (port, hits)
@@ -229,64 +187,18 @@ fn an_interrupted_layer_download_is_retried_from_the_start() {
 /// Forbidden (a distribution `DENIED` error) to requests whose path
 /// contains `deny` and whose method is `method`, and passes the rest on.
 fn forbidding_proxy(upstream: u16, method: &'static str, deny: String) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match c.read(&mut byte) {
-                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
-                    _ => break, // closed, or a TLS hello: not for this proxy
-                }
-            }
-            if !head.ends_with(b"\r\n\r\n") {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
-            let first = text.lines().next().unwrap_or("").to_string();
-            let len: usize = text
-                .lines()
-                .find_map(|h| {
-                    let (k, v) = h.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let mut body = vec![0u8; len];
-            if c.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let mut parts = first.split_whitespace();
-            let (m, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            if m == method && path.contains(&deny) {
-                let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                continue;
-            }
-            let mut req: String = text
-                .split("\r\n")
-                .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
-                .map(|h| format!("{h}\r\n"))
-                .collect();
-            req.push_str("Connection: close\r\n\r\n");
-            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let _ = up.write_all(req.as_bytes());
-            let _ = up.write_all(&body);
-            let mut resp = Vec::new();
-            let _ = up.read_to_end(&mut resp);
-            let _ = c.write_all(&resp);
+    proxy(upstream, move |first| {
+        let mut parts = first.split_whitespace();
+        let (m, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if m == method && path.contains(&deny) {
+            let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+            return Proxied::Answer(format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
         }
-    });
-    port
+        Proxied::Forward(first.to_string())
+    })
 }
 
 #[test]

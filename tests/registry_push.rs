@@ -315,61 +315,18 @@ fn a_loopback_registry_over_https_with_a_self_signed_certificate_takes_the_push(
     assert_eq!(info["Name"], format!("{}/tls/app", reg.host()), "{info}");
 }
 
-/// A plain-HTTP proxy on loopback in front of `upstream` that drops the
-/// first blob upload (`PUT .../blobs/uploads/...`) once its body has
-/// arrived, without an answer. Returns its port and how many uploads it saw.
+/// A proxy in front of `upstream` that drops the first blob upload
+/// (`PUT .../blobs/uploads/...`) once its body has arrived, without an
+/// answer. Returns its port and how many uploads it saw.
 fn dropping_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read as _, Write as _};
     use std::sync::atomic::Ordering;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
     let puts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = puts.clone();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match c.read(&mut byte) {
-                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
-                    _ => break, // closed, or a TLS hello: not for this proxy
-                }
-            }
-            if !head.ends_with(b"\r\n\r\n") {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
-            let length: usize = text
-                .split("\r\n")
-                .filter_map(|h| h.split_once(':'))
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0u8; length];
-            if c.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let first = text.lines().next().unwrap_or("").to_string();
-            if first.starts_with("PUT ")
-                && first.contains("/blobs/uploads/")
-                && counter.fetch_add(1, Ordering::SeqCst) == 0
-            {
-                continue; // dropped, unanswered
-            }
-            let mut req: String = text
-                .split("\r\n")
-                .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
-                .map(|h| format!("{h}\r\n"))
-                .collect();
-            req.push_str("Connection: close\r\n\r\n");
-            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let _ = up.write_all(req.as_bytes());
-            let _ = up.write_all(&body);
-            let mut resp = Vec::new();
-            let _ = up.read_to_end(&mut resp);
-            let _ = c.write_all(&resp);
+    let port = proxy(upstream, move |first| {
+        let upload = first.starts_with("PUT ") && first.contains("/blobs/uploads/");
+        match upload && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            true => Proxied::Drop,
+            false => Proxied::Forward(first.to_string()),
         }
     });
     (port, puts)

@@ -318,7 +318,7 @@ fn an_inline_cache_in_the_pushed_image_makes_a_fresh_store_fully_cached() {
 }
 
 #[test]
-fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image() {
+fn a_cached_copy_from_a_side_stage_is_found_by_definition_and_downloads_no_layer() {
     let seed = Env::new();
     let layout = seed.path("layout");
     busybox_layout(&seed, &layout);
@@ -334,11 +334,14 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
     let a = isolated();
     let to = format!("type=registry,ref={cache},mode=max");
     build(&a, &["--build-arg", EPOCH, "--cache-to", &to], &df, true);
+    let cache_layers = layers(&remote_manifest(&cache));
 
-    // Fresh store, push only: COPY --from hashes the side stage's files,
-    // so its layers are fetched; every step still comes from the cache.
+    // Fresh store, push only: COPY --from is found by its definition and
+    // the side stage's key, so no file of the side stage is read and no
+    // layer is downloaded (BuildKit's definition-based cache key).
     let b = isolated();
     let target = format!("{host}/team/multi:1");
+    let before = reg.requests().len();
     let log = build(
         &b,
         &[
@@ -349,11 +352,20 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
             "-t",
             &target,
             "--push",
+            "--explain",
         ],
         &df,
         true,
     );
+    let reqs = reg.requests()[before..].to_vec();
     assert!(log.contains("0 steps run, 3 cached"), "{log}");
+    assert!(log.contains("cache hit by definition"), "{log}");
+    let mut all = cache_layers.clone();
+    all.extend(layers(&remote_manifest(&target)));
+    let gets = blob_gets(&reqs, &all);
+    assert!(gets.is_empty(), "layers downloaded: {gets:#?}\n{log}");
+
+    // The pushed image is whole and right.
     let c = isolated();
     build_local(
         &c,
@@ -362,6 +374,16 @@ fn a_lazy_build_reads_a_cached_side_stage_for_copy_from_and_pushes_a_whole_image
         &[],
     );
     assert_eq!(read(c.path("out/o")), "side\nside\nside\n");
+
+    // The side stage changed: the definition key misses, the side stage
+    // runs, and COPY is keyed by content again (its output differs).
+    let df2 = df.replace("echo side", "echo other");
+    let log = build(&b, &["--build-arg", EPOCH, "--explain"], &df2, true);
+    assert!(log.contains("3 steps run, 0 cached"), "{log}");
+    let c2 = isolated();
+    let out = c2.path("out");
+    build_local(&c2, &df2, &out, &[]);
+    assert_eq!(read(out.join("both")), "other\nother\n");
 }
 
 #[test]
@@ -398,4 +420,78 @@ fn a_base_on_another_registry_is_fetched_and_pushed_whole() {
         &[],
     );
     assert_eq!(read(c.path("out/o")), "cached\n/bin/busybox\n");
+}
+
+/// A request line with any cross-repository mount taken out: the registry
+/// then starts a plain upload (202), as one without mounts answers.
+fn without_mount(first: &str) -> String {
+    match (first.starts_with("POST "), first.split_once('?')) {
+        (true, Some((path, rest))) if rest.contains("mount=") => {
+            let version = rest.rsplit(' ').next().unwrap_or("HTTP/1.1");
+            format!("{path} {version}")
+        }
+        _ => first.to_string(),
+    }
+}
+
+#[test]
+fn a_registry_that_refuses_mounts_gets_the_cached_layers_downloaded_and_uploaded() {
+    let seed = Env::new();
+    let layout = seed.path("layout");
+    busybox_layout(&seed, &layout);
+    let reg = Registry::start_logged();
+    let upstream = reg
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // The registry reached through a proxy that turns every mount into a
+    // plain upload: a registry without cross-repository mounts.
+    let host = format!(
+        "127.0.0.1:{}",
+        proxy(upstream, |l| Proxied::Forward(without_mount(l)))
+    );
+    let base = format!("{host}/library/busybox:latest");
+    push(&layout, "latest", &base, None, false);
+    let cache = format!("{host}/cache/app:c");
+    let df = dockerfile(&base, "");
+    let a = isolated();
+    let to = format!("type=registry,ref={cache},mode=max");
+    build(&a, &["--build-arg", EPOCH, "--cache-to", &to], &df, true);
+
+    // A fresh store, push only: every step from the cache, the layers left
+    // in the registry; the mounts are refused, so they are downloaded from
+    // the cache (verified) and uploaded.
+    let b = isolated();
+    let target = format!("{host}/team/app:1");
+    let args = [
+        "--build-arg",
+        EPOCH,
+        "--cache-from",
+        &cache,
+        "-t",
+        &target,
+        "--push",
+    ];
+    let log = build(&b, &args, &df, true);
+    assert!(log.contains("0 steps run"), "{log}");
+    assert!(log.contains("downloading them"), "{log}");
+    assert!(log.contains(&format!("pushed {target}@sha256:")), "{log}");
+    let reqs = reg.requests();
+    assert!(
+        reqs.iter()
+            .any(|q| q.starts_with("PUT /v2/team/app/blobs/uploads/")),
+        "layers uploaded to team/app: {reqs:#?}"
+    );
+
+    // The pushed image is whole.
+    let c = isolated();
+    build_local(
+        &c,
+        &format!("FROM {target}\nRUN cat /a.txt /b > /o\n"),
+        &c.path("out"),
+        &[],
+    );
+    assert_eq!(read(c.path("out/o")), "hello\nhello\nbuilt\n");
 }

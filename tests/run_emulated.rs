@@ -119,6 +119,41 @@ fn emulated_steps_are_as_confined_as_native_ones() {
 }
 
 #[test]
+fn without_a_binfmt_of_its_own_the_first_program_runs_emulated_and_confined() {
+    // What a kernel before 6.7 gives (RBUILD_QEMU_BINFMT=0 asks for it
+    // here): the command itself runs under the emulator, as BuildKit's.
+    let env = Env::new();
+    arm64_base(&env, "bb-arm64");
+    let df = "FROM --platform=linux/arm64 bb-arm64\n\
+              RUN [\"/bin/uname\", \"-m\"]\n\
+              RUN [\"/bin/cat\", \"/proc/self/status\"]\n\
+              RUN [\"/bin/cat\", \"/proc/self/mounts\"]\n";
+    let ctx = env.project("first-only", &[("Dockerfile", df)]);
+    let out = env
+        .rbuild()
+        .env("RBUILD_QEMU_BINFMT", "0")
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .expect("run rbuild");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(" aarch64\n"),
+        "the command ran emulated: {err}"
+    );
+    // The emulator is confined as a native step: Docker's capabilities,
+    // no_new_privs, the seccomp filter.
+    assert!(err.contains("CapEff:\t00000000a80425fb"), "{err}");
+    assert!(err.contains("NoNewPrivs:\t1"), "{err}");
+    assert!(err.contains("Seccomp:\t2"), "{err}");
+    assert!(
+        !err.contains("binfmt_misc"),
+        "no binfmt_misc of its own: {err}"
+    );
+}
+
+#[test]
 fn a_missing_emulator_is_a_clear_error_naming_the_package() {
     let env = Env::new();
     arm64_base(&env, "bb-arm64");
@@ -189,6 +224,20 @@ fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(read("linux_amd64/arch"), "linux/amd64 x86_64\n");
     assert_eq!(read("linux_arm64/arch"), "linux/arm64 aarch64\n");
+
+    // --cache-to holds both platforms' steps: a fresh store elsewhere
+    // takes every one of them from it, and runs nothing.
+    let cache = env.path("cache");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let both = ["--platform", "linux/amd64,linux/arm64"];
+    let log = env.build_ok(&[&both[..], &["--cache-to", &to]].concat(), &base);
+    assert!(log.contains("exported cache to"), "{log}");
+    let fresh = Env::new();
+    let again = fresh.path("elsewhere/base");
+    copy_dir(&base, &again);
+    let from = format!("type=local,src={}", cache.display());
+    let log = fresh.build_ok(&[&both[..], &["--cache-from", &from]].concat(), &again);
+    assert!(log.contains("0 steps run"), "{log}");
 }
 
 #[test]

@@ -22,7 +22,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct MultiOutcome {
     /// This machine's platform's image (else the first platform's): the
-    /// one the names point at in the store, as `rbuild run` uses them.
+    /// one the names point at in the store, as `rbuild run` uses them;
+    /// its `result.steps` hold every platform's steps.
     pub outcome: BuildOutcome,
     /// The image ID of each platform.
     pub image_ids: Vec<(Platform, Digest)>,
@@ -118,7 +119,13 @@ pub fn finish_multi(
         }
         false => None,
     };
-    let result = results[main].1.clone();
+    let mut result = results[main].1.clone();
+    // Every platform's steps, for `--cache-to` (the main platform's first).
+    for (i, (_, r)) in results.iter().enumerate() {
+        if i != main {
+            result.steps.extend(r.steps.iter().cloned());
+        }
+    }
     Ok(MultiOutcome {
         outcome: BuildOutcome {
             image_id,

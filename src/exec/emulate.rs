@@ -58,6 +58,15 @@ pub fn qemu_arch(arch: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether a step registers the emulator in a binfmt_misc of its own, so
+/// that its child processes run emulated too (Linux 6.7 and later);
+/// `RBUILD_QEMU_BINFMT=0` turns it off, leaving what older kernels get:
+/// the step's first program runs under the emulator, as BuildKit's
+/// executor runs it without a host handler.
+fn private_binfmt() -> bool {
+    std::env::var_os("RBUILD_QEMU_BINFMT").is_none_or(|v| v != "0")
+}
+
 /// Whether this machine runs `arch` binaries itself.
 fn native(arch: &str) -> bool {
     let host = crate::frontend::platform::Platform::host().arch;
@@ -103,7 +112,10 @@ pub fn emulator_for(os: &str, arch: &str, variant: &str) -> Result<Option<Emulat
     for d in &dirs {
         let p = d.join(&binary);
         if p.is_file() {
-            let binfmt = super::binfmt::registration(q, EMULATOR_PATH);
+            let binfmt = match private_binfmt() {
+                true => super::binfmt::registration(q, EMULATOR_PATH),
+                false => None,
+            };
             return Ok(Some(Emulator { path: p, binfmt }));
         }
     }

@@ -4,6 +4,21 @@
 
 use crate::digest::{Digest, KeyHasher};
 
+/// The prefix of the record components that explain a miss but are not
+/// part of the key (COPY's file lists).
+pub const EXPLAIN_ONLY: &str = "files:";
+
+/// The components of a record that its key was computed from.
+pub fn key_parts_of(components: &[(String, String)]) -> KeyParts {
+    KeyParts {
+        parts: components
+            .iter()
+            .filter(|(n, _)| !n.starts_with(EXPLAIN_ONLY))
+            .cloned()
+            .collect(),
+    }
+}
+
 /// The named parts of a key, in a fixed order.
 #[derive(Debug, Clone, Default)]
 pub struct KeyParts {

@@ -117,6 +117,9 @@ pub struct OpEnv<'a> {
     pub stages: &'a dyn Fn(usize) -> Option<StageResult>,
     /// Images loaded by reference (for `--from=image`).
     pub image: &'a dyn Fn(&str) -> Result<StageResult, OpError>,
+    /// The key of a stage's or an image's result, its layers left where
+    /// they are (a RUN bind mount's key part, a COPY --from's definition key).
+    pub source_key: &'a dyn Fn(&Source) -> Result<Digest, OpError>,
     /// `--secret`s: id → where the value comes from.
     pub secrets: &'a [(String, super::mounts::secrets::SecretSource)],
     /// Proxy variables from `--build-arg` for RUN (not in cache keys).
@@ -205,6 +208,19 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// The key parts: definition plus the digests of the op's inputs.
     fn cache_map(&self, _env: &OpEnv<'_>, parent_key: &Digest) -> Result<CacheMap, OpError> {
         Ok(CacheMap::new(parent_key, self.kind(), self.definition()))
+    }
+
+    /// A key from the definition and the keys of the op's inputs alone,
+    /// looked up before [`Op::cache_map`] hashes their content (BuildKit's
+    /// definition-based cache key, taken before its content-based one):
+    /// a hit needs no input's files. None for ops whose inputs are only
+    /// known by content (the build context, a URL).
+    fn definition_key(
+        &self,
+        _env: &OpEnv<'_>,
+        _parent_key: &Digest,
+    ) -> Result<Option<KeyParts>, OpError> {
+        Ok(None)
     }
 
     /// Components kept in the record for explaining a later miss, but not

@@ -312,6 +312,7 @@ impl ImportedCache for Imported {
             layers,
             config,
             source: src.name.clone(),
+            parts: rec.parts.clone(),
         }))
     }
 

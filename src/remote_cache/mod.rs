@@ -87,6 +87,8 @@ pub struct ImportHit {
     pub config: serde_json::Value,
     /// Which `--cache-from` it came from.
     pub source: String,
+    /// The record's named parts, as exported.
+    pub parts: Vec<(String, String)>,
 }
 
 /// Caches imported for a build, consulted by the solver after the local store.

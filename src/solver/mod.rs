@@ -4,6 +4,7 @@
 //! and their dependencies ([`crate::ops::Op`]): it never knows what an op
 //! does. [`schedule`] runs the ops, [`keys`] explains misses.
 
+mod by_definition;
 pub mod cancel;
 pub mod def_diff;
 pub mod keys;

@@ -75,7 +75,13 @@ impl Shared {
         self.steps.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn note_step(&self, stage: usize, key: Digest, parts: &[(String, String)], layer: bool) {
+    pub(super) fn note_step(
+        &self,
+        stage: usize,
+        key: Digest,
+        parts: &[(String, String)],
+        layer: bool,
+    ) {
         if let Ok(mut s) = self.steps.lock() {
             s.push(crate::remote_cache::StepKey {
                 stage,
@@ -86,7 +92,7 @@ impl Shared {
         }
     }
 
-    fn count(&self, cached: bool) {
+    pub(super) fn count(&self, cached: bool) {
         if let Ok(mut c) = self.counts.lock() {
             if cached {
                 c.0 += 1;
@@ -146,7 +152,7 @@ impl Shared {
     }
 
     /// With `--explain`: why a step was taken from the cache.
-    fn explain_hit(&self, vid: usize, key: &Digest, parts: usize) {
+    pub(super) fn explain_hit(&self, vid: usize, key: &Digest, parts: usize) {
         if self.req.explain && !self.req.no_cache {
             let line = format!(
                 "cache hit: key {} (parent, definition and {} inputs unchanged)",
@@ -260,6 +266,14 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
             .ok()
     };
     let image_fn = |n: &str| sh.local(sh.image(n)?, Some(n));
+    let key_fn = |s: &Source| match s {
+        Source::Stage(i) => sh
+            .wait_stage(*i)
+            .map(|r| r.key)
+            .ok_or(OpError::DependencyFailed),
+        Source::Image(n) => Ok(sh.image(n)?.key),
+        Source::Scratch => Err(OpError::Internal("scratch has no key".into())),
+    };
     let proxies = super::proxy::proxy_env(&req.build_args);
     let hostname = req
         .build_args
@@ -275,6 +289,7 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         compression: req.compression,
         stages: &stage_fn,
         image: &image_fn,
+        source_key: &key_fn,
         secrets: &req.secrets,
         allow_host_network: req.allow_host_network,
         proxy_env: &proxies,
@@ -316,6 +331,16 @@ fn run_op(
     (si, step_id): (usize, &str),
     vid: usize,
 ) -> Result<StageResult, SolveError> {
+    let by_definition = match op.makes_layer() {
+        true => op.definition_key(env, &cur.key)?,
+        false => None,
+    };
+    if let Some(parts) = &by_definition
+        && let Some(mut r) = sh.definition_hit(parts, (si, step_id), vid)?
+    {
+        keep_platform(&mut r.state.config, &cur.state.config);
+        return Ok(r);
+    }
     let map = op.cache_map(env, &cur.key)?;
     let key = map.parts.key();
     sh.note_step(si, key, &map.parts.parts, op.makes_layer());
@@ -331,6 +356,9 @@ fn run_op(
         m.locks.mark(&key);
     }
     keep_platform(&mut r.state.config, &cur.state.config);
+    if let Some(parts) = &by_definition {
+        sh.record_definition(parts, (si, step_id), &r)?;
+    }
     Ok(r)
 }
 
@@ -349,7 +377,7 @@ fn run_layer_op(
     if let Some(r) = stored_hit(sh, &key, parts, vid, (false, shared)) {
         return Ok(r);
     }
-    if let Some(r) = imported_hit(sh, &key, &map.parts.parts, step_id, vid)? {
+    if let Some(r) = imported_hit(sh, &key, Some(&map.parts.parts), step_id, vid)? {
         return Ok(r);
     }
     // Run it holding its lock, unless a concurrent build ran it meanwhile.
@@ -401,7 +429,7 @@ fn run_layer_op(
 /// `waited`: it was just run by a concurrent build we waited for;
 /// `shared`: another platform's solve of this build ran it (taken even
 /// with `--no-cache`).
-fn stored_hit(
+pub(super) fn stored_hit(
     sh: &Shared,
     key: &Digest,
     parts: usize,
@@ -483,12 +511,12 @@ fn fold_config(
 }
 
 /// A layer step found in a `--cache-from` cache: its layers fetched, its
-/// record kept in the store. A cache entry that cannot be used (a blob
+/// record kept in the store (with `parts`, else the imported record's). A cache entry that cannot be used (a blob
 /// that does not match its digest) is said and the step is run.
-fn imported_hit(
+pub(super) fn imported_hit(
     sh: &Shared,
     key: &Digest,
-    parts: &[(String, String)],
+    parts: Option<&[(String, String)]>,
     step_id: &str,
     vid: usize,
 ) -> Result<Option<StageResult>, SolveError> {
@@ -507,7 +535,7 @@ fn imported_hit(
     let rec = CacheRecord {
         key: *key,
         step_id: step_id.to_string(),
-        components: parts.to_vec(),
+        components: parts.map(<[_]>::to_vec).unwrap_or(hit.parts),
         layers: hit.layers,
         config: hit.config,
         created: now_secs(),
@@ -584,7 +612,7 @@ fn explain(store: &Store, now: &[(String, String)], before: &[(String, String)])
     keys::explain(now, before, file_diff)
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

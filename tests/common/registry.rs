@@ -298,3 +298,87 @@ pub fn busybox_registry() -> (Env, PathBuf, Registry, String) {
     );
     (seed, layout, reg, host)
 }
+
+/// What a [`proxy`] does with a request, given its request line.
+pub enum Proxied {
+    /// Send this request line on, and the answer back.
+    Forward(String),
+    /// Send it on, and only the first half of the answer's body back.
+    ForwardCut(String),
+    /// Drop the request unanswered once its body has arrived.
+    Drop,
+    /// Answer with this raw HTTP response instead.
+    Answer(String),
+}
+
+/// A plain-HTTP proxy on loopback in front of the registry on `upstream`
+/// (one request per connection): `decide` gets each request line and says
+/// what to do with it. Returns the proxy's port.
+pub fn proxy(upstream: u16, decide: impl Fn(&str) -> Proxied + Send + 'static) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match c.read(&mut byte) {
+                    Ok(1) if !(head.is_empty() && byte[0] == 0x16) => head.push(byte[0]),
+                    _ => break, // closed, or a TLS hello: not for this proxy
+                }
+            }
+            if !head.ends_with(b"\r\n\r\n") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let length: usize = text
+                .split("\r\n")
+                .filter_map(|h| h.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if c.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let (first, cut) = match decide(text.lines().next().unwrap_or("")) {
+                Proxied::Forward(l) => (l, false),
+                Proxied::ForwardCut(l) => (l, true),
+                Proxied::Drop => continue,
+                Proxied::Answer(a) => {
+                    let _ = c.write_all(a.as_bytes());
+                    continue;
+                }
+            };
+            let mut req = format!("{first}\r\n");
+            req.extend(
+                text.split("\r\n")
+                    .skip(1)
+                    .filter(|h| !h.to_ascii_lowercase().starts_with("connection:") && !h.is_empty())
+                    .map(|h| format!("{h}\r\n")),
+            );
+            req.push_str("Connection: close\r\n\r\n");
+            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let _ = up.write_all(req.as_bytes());
+            let _ = up.write_all(&body);
+            let mut resp = Vec::new();
+            let _ = up.read_to_end(&mut resp);
+            let keep = match cut {
+                true => {
+                    let body = resp
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|i| i + 4)
+                        .unwrap_or(resp.len());
+                    body + (resp.len() - body) / 2
+                }
+                false => resp.len(),
+            };
+            let _ = c.write_all(&resp[..keep]);
+        }
+    });
+    port
+}

@@ -7,6 +7,7 @@ use super::{CopyPlan, InlineFile, Unpack, execute, parse_chmod};
 use crate::digest::Digest;
 use crate::image::ImageState;
 use crate::layer::view::MergedView;
+use crate::ops::key::KeyParts;
 use crate::ops::op::{
     CacheMap, ExecCtx, Op, OpEnv, OpError, Source, history, now_or_epoch, view_of,
 };
@@ -177,6 +178,29 @@ impl Op for CopyOp {
         let inputs = self.resolve(env, &mut map.parts)?;
         map.inputs = Some(Box::new(inputs));
         Ok(map)
+    }
+
+    fn definition_key(
+        &self,
+        env: &OpEnv<'_>,
+        parent_key: &Digest,
+    ) -> Result<Option<KeyParts>, OpError> {
+        // Another stage's or an image's files are known by its key; the
+        // context's and a URL's only by their content.
+        let from = match &self.from {
+            Some(s @ (Source::Stage(_) | Source::Image(_))) if !self.add => s,
+            _ => return Ok(None),
+        };
+        let mut parts = KeyParts::new(parent_key, self.kind());
+        parts.add("def", self.definition());
+        parts.add("by", "definition");
+        parts.add("sources", format!("{:?}", self.sources));
+        for inline in &self.inline {
+            let digest = Digest::of(inline.content.as_bytes());
+            parts.add(format!("inline:{}", inline.name), digest.to_string());
+        }
+        parts.add("from", (env.source_key)(from)?.to_string());
+        Ok(Some(parts))
     }
 
     fn explain_inputs(

@@ -230,7 +230,10 @@ pub fn file_listings(
             })
             .collect();
         let (d, _) = store.put_blob(listing.as_bytes())?;
-        out.push((format!("files:{}", sel.path), d.to_string()));
+        out.push((
+            format!("{}{}", crate::ops::key::EXPLAIN_ONLY, sel.path),
+            d.to_string(),
+        ));
     }
     Ok(out)
 }

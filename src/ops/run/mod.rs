@@ -60,9 +60,10 @@ impl RunOp {
                 }
                 Some(Source::Scratch) => {}
                 Some(s) => {
-                    let r = env.source(s)?;
+                    // The key only: the layers are fetched if the step runs.
+                    let key = (env.source_key)(s)?;
                     map.parts
-                        .add(format!("bind:{target}"), format!("{}:{source}", r.key));
+                        .add(format!("bind:{target}"), format!("{key}:{source}"));
                 }
             }
         }

@@ -87,9 +87,7 @@ impl BuildIo {
             .clone()
             .unwrap_or_else(|| format!("{}|{}", context.display(), dockerfile.display()))
     }
-}
 
-impl BuildIo {
     /// A local build: the process's stdout and stderr, no cancellation.
     pub fn local() -> BuildIo {
         BuildIo {
@@ -103,9 +101,7 @@ impl BuildIo {
             build_id: None,
         }
     }
-}
 
-impl BuildIo {
     /// Show progress events from `rx` in a thread (join it after the
     /// build): to [`BuildIo::events`] when set, else rendered on stderr.
     pub fn spawn_view(

@@ -270,3 +270,54 @@ fn a_bad_warm_config_is_refused_with_its_file() {
         "{err}"
     );
 }
+
+#[test]
+fn sigterm_stops_a_running_warm_build_and_its_run_step() {
+    let env = isolated();
+    let reg = common::registry::Registry::start(None);
+    let base = format!("{}/warm/slow-base:v1", reg.host());
+    let layout = env.path("v1");
+    base_layout(&env, &layout, "");
+    push(&layout, "latest", &base, None, false);
+    let dir = env.project(
+        "slow",
+        &[(
+            "Dockerfile",
+            "ARG BASE\nFROM $BASE\nRUN sleep 23\nRUN echo WARM-AFTER\n",
+        )],
+    );
+    let cfg = env.path("warm.toml");
+    let text = format!(
+        "interval = \"1s\"\n\n[[project]]\nname = \"slow\"\ndir = \"{}\"\n\
+         build_args = {{ BASE = \"{base}\" }}\n",
+        dir.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let served = Env::new();
+    let addr = format!("unix://{}", served.path("s.sock").display());
+    let vars = [
+        ("DOCKER_CONFIG", env.path("docker-config")),
+        ("RBUILD_CONFIG", env.path("registries.toml")),
+    ];
+    let vars: Vec<(&str, &Path)> = vars.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let mut server = Serve::start(&served, &addr, &["--warm", cfg.to_str().unwrap()], &vars);
+    let sleeping = || {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .any(|l| l.trim() == "sleep 23")
+    };
+    wait_for(60, "the warm build's RUN step", sleeping);
+    let pid = server.child.id() as i32;
+    // SAFETY: a signal to the server this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let t0 = std::time::Instant::now();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "server exit {status:?}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "the server waited for the warm build's step ({:?})",
+        t0.elapsed()
+    );
+    assert!(!sleeping(), "the warm build's RUN step was killed");
+}

@@ -75,6 +75,9 @@ pub struct Server {
     pub store: shared_store::SharedStore,
     /// Runs one build (its `rbuild build` flags) in this process.
     pub build: BuildFn,
+    /// Set on SIGTERM: warm builds stop at their next step (clients'
+    /// builds finish).
+    pub stopping: crate::solver::cancel::Cancel,
 }
 
 /// Runs a build in the calling thread: its `rbuild build` flags (context
@@ -145,20 +148,23 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         store: shared_store::SharedStore::new(opts.root.clone(), opts.limits.max_runs),
         limits: opts.limits,
         build: opts.build,
+        stopping: Default::default(),
     });
     if let Some(w) = warm {
         warm::Warmer::spawn_schedule(server.clone(), w);
     }
+    let stopping = server.stopping.clone();
     let app = api::router(server);
     eprintln!("rbuild serve: listening on {}", opts.listen);
-    let shutdown = async {
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("rbuild serve: shutting down (running builds finish)");
+        eprintln!("rbuild serve: shutting down (running builds finish, warm builds stop)");
+        stopping.cancel();
     };
     match listener {
         Listener::Unix(l, path) => {

@@ -120,7 +120,7 @@ async fn run_in_process(
         events: Some(Arc::new(events)),
         out: Sink::new(|_| {}),
         err,
-        cancel: Default::default(),
+        cancel: server.stopping.clone(),
         secrets: Vec::new(),
         store: Some(store),
         context_digests: None,

@@ -6,6 +6,7 @@
 //! generation, and /metrics and the status page are plain HTTP anyway.
 
 pub mod api;
+pub mod assembled;
 pub mod build_io;
 pub mod client;
 pub mod context_sync;
@@ -59,6 +60,8 @@ pub enum ServeError {
 pub struct Server {
     /// Context files by digest.
     pub cache: ContextCache,
+    /// Context directories assembled from them, shared by builds.
+    pub contexts: Arc<assembled::Assembled>,
     /// Counters and recent builds.
     pub metrics: metrics::Metrics,
     /// Slots for running builds.
@@ -140,6 +143,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let listener = listen::bind(&opts.listen, &addr, token.is_some(), tls.is_some())?;
     let server = Arc::new(Server {
         cache: ContextCache::open(&opts.root.join("serve"))?,
+        contexts: assembled::Assembled::open(&opts.root.join("serve/contexts"))?,
         metrics: metrics::Metrics::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(opts.max_builds.max(1))),
         token,

@@ -122,23 +122,23 @@ async fn build_in_dir(
         .prefix("build-")
         .tempdir_in(server.cache.work_dir())
         .map_err(|e| err(&e))?;
-    let ctx = work.path().join("context");
     let dockerfile = work.path().join(
         super::context_sync::safe_rel(&req.dockerfile_name)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_owned()))
             .unwrap_or_else(|| "Dockerfile".into()),
     );
-    std::fs::create_dir(&ctx).map_err(|e| err(&e))?;
     std::fs::write(&dockerfile, &req.dockerfile).map_err(|e| err(&e))?;
     let files = req.files;
     let s2 = server.clone();
-    let ctx2 = ctx.clone();
-    let (store, files) = tokio::task::spawn_blocking(move || {
-        s2.cache
-            .assemble(&ctx2, &files)
+    // The context directory, shared with builds of the same context.
+    let (context, store, files) = tokio::task::spawn_blocking(move || {
+        let context = s2
+            .contexts
+            .get(&s2.cache, &files)
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((s2.store.get().map_err(|e| e.to_string())?, files))
+        let store = s2.store.get().map_err(|e| e.to_string())?;
+        Ok::<_, String>((context, store, files))
     })
     .await
     .map_err(|e| err(&e))?
@@ -147,7 +147,7 @@ async fn build_in_dir(
     let mut argv = vec!["--progress=rawjson".to_string()];
     argv.extend(args);
     argv.push(format!("--file={}", dockerfile.display()));
-    argv.push(ctx.display().to_string());
+    argv.push(context.path().display().to_string());
     let (frames, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (io, cancel) = super::build_io::build_io(
         server,
@@ -168,7 +168,10 @@ async fn build_in_dir(
         cancel.cancel();
         while rx.recv().await.is_some() {}
     }
-    let code = running.await.map_err(|e| err(&e))?;
+    let code = running.await.map_err(|e| err(&e));
+    // Given back (and older contexts removed) off the async threads.
+    let _ = tokio::task::spawn_blocking(move || drop(context)).await;
+    let code = code?;
     if gone {
         return Err(Outcome::Cancelled);
     }

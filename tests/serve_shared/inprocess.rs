@@ -231,7 +231,7 @@ fn a_gone_clients_run_step_is_killed_even_while_it_prints() {
 }
 
 #[test]
-fn a_served_rebuild_of_the_same_inputs_writes_no_new_step_notes() {
+fn a_served_rebuild_of_the_same_inputs_writes_no_step_notes_nor_context_copy() {
     let env = Env::new();
     env.busybox_base("bb");
     let addr = format!("unix://{}", env.path("s.sock").display());
@@ -252,13 +252,28 @@ fn a_served_rebuild_of_the_same_inputs_writes_no_new_step_notes() {
             .unwrap()
             .count()
     };
+    // The inodes of the context directories' copies of `f`.
+    let copies = || {
+        let dirs = std::fs::read_dir(env.root().join("serve/contexts")).unwrap();
+        let inode = |d: std::fs::DirEntry| {
+            let m = std::fs::metadata(d.path().join("f")).ok()?;
+            Some(std::os::unix::fs::MetadataExt::ino(&m))
+        };
+        dirs.flatten().filter_map(inode).collect::<Vec<_>>()
+    };
     let (ok, err, _) = build(&client, Some(&addr), &[], &ctx);
     assert!(ok, "{err}");
-    let after_first = notes();
+    let (after_first, first_copy) = (notes(), copies());
+    assert_eq!(first_copy.len(), 1, "one context directory");
     for _ in 0..2 {
         let (ok, err, _) = build(&client, Some(&addr), &[], &ctx);
         assert!(ok && err.contains("CACHED"), "{err}");
     }
+    assert_eq!(
+        copies(),
+        first_copy,
+        "the rebuilds read the first build's context copy"
+    );
     assert_eq!(
         notes(),
         after_first,

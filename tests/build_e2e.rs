@@ -409,3 +409,33 @@ fn concurrent_builds_share_one_store_safely() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 }
+
+#[test]
+fn the_first_failing_step_cancels_the_other_stages_and_is_the_error() {
+    // BuildKit cancels the rest of a build on its first error: the slow
+    // side stage's RUN is killed, not waited for, and the error is the
+    // failing step's (not the killed one's).
+    let env = Env::new();
+    env.busybox_base("busybox:latest");
+    let df = "FROM busybox AS slow\nRUN sleep 120 && echo done > /slow\n\
+              FROM busybox AS bad\nRUN sleep 1 && exit 3\n\
+              FROM busybox\nCOPY --from=slow /slow /slow\nCOPY --from=bad /etc/passwd /p\n";
+    let ctx = env.project("cancel", &[("Dockerfile", df)]);
+    let t = std::time::Instant::now();
+    let err = env.build_err(&[], &ctx);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "the slow stage was waited for: {err}"
+    );
+    assert!(err.contains("sleep 1 && exit 3"), "{err}");
+    assert!(err.contains("exit code: 3"), "{err}");
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or("");
+    assert!(
+        last.contains("exit 3"),
+        "the failing step is the error: {last}\n{err}"
+    );
+}

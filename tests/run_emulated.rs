@@ -28,6 +28,31 @@ fn arm64_base(env: &Env, name: &str) {
     env.build_ok(&["--platform", "linux/arm64", "-t", name], &dir);
 }
 
+/// Build a two-platform (amd64, arm64) busybox base as `name`, each
+/// platform with its own busybox; its context directory.
+fn multi_base(env: &Env, name: &str) -> PathBuf {
+    require_file("/usr/bin/qemu-aarch64-static", "qemu-user-static");
+    let base = env.project(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )],
+    );
+    std::fs::copy(
+        require_file("/bin/busybox", "busybox-static"),
+        base.join("busybox-amd64"),
+    )
+    .unwrap();
+    std::fs::copy(arm64_busybox(), base.join("busybox-arm64")).unwrap();
+    env.build_ok(
+        &["--platform", "linux/amd64,linux/arm64", "-t", name],
+        &base,
+    );
+    base
+}
+
 fn layout_file(layout: &Path, path: &str) -> Vec<u8> {
     let bundle = format!("{}-bundle", layout.display());
     if !Path::new(&bundle).exists() {
@@ -184,26 +209,7 @@ fn a_missing_emulator_is_a_clear_error_naming_the_package() {
 #[test]
 fn a_two_platform_build_runs_each_platforms_run_on_its_architecture() {
     let env = Env::new();
-    require_file("/usr/bin/qemu-aarch64-static", "qemu-user-static");
-    // A two-platform busybox base: each platform copies its own busybox.
-    let base = env.project(
-        "base",
-        &[(
-            "Dockerfile",
-            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n\
-             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-        )],
-    );
-    std::fs::copy(
-        require_file("/bin/busybox", "busybox-static"),
-        base.join("busybox-amd64"),
-    )
-    .unwrap();
-    std::fs::copy(arm64_busybox(), base.join("busybox-arm64")).unwrap();
-    env.build_ok(
-        &["--platform", "linux/amd64,linux/arm64", "-t", "bb-multi"],
-        &base,
-    );
+    let base = multi_base(&env, "bb-multi");
     let ctx = env.project(
         "two",
         &[(
@@ -266,4 +272,28 @@ fn a_name_built_here_for_arm64_is_used_by_a_build_for_this_machine_with_a_warnin
         err.contains("aarch64"),
         "the stored arm64 image ran, emulated: {err}"
     );
+}
+
+#[test]
+fn a_failing_platform_cancels_the_others_and_is_the_error() {
+    // As BuildKit: the arm64 solve fails, so the amd64 one's slow RUN is
+    // killed rather than waited for, and the error names arm64's step.
+    let env = Env::new();
+    multi_base(&env, "bb-multi");
+    let df = "FROM bb-multi\nARG TARGETARCH\n\
+              RUN if [ \"$TARGETARCH\" = arm64 ]; then exit 4; fi; /bin/sleep 120\n";
+    let ctx = env.project("fails", &[("Dockerfile", df)]);
+    let t = std::time::Instant::now();
+    let err = env.build_err(&["--platform", "linux/amd64,linux/arm64"], &ctx);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "the amd64 build was waited for: {err}"
+    );
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or("");
+    assert!(last.contains("[linux/arm64]"), "{last}\n{err}");
+    assert!(last.contains("exit code: 4"), "{last}\n{err}");
 }

@@ -104,18 +104,36 @@ fn solve_all(
     progress: Progress,
 ) -> Result<Result<Vec<(Platform, BuildResult)>, String>> {
     let platforms: Vec<Platform> = reqs.iter().map(|r| r.platform.clone()).collect();
-    let solves = reqs
-        .into_iter()
-        .map(|r| solve_saving(store.clone(), r, progress.clone()));
+    // The first platform to fail cancels the others (as BuildKit); its
+    // error is the build's.
+    let group = reqs.first().map(|r| r.cancel.child()).unwrap_or_default();
+    let first_failed = std::sync::OnceLock::new();
+    let solves = reqs.into_iter().enumerate().map(|(i, mut r)| {
+        r.cancel = group.clone();
+        let (group, first) = (&group, &first_failed);
+        let (store, progress) = (store.clone(), progress.clone());
+        async move {
+            let r = solve_saving(store, r, progress).await;
+            if r.is_err() && !group.is_cancelled() && first.set(i).is_ok() {
+                group.cancel();
+            }
+            r
+        }
+    });
     let results = super::build_entry::block_on(futures_util::future::join_all(solves))?;
+    let first = first_failed.get().copied();
     let mut out = Vec::new();
-    for (p, r) in platforms.into_iter().zip(results) {
+    let mut error = None;
+    for (i, (p, r)) in platforms.into_iter().zip(results).enumerate() {
         match r {
             Ok(r) => out.push((p, r)),
-            Err(e) => return Ok(Err(format!("[{p}] {e}"))),
+            Err(e) if first.is_none_or(|f| f == i) => {
+                error.get_or_insert(format!("[{p}] {e}"));
+            }
+            Err(_) => {}
         }
     }
-    Ok(Ok(out))
+    Ok(error.map_or(Ok(out), Err))
 }
 
 /// Run a multi-platform build.

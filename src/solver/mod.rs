@@ -136,6 +136,12 @@ pub async fn solve(
     progress: Progress,
 ) -> Result<BuildResult, SolveError> {
     let graph = stage_graph(&req.plan);
+    // The first step to fail cancels the other stages (BuildKit's
+    // behaviour); its error is the build's.
+    let mut req = req;
+    let failed = req.cancel.child();
+    req.cancel = failed.clone();
+    let first_failed = Arc::new(std::sync::OnceLock::new());
     let shared = Arc::new(schedule::Shared::new(store, req, progress.clone()));
     // One blocking task per stage, all started at once: a stage waits for
     // another only at the step that reads it (its FROM, a COPY --from, a
@@ -144,20 +150,27 @@ pub async fn solve(
     for n in graph.node_indices() {
         let si = graph[n];
         let sh = shared.clone();
+        let (failed, first) = (failed.clone(), first_failed.clone());
         handles.push(tokio::task::spawn_blocking(move || {
             let r = schedule::build_stage(&sh, si);
+            let own = matches!(&r, Err(e) if !matches!(e, SolveError::DependencyFailed | SolveError::Cancelled));
+            // A failure after the cancel may be its consequence (a RUN killed).
+            if own && !failed.is_cancelled() && first.set(si).is_ok() {
+                failed.cancel();
+            }
             sh.finish_stage(si, r.as_ref().ok().cloned());
-            r
+            (si, r)
         }));
     }
     let mut first_err: Option<SolveError> = None;
     for h in handles {
         match h.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(SolveError::DependencyFailed)) => {}
-            Ok(Err(e)) => {
+            Ok((_, Ok(_))) | Ok((_, Err(SolveError::DependencyFailed))) => {}
+            Ok((si, Err(e))) if first_failed.get() == Some(&si) => first_err = Some(e),
+            Ok((_, Err(e))) if first_failed.get().is_none() => {
                 first_err.get_or_insert(e);
             }
+            Ok(_) => {}
             Err(e) => {
                 first_err.get_or_insert(SolveError::Internal(e.to_string()));
             }

@@ -135,7 +135,13 @@ fn images_du_and_prune_use_the_servers_store() {
     let addr = format!("unix://{}", sock.display());
     let _server = Serve::start(&env, &addr, &[]);
     let client = Env::new();
-    let ctx = client.project("p", &[("Dockerfile", "FROM bb\nRUN echo x > /x\n")]);
+    let ctx = client.project(
+        "p",
+        &[
+            ("Dockerfile", "FROM bb\nCOPY a.txt /a\nRUN echo x > /x\n"),
+            ("a.txt", "context file\n"),
+        ],
+    );
     let (ok, err, _) = harness::build(&client, Some(&addr), &["-t", "served:1"], &ctx);
     assert!(ok, "{err}");
     let remote = |args: &[&str]| {
@@ -166,11 +172,29 @@ fn images_du_and_prune_use_the_servers_store() {
     );
     // Removing the name, then pruning all, frees the RUN step's layer.
     env.rbuild().args(["rmi", "served:1"]).assert().success();
+    // The context files uploaded an hour ago go with the prune too.
+    let uploaded: Vec<_> = std::fs::read_dir(env.root().join("serve/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!uploaded.is_empty(), "the context was uploaded");
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in &uploaded {
+        let file = std::fs::File::options().append(true).open(f).unwrap();
+        file.set_modified(hour_ago).unwrap();
+    }
     let (ok, err, out) = remote(&["prune", "--all"]);
     assert!(
         ok && out.contains("reclaimed") && !out.contains("reclaimed 0.0B"),
         "{err}{out}"
     );
+    let removed = format!("removed {} context files", uploaded.len());
+    assert!(out.contains(&removed), "{err}{out}");
+    assert!(uploaded.iter().all(|f| !f.exists()), "{out}");
+    // The next build uploads them again.
+    let (ok, err, _) = harness::build(&client, Some(&addr), &["-t", "served:2"], &ctx);
+    assert!(ok, "{err}");
+    assert!(uploaded.iter().all(|f| f.exists()), "uploaded again");
     let (ok, err, _) = remote(&["run", "bb"]);
     assert!(!ok && err.contains("--server works with"), "{err}");
 }

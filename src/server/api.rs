@@ -168,8 +168,11 @@ async fn build(State(s): State<Arc<Server>>, Json(req): Json<BuildRequest>) -> R
 }
 
 /// `POST /store`: `rbuild images|du|prune` on the server's store.
-async fn store(Json(req): Json<super::wire::StoreRequest>) -> Response {
-    let text = super::store_cmd::run(req).await;
+async fn store(
+    State(s): State<Arc<Server>>,
+    Json(req): Json<super::wire::StoreRequest>,
+) -> Response {
+    let text = super::store_cmd::run(req, &s.cache).await;
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 

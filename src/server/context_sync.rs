@@ -119,6 +119,35 @@ impl ContextCache {
         Ok(())
     }
 
+    /// Remove the cached context files (and their proofs) last written
+    /// before `older_than` ago: `rbuild --server ADDR prune` clears them
+    /// as BuildKit's prune clears its context transfers, and the next
+    /// build uploads what it needs again. Recent files are kept, so an
+    /// upload under way is not lost before its build. Returns how many
+    /// files and bytes went.
+    pub fn prune(&self, older_than: std::time::Duration) -> (usize, u64) {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let Ok(rd) = std::fs::read_dir(self.dir.join("sha256")) else {
+            return (0, 0);
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for e in rd.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() || meta.modified().is_ok_and(|m| m > cutoff) {
+                continue;
+            }
+            // The proof first: a file without its proof is never used.
+            let _ = std::fs::remove_file(self.dir.join("proofs").join(e.file_name()));
+            if std::fs::remove_file(e.path()).is_ok() {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+        (files, bytes)
+    }
+
     /// Which digests are not cached (or have no proof kept yet).
     pub fn missing(&self, digests: &[String]) -> Result<Vec<String>, SyncError> {
         let mut out = Vec::new();

@@ -53,7 +53,7 @@ pub fn query_token(uri: &axum::http::Uri) -> Option<String> {
 }
 
 /// Bytes as B, KiB, MiB, GiB.
-fn human(n: u64) -> String {
+pub fn human(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let (mut v, mut i) = (n as f64, 0);
     while v >= 1024.0 && i + 1 < units.len() {

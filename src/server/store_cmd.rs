@@ -52,8 +52,13 @@ pub fn check(req: &StoreRequest) -> Result<(), String> {
     Ok(())
 }
 
-/// Run the command; its output as frames, ending with its exit code.
-pub async fn run(req: StoreRequest) -> String {
+/// Context files `prune` keeps: those written this recently (an upload
+/// whose build has not started yet).
+const KEEP_RECENT_CONTEXT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Run the command; its output as frames, ending with its exit code. A
+/// `prune` that succeeds clears the server's context cache too.
+pub async fn run(req: StoreRequest, cache: &super::context_sync::ContextCache) -> String {
     if let Err(e) = check(&req) {
         return Frame::Err(format!("error: {e}")).encode() + &Frame::Exit(2).encode();
     }
@@ -74,6 +79,14 @@ pub async fn run(req: StoreRequest) -> String {
     }
     for l in String::from_utf8_lossy(&out.stderr).lines() {
         text += &Frame::Err(l.to_string()).encode();
+    }
+    if req.command == "prune" && out.status.success() {
+        let (files, bytes) = cache.prune(KEEP_RECENT_CONTEXT);
+        let line = format!(
+            "removed {files} context files ({}) from the server's context cache",
+            super::page::human(bytes)
+        );
+        text += &Frame::Out(line).encode();
     }
     text + &Frame::Exit(out.status.code().unwrap_or(1)).encode()
 }

@@ -210,7 +210,8 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
-    /// An empty config for a platform (FROM scratch).
+    /// An empty config for a platform (FROM scratch): as BuildKit's, its
+    /// working directory is `/`.
     pub fn scratch(os: &str, arch: &str, variant: &str) -> Self {
         ImageConfig {
             created: None,
@@ -218,7 +219,10 @@ impl ImageConfig {
             architecture: arch.to_string(),
             os: os.to_string(),
             variant: variant.to_string(),
-            config: RunConfig::default(),
+            config: RunConfig {
+                working_dir: "/".into(),
+                ..RunConfig::default()
+            },
             rootfs: RootFs {
                 kind: "layers".into(),
                 diff_ids: Vec::new(),

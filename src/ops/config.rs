@@ -126,16 +126,13 @@ impl ConfigChange {
                 format!("ARG {}", s.join(" "))
             }
             ConfigChange::Expose(ports) => {
-                for p in expose_ports(ports) {
-                    cfg.config.exposed_ports.insert(p, json!({}));
+                // As BuildKit: the history names this instruction's ports,
+                // in the order of its (sorted) arguments.
+                let ports = expose_ports(ports);
+                for p in &ports {
+                    cfg.config.exposed_ports.insert(p.clone(), json!({}));
                 }
-                let keys: Vec<String> = cfg
-                    .config
-                    .exposed_ports
-                    .keys()
-                    .map(|k| format!("{k}:{{}}"))
-                    .collect();
-                format!("EXPOSE map[{}]", keys.join(" "))
+                format!("EXPOSE [{}]", ports.join(" "))
             }
             ConfigChange::Volume(paths) => {
                 for p in paths {

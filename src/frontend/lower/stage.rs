@@ -199,7 +199,13 @@ impl Lowering<'_> {
                     sc.declared.push(a.name.clone());
                     if let Some(v) = &value {
                         set(&mut sc.env, &a.name, v);
-                        set(&mut sc.args_in_scope, &a.name, v);
+                    }
+                    // As BuildKit's history (`RUN |2 a=1 b= ...`): every
+                    // ARG, valueless too, at its first declaration's place.
+                    let v = value.clone().unwrap_or_default();
+                    match sc.args_in_scope.iter_mut().find(|(k, _)| *k == a.name) {
+                        Some(kv) => kv.1 = v,
+                        None => sc.args_in_scope.push((a.name.clone(), v)),
                     }
                     a.default = value;
                 }

@@ -1,0 +1,108 @@
+//! Image configs and histories matched to BuildKit's (its integration
+//! tests named in each test).
+
+mod common;
+use common::parity::with_base;
+
+/// The image config of the single image in an OCI layout directory.
+fn layout_config(dir: &std::path::Path) -> serde_json::Value {
+    let blob = |d: &str| {
+        let p = dir
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    blob(manifest["config"]["digest"].as_str().unwrap())
+}
+
+/// Build `df` to an OCI layout; its config.
+fn config_of(env: &common::Env, name: &str, df: &str, files: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = vec![("Dockerfile", df)];
+    all.extend_from_slice(files);
+    let ctx = env.project(name, &all);
+    let out = env.path(&format!("{name}-layout"));
+    env.build_ok(
+        &["-o", &format!("type=oci-dir,dest={}", out.display())],
+        &ctx,
+    );
+    layout_config(&out)
+}
+
+/// The `created_by` texts of a config's history.
+fn created_by(cfg: &serde_json::Value) -> Vec<String> {
+    cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn scratch_images_have_buildkits_default_config() {
+    // BuildKit: testDockerfileScratchConfig.
+    let env = common::Env::new();
+    let cfg = config_of(&env, "scratch-cfg", "FROM scratch\nENV foo=bar\n", &[]);
+    assert_eq!(cfg["config"]["WorkingDir"], "/", "{cfg}");
+    assert_eq!(cfg["rootfs"]["type"], "layers");
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 0);
+    let env_list = cfg["config"]["Env"].as_array().unwrap();
+    assert!(env_list.iter().any(|e| e == "foo=bar"), "{cfg}");
+    assert!(
+        env_list
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("PATH=")),
+        "{cfg}"
+    );
+    assert_eq!(created_by(&cfg), ["ENV foo=bar"]);
+    assert_eq!(cfg["history"][0]["empty_layer"], true);
+}
+
+#[test]
+fn history_entries_read_like_buildkits() {
+    // BuildKit: testExportedHistory and testExportedHistoryFlattenArgs.
+    let env = with_base();
+    let df = "FROM test/busybox:latest AS base\nENV foo=bar\nCOPY foo /foo2\n\
+              FROM test/busybox:latest\nLABEL lbl=val\nCOPY --from=base foo2 foo3\n\
+              WORKDIR /\nRUN echo bar > foo4\nRUN [\"ls\"]\n\
+              ARG foo=bar\nARG bar=123\nARG foo=bar2\nARG none\nRUN ls /etc/\n\
+              EXPOSE 2375 5000 1234/udp\n";
+    let base = config_of(&env, "hist-base", "FROM test/busybox:latest\n", &[]);
+    let cfg = config_of(&env, "hist", df, &[("foo", "contents0")]);
+    let n = base["history"].as_array().unwrap().len();
+    let hist = cfg["history"].as_array().unwrap();
+    let own: Vec<(String, bool)> = hist[n..]
+        .iter()
+        .map(|h| {
+            let by = h["created_by"].as_str().unwrap().to_string();
+            (by, h.get("empty_layer").is_some_and(|e| e == true))
+        })
+        .collect();
+    let expect = [
+        ("LABEL lbl=val", true),
+        ("COPY --from=base foo2 foo3 # buildkit", false),
+        ("WORKDIR /", true),
+        ("RUN /bin/sh -c echo bar > foo4 # buildkit", false),
+        // A RUN that changes nothing still adds a layer.
+        ("RUN ls # buildkit", false),
+        ("ARG foo=bar", true),
+        ("ARG bar=123", true),
+        ("ARG foo=bar2", true),
+        ("ARG none", true),
+        // Args in the order first declared, the last value, valueless too.
+        (
+            "RUN |3 foo=bar2 bar=123 none= /bin/sh -c ls /etc/ # buildkit",
+            false,
+        ),
+        // This instruction's ports, in its sorted arguments' order.
+        ("EXPOSE [1234/udp 2375/tcp 5000/tcp]", true),
+    ];
+    let expect: Vec<(String, bool)> = expect.iter().map(|(s, e)| (s.to_string(), *e)).collect();
+    assert_eq!(own, expect);
+    assert!(hist.iter().all(|h| h["created"].is_string()), "{cfg}");
+    let layers = |c: &serde_json::Value| c["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(layers(&cfg), layers(&base) + 4);
+}

@@ -191,17 +191,13 @@ pub fn lower(
     })
 }
 
-/// Stage names (lower case) and indexes; a name used twice is an error.
+/// Stage names (lower case) and indexes. A name used twice names its last
+/// stage, as in BuildKit (which warns: DuplicateStageName).
 fn stage_names(df: &Dockerfile) -> Result<Vec<(String, usize)>> {
     let mut names: Vec<(String, usize)> = Vec::new();
     for st in &df.stages {
         if let Some(n) = &st.name {
-            if names.iter().any(|(m, _)| m == n) {
-                return Err(FrontendError::new(
-                    st.span.start,
-                    format!("duplicate stage name \"{n}\""),
-                ));
-            }
+            names.retain(|(m, _)| m != n);
             names.push((n.clone(), st.index));
         }
     }

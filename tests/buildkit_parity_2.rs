@@ -106,3 +106,57 @@ fn history_entries_read_like_buildkits() {
     let layers = |c: &serde_json::Value| c["rootfs"]["diff_ids"].as_array().unwrap().len();
     assert_eq!(layers(&cfg), layers(&base) + 4);
 }
+
+#[test]
+fn undeclared_from_args_are_named_with_the_closest_declared_one() {
+    // BuildKit: testUndeclaredArg.
+    let env = common::Env::new();
+    let ok = |name: &str, df: &str| {
+        let ctx = env.project(name, &[("Dockerfile", df)]);
+        env.build_ok(&[], &ctx)
+    };
+    for (i, df) in [
+        "ARG base=scratch\nFROM $base\nCOPY Dockerfile .\n",
+        "ARG BUILDPLATFORM=linux/amd64\nFROM --platform=$BUILDPLATFORM scratch\nCOPY Dockerfile .\n",
+        "FROM --platform=$BUILDPLATFORM scratch\nCOPY Dockerfile .\n",
+        "ARG DEBUG\nFROM scratch${DEBUG}\nCOPY Dockerfile .\n",
+        "ARG DEBUG\nFROM scra${DEBUG:-tch}\nCOPY Dockerfile .\n",
+        "ARG DEBUG=\"\"\nFROM scratch${DEBUG-@bogus}\nCOPY Dockerfile .\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let err = ok(&format!("declared-{i}"), df);
+        assert!(!err.contains("warning"), "{df}: {err}");
+    }
+    let err = ok(
+        "undeclared",
+        "ARG tag=latest\nFROM scratch${tag:+}${version} AS b\nCOPY Dockerfile .\n",
+    );
+    assert!(
+        err.contains(
+            "Dockerfile:2:1: warning: UndefinedArgInFrom: FROM argument 'version' is not declared\n"
+        ),
+        "{err}"
+    );
+    let fails = |name: &str, df: &str| {
+        let ctx = env.project(name, &[("Dockerfile", df)]);
+        env.build_err(&[], &ctx)
+    };
+    let err = fails(
+        "empty-platform",
+        "\nFROM --platform=$BULIDPLATFORM scratch\nCOPY Dockerfile .\n",
+    );
+    assert!(
+        err.contains("Dockerfile:2:1: error: empty platform value from expression $BULIDPLATFORM (did you mean BUILDPLATFORM?)"),
+        "{err}"
+    );
+    let err = fails(
+        "bad-platform",
+        "\nARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} scratch\nCOPY Dockerfile .\n",
+    );
+    assert!(
+        err.contains("Dockerfile:4:1: error: failed to parse platform linux/${MYARCH}: \"\" is an invalid component of \"linux/\": platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument (did you mean MY_ARCH?)"),
+        "{err}"
+    );
+}

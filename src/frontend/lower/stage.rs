@@ -50,15 +50,7 @@ impl Lowering<'_> {
             .lex
             .expand_word(&st.base, &VarEnv(&self.global))
             .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?;
-        for name in &exp.unmatched {
-            if !self.declared_global.contains(name) {
-                self.linter.report(
-                    "UndefinedArgInFrom",
-                    st.span.start,
-                    format!("FROM argument '{name}' is not declared"),
-                );
-            }
-        }
+        self.undeclared_in_from(st, &exp.unmatched);
         self.consumed.extend(exp.matched.iter().cloned());
         let base_name = exp.result;
         if base_name.is_empty() {
@@ -68,11 +60,7 @@ impl Lowering<'_> {
             ));
         }
         let platform = match &st.platform {
-            Some(p) => Some(
-                self.lex
-                    .expand(p, &VarEnv(&self.global))
-                    .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?,
-            ),
+            Some(p) => Some(self.stage_platform_value(st, p)?),
             None => None,
         };
         let lower_base = base_name.to_ascii_lowercase();
@@ -88,6 +76,53 @@ impl Lowering<'_> {
             Source::Image(base_name.clone())
         };
         Ok((base, platform))
+    }
+
+    /// BuildKit's UndefinedArgInFrom: variables of a FROM line not declared
+    /// before the first FROM, with the closest declared name.
+    fn undeclared_in_from(&mut self, st: &Stage, unmatched: &std::collections::BTreeSet<String>) {
+        let keys: Vec<&str> = self.global.iter().map(|(k, _)| k.as_str()).collect();
+        for name in unmatched {
+            if !self.declared_global.contains(name) {
+                let mut msg = format!("FROM argument '{name}' is not declared");
+                if let Some(c) = crate::frontend::suggest::closest(name, &keys) {
+                    msg.push_str(&format!(" (did you mean {c}?)"));
+                }
+                self.linter.report("UndefinedArgInFrom", st.span.start, msg);
+            }
+        }
+    }
+
+    /// `FROM --platform=P` expanded in the global scope and checked as
+    /// BuildKit checks it: an empty value or an unparsable platform is an
+    /// error, with the closest name of an undeclared variable in it.
+    fn stage_platform_value(&mut self, st: &Stage, p: &str) -> Result<String> {
+        let exp = self
+            .lex
+            .expand_word(p, &VarEnv(&self.global))
+            .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?;
+        self.undeclared_in_from(st, &exp.unmatched);
+        self.consumed.extend(exp.matched.iter().cloned());
+        let keys: Vec<&str> = self.global.iter().map(|(k, _)| k.as_str()).collect();
+        let suggest = |msg: String| {
+            let hint = exp
+                .unmatched
+                .iter()
+                .find_map(|n| crate::frontend::suggest::closest(n, &keys));
+            match hint {
+                Some(c) => format!("{msg} (did you mean {c}?)"),
+                None => msg,
+            }
+        };
+        if exp.result.is_empty() {
+            let msg = suggest(format!("empty platform value from expression {p}"));
+            return Err(FrontendError::new(st.span.start, msg));
+        }
+        if let Err(e) = crate::frontend::platform::Platform::parse(&exp.result) {
+            let msg = suggest(format!("failed to parse platform {p}: {e}"));
+            return Err(FrontendError::new(st.span.start, msg));
+        }
+        Ok(exp.result)
     }
 
     /// Lower one stage: its base, its base's ONBUILD triggers, its instructions.

@@ -160,3 +160,69 @@ fn undeclared_from_args_are_named_with_the_closest_declared_one() {
         "{err}"
     );
 }
+
+#[test]
+fn from_platform_checks_and_check_comments_above_an_instruction() {
+    // BuildKit: testRedundantTargetPlatform and
+    // testFromPlatformFlagConstDisallowed.
+    let env = common::Env::new();
+    let warnings = |name: &str, df: &str| {
+        let ctx = env.project(name, &[("Dockerfile", df)]);
+        let err = env.build_ok(&[], &ctx);
+        err.lines()
+            .filter_map(|l| l.split_once(": warning: ").map(|(_, w)| w.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        warnings("redundant", "\nFROM --platform=$TARGETPLATFORM scratch\n"),
+        [
+            "RedundantTargetPlatform: Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior"
+        ]
+    );
+    assert_eq!(
+        warnings(
+            "redundant-braces",
+            "\nFROM --platform=${TARGETPLATFORM} scratch\n"
+        ),
+        [
+            "RedundantTargetPlatform: Setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior"
+        ]
+    );
+    assert_eq!(
+        warnings("const", "\nFROM --platform=linux/amd64 scratch\n"),
+        [
+            "FromPlatformFlagConstDisallowed: FROM --platform flag should not use constant value \"linux/amd64\""
+        ]
+    );
+    let none: [&str; 0] = [];
+    assert_eq!(
+        warnings(
+            "const-named",
+            "\nFROM --platform=linux/amd64 scratch AS my_amd64_stage\n"
+        ),
+        none
+    );
+    assert_eq!(
+        warnings(
+            "const-os",
+            "\nFROM --platform=linux/amd64 scratch AS linux\n"
+        ),
+        none
+    );
+    assert_eq!(
+        warnings("buildplatform", "FROM --platform=$BUILDPLATFORM scratch\n"),
+        none
+    );
+    // A `# check=` comment right above an instruction (not a directive:
+    // the file starts with an empty line) skips rules for it alone.
+    assert_eq!(
+        warnings(
+            "local-skip",
+            "\n# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM scratch\n\
+             # check=skip=JSONArgsRecommended\nCMD echo hi\nENTRYPOINT echo x\n"
+        ),
+        [
+            "JSONArgsRecommended: JSON arguments recommended for ENTRYPOINT to prevent unintended behavior related to OS signals"
+        ]
+    );
+}

@@ -38,6 +38,11 @@ pub fn parse_dockerfile_with_checks(
             )
         })?;
     }
+    for node in &lines.nodes {
+        if let Some(cfg) = CheckConfig::from_comments(&node.comments) {
+            linter.local.push((node.span.start.line, cfg));
+        }
+    }
     for w in &lines.warnings {
         linter.report(
             "NoEmptyContinuation",

@@ -118,9 +118,38 @@ impl Lowering<'_> {
             let msg = suggest(format!("empty platform value from expression {p}"));
             return Err(FrontendError::new(st.span.start, msg));
         }
-        if let Err(e) = crate::frontend::platform::Platform::parse(&exp.result) {
-            let msg = suggest(format!("failed to parse platform {p}: {e}"));
-            return Err(FrontendError::new(st.span.start, msg));
+        let parsed = match crate::frontend::platform::Platform::parse(&exp.result) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let msg = suggest(format!("failed to parse platform {p}: {e}"));
+                return Err(FrontendError::new(st.span.start, msg));
+            }
+        };
+        let only_target = exp.unmatched.is_empty()
+            && exp.matched.len() == 1
+            && exp.matched.contains("TARGETPLATFORM");
+        if only_target && get(&self.global, "TARGETPLATFORM") == Some(exp.result.as_str()) {
+            self.linter.report(
+                "RedundantTargetPlatform",
+                st.span.start,
+                format!("Setting platform to predefined {p} in FROM is redundant as this is the default behavior"),
+            );
+        }
+        // A constant platform is allowed when the stage's name says which.
+        let name = st.name.as_deref().unwrap_or("");
+        if exp.matched.is_empty()
+            && exp.unmatched.is_empty()
+            && !name.contains(&parsed.os)
+            && !name.contains(&parsed.arch)
+        {
+            self.linter.report(
+                "FromPlatformFlagConstDisallowed",
+                st.span.start,
+                format!(
+                    "FROM --platform flag should not use constant value \"{}\"",
+                    exp.result
+                ),
+            );
         }
         Ok(exp.result)
     }

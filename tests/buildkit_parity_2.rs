@@ -226,3 +226,40 @@ fn from_platform_checks_and_check_comments_above_an_instruction() {
         ]
     );
 }
+
+#[test]
+fn secrets_in_arg_or_env_are_found_by_word() {
+    // BuildKit: testSecretsUsedInArgOrEnv.
+    let env = common::Env::new();
+    let df = "\n\nFROM scratch\nARG SECRET_PASSPHRASE\nENV SUPER_Secret=foo\nENV password=bar secret=baz\n\
+              ARG super_duper_secret_token=foo auth=bar\nENV apikey=bar sunflower=foo\nENV git_key=\n\
+              ENV PUBLIC_KEY=\nARG public_token\nARG SECRET_PASSPHRASE_FILE\n\
+              ENV password_file=bar secret_File=baz\nARG AUTH_MODULE_VERSION\n\
+              # check=skip=SecretsUsedInArgOrEnv // allow secret in environment\nENV password=bar\n\
+              # check=skip=SecretsUsedInArgOrEnv // allow secret in arg\nARG password\n\
+              # check=skip=all // is local to only this instruction\nENV alternate_password=bar\n\
+              # check=skip=all // is local to only this instruction\nARG alternate_password\n";
+    let ctx = env.project("secrets", &[("Dockerfile", df)]);
+    let err = env.build_ok(&[], &ctx);
+    let found: Vec<(usize, String)> = err
+        .lines()
+        .filter_map(|l| {
+            let (at, w) = l.split_once(": warning: SecretsUsedInArgOrEnv: ")?;
+            let line = at.split(':').nth(1)?.parse().ok()?;
+            let name = w.rsplit_once('(')?.1.trim_end_matches(')').to_string();
+            Some((line, name))
+        })
+        .collect();
+    let expect = [
+        (4, "ARG \"SECRET_PASSPHRASE\""),
+        (5, "ENV \"SUPER_Secret\""),
+        (6, "ENV \"password\""),
+        (6, "ENV \"secret\""),
+        (7, "ARG \"super_duper_secret_token\""),
+        (7, "ARG \"auth\""),
+        (8, "ENV \"apikey\""),
+        (9, "ENV \"git_key\""),
+    ];
+    let expect: Vec<(usize, String)> = expect.iter().map(|(l, n)| (*l, n.to_string())).collect();
+    assert_eq!(found, expect, "{err}");
+}

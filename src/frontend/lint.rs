@@ -128,21 +128,22 @@ impl Linter {
 
 /// Names that suggest a secret is being passed through ARG or ENV.
 pub fn looks_like_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    let allowed = ["PUBLIC", "_PUB"];
-    if allowed.iter().any(|a| upper.contains(a)) {
-        return false;
-    }
-    [
-        "PASSWORD",
-        "PASSWD",
-        "SECRET",
-        "TOKEN",
-        "APIKEY",
-        "API_KEY",
-        "PRIVATE_KEY",
-        "CREDENTIAL",
-    ]
-    .iter()
-    .any(|s| upper.contains(s))
+    // BuildKit's rule: a `_`-separated word of the name is a secret word,
+    // and none is an allowed one (`public`, `file`, `version`).
+    const SECRET: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const ALLOWED: [&str; 3] = ["public", "file", "version"];
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split('_').collect();
+    words.iter().any(|w| SECRET.contains(w)) && !words.iter().any(|w| ALLOWED.contains(w))
 }

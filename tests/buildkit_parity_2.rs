@@ -263,3 +263,43 @@ fn secrets_in_arg_or_env_are_found_by_word() {
     let expect: Vec<(usize, String)> = expect.iter().map(|(l, n)| (*l, n.to_string())).collect();
     assert_eq!(found, expect, "{err}");
 }
+
+#[test]
+fn bases_invalid_with_default_args_get_a_warning() {
+    // BuildKit: testInvalidDefaultArgInFrom.
+    let env = with_base();
+    let rule = "InvalidDefaultArgInFrom: Default value for ARG";
+    let cases = [
+        (
+            "VERSION=latest",
+            "\nARG VERSION\nFROM test/busybox:$VERSION\n",
+            true,
+        ),
+        (
+            "IMAGE=test/busybox:latest",
+            "\nARG IMAGE\nFROM $IMAGE\n",
+            true,
+        ),
+        (
+            "VERSION=latest",
+            "\nARG VERSION=\"latest\"\nFROM test/busybox:${VERSION}\n",
+            false,
+        ),
+        ("V=atest", "\nARG V=\"\"\nFROM test/busybox:l${V}\n", false),
+        ("V=atest", "\nARG V\nFROM test/busybox:l${V}\n", false),
+    ];
+    for (i, (arg, df, warns)) in cases.iter().enumerate() {
+        let ctx = env.project(&format!("default-arg-{i}"), &[("Dockerfile", df)]);
+        let err = env.build_ok(&["--build-arg", arg], &ctx);
+        assert_eq!(err.contains(rule), *warns, "{df}: {err}");
+    }
+    let ctx = env.project(
+        "default-arg-msg",
+        &[("Dockerfile", "\nARG IMAGE\nFROM $IMAGE\n")],
+    );
+    let err = env.build_ok(&["--build-arg", "IMAGE=test/busybox:latest"], &ctx);
+    assert!(
+        err.contains("Dockerfile:3:1: warning: InvalidDefaultArgInFrom: Default value for ARG $IMAGE results in empty or invalid base image name"),
+        "{err}"
+    );
+}

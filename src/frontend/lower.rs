@@ -152,6 +152,7 @@ pub fn lower(
         .clone()
         .unwrap_or_else(|| "default".into());
     let (global, declared_global) = global_scope(df, opts, &lex, &target_name)?;
+    invalid_default_bases(df, opts, &lex, &target_name, linter);
     let mut l = Lowering {
         df,
         opts,
@@ -189,6 +190,39 @@ pub fn lower(
         global_args: l.global,
         unused_build_args,
     })
+}
+
+/// BuildKit's InvalidDefaultArgInFrom: a base whose name, with the meta
+/// ARGs' defaults alone (no `--build-arg`), is empty or not a reference.
+fn invalid_default_bases(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    lex: &Lexer,
+    target_name: &str,
+    linter: &mut Linter,
+) {
+    let defaults = BuildOptions {
+        build_args: Vec::new(),
+        ..opts.clone()
+    };
+    let Ok((vars, _)) = global_scope(df, &defaults, lex, target_name) else {
+        return;
+    };
+    for st in &df.stages {
+        let Ok(exp) = lex.expand_word(&st.base, &VarEnv(&vars)) else {
+            return;
+        };
+        if crate::registry::reference::validate(&exp.result).is_err() {
+            linter.report(
+                "InvalidDefaultArgInFrom",
+                st.span.start,
+                format!(
+                    "Default value for ARG {} results in empty or invalid base image name",
+                    st.base
+                ),
+            );
+        }
+    }
 }
 
 /// Stage names (lower case) and indexes. A name used twice names its last

@@ -303,3 +303,45 @@ fn bases_invalid_with_default_args_get_a_warning() {
         "{err}"
     );
 }
+
+#[test]
+fn expose_checks_and_host_mappings_dropped() {
+    // BuildKit: testExposeProtoCasing and testExposeInvalidFormat.
+    let env = common::Env::new();
+    let df = "\nFROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n\
+              EXPOSE 127.0.0.1:81:81 [::1]:8081:8081 5000:5000 8000\n";
+    let ctx = env.project("expose-checks", &[("Dockerfile", df)]);
+    let out = env.path("expose-layout");
+    let err = env.build_ok(
+        &["-o", &format!("type=oci-dir,dest={}", out.display())],
+        &ctx,
+    );
+    let mut found: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once(": warning: ").map(|(_, w)| w))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:81:81'",
+            "ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '5000:5000'",
+            "ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '[::1]:8081:8081'",
+            "ExposeProtoCasing: Defined protocol '80/TcP' in EXPOSE instruction should be lowercase",
+            "ExposeProtoCasing: Defined protocol '8080/TCP' in EXPOSE instruction should be lowercase",
+        ]
+    );
+    let cfg = layout_config(&out);
+    let mut ports: Vec<&String> = cfg["config"]["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            "5000/tcp", "80/tcp", "8000/tcp", "8080/tcp", "8080/udp", "8081/tcp", "81/tcp"
+        ]
+    );
+}

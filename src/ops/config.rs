@@ -77,11 +77,33 @@ fn go_quote_list(v: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// BuildKit's split of an EXPOSE port: (ip, host port, container port),
+/// `[ip:][host:]container[/proto]`.
+pub fn split_port(raw: &str) -> (String, String, String) {
+    let parts: Vec<&str> = raw.split(':').collect();
+    match parts.as_slice() {
+        [c] => (String::new(), String::new(), c.to_string()),
+        [h, c] => (String::new(), h.to_string(), c.to_string()),
+        [ip, h, c] => (ip.to_string(), h.to_string(), c.to_string()),
+        _ => {
+            let n = parts.len();
+            (
+                parts[..n - 2].join(":"),
+                parts[n - 2].to_string(),
+                parts[n - 1].to_string(),
+            )
+        }
+    }
+}
+
 /// `EXPOSE` ports with ranges (`8000-8002/udp`) spelled out; a range ends
 /// at 65535 whatever it says, and a bad one is skipped (as Docker's nat).
 pub fn expose_ports(ports: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for p in ports {
+        // An IP address and a host port are dropped, as BuildKit does.
+        let (_, _, container) = split_port(p);
+        let p = &container;
         let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
         let proto = proto.to_ascii_lowercase();
         match num.split_once('-') {

@@ -446,6 +446,9 @@ impl Lowering<'_> {
                 for p in ports.iter() {
                     all.extend(ctx.words(p)?);
                 }
+                for p in &all {
+                    expose_checks(ctx.linter, at, p);
+                }
                 *ports = all;
             }
             _ => {}
@@ -537,4 +540,25 @@ fn expand_paths(ctx: &mut ExpandCtx<'_>, p: &mut SourcesAndDest) -> Result<()> {
         inline.content = e.result;
     }
     Ok(())
+}
+
+/// BuildKit's EXPOSE checks: ExposeProtoCasing and ExposeInvalidFormat.
+fn expose_checks(linter: &mut Linter, at: Pos, port: &str) {
+    let (ip, host, container) = crate::ops::config::split_port(port);
+    if let Some((_, proto)) = container.split_once('/')
+        && proto != proto.to_ascii_lowercase()
+    {
+        linter.report(
+            "ExposeProtoCasing",
+            at,
+            format!("Defined protocol '{port}' in EXPOSE instruction should be lowercase"),
+        );
+    }
+    if !ip.is_empty() || !host.is_empty() {
+        linter.report(
+            "ExposeInvalidFormat",
+            at,
+            format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'"),
+        );
+    }
 }

@@ -345,3 +345,62 @@ fn expose_checks_and_host_mappings_dropped() {
         ]
     );
 }
+
+/// The regular files of a tar archive: path → contents.
+fn tar_files(data: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(data);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type().is_file() {
+            let path = e.path().unwrap().display().to_string();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            out.insert(path, s);
+        }
+    }
+    out
+}
+
+#[test]
+fn tar_exporter_writes_the_filesystem_as_an_archive() {
+    // BuildKit: testTarExporterBasic and testTarExporterMulti (linux only).
+    let env = common::Env::new();
+    let ctx = env.project(
+        "tar-export",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY foo foo\n"),
+            ("foo", "data"),
+        ],
+    );
+    let out = env.path("out.tar");
+    env.build_ok(&["-o", &format!("type=tar,dest={}", out.display())], &ctx);
+    let files = tar_files(&std::fs::read(&out).unwrap());
+    assert_eq!(
+        files.into_iter().collect::<Vec<_>>(),
+        [("foo".to_string(), "data".to_string())]
+    );
+    // To standard output.
+    let o = env
+        .rbuild()
+        .args(["build", "-q", "-o", "type=tar,dest=-"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(tar_files(&o.stdout)["foo"], "data");
+    // Several platforms: one directory each.
+    let multi = env.path("multi.tar");
+    env.build_ok(
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=tar,dest={}", multi.display()),
+        ],
+        &ctx,
+    );
+    let files = tar_files(&std::fs::read(&multi).unwrap());
+    let names: Vec<&String> = files.keys().collect();
+    assert_eq!(names, ["linux_amd64/foo", "linux_arm64/foo"]);
+}

@@ -404,3 +404,61 @@ fn tar_exporter_writes_the_filesystem_as_an_archive() {
     let names: Vec<&String> = files.keys().collect();
     assert_eq!(names, ["linux_amd64/foo", "linux_arm64/foo"]);
 }
+
+#[test]
+fn other_os_targets_build_without_run_and_get_their_defaults() {
+    // BuildKit: testPlatformArgsExplicit and testDefaultShellAndPath.
+    let env = with_base();
+    let df = "FROM --platform=$BUILDPLATFORM test/busybox:latest AS build\nARG TARGETPLATFORM\nARG TARGETOS\n\
+              RUN mkdir /out && echo -n $TARGETPLATFORM > /out/platform && echo -n $TARGETOS > /out/os\n\
+              FROM scratch\nCOPY --from=build out .\n";
+    let ctx = env.project("darwin", &[("Dockerfile", df)]);
+    let out = env.path("darwin-out");
+    let args = [
+        "--platform",
+        "darwin/ppc64le",
+        "--build-arg",
+        "TARGETOS=freebsd",
+        "-o",
+    ];
+    let dest = format!("type=local,dest={}", out.display());
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&dest);
+    env.build_ok(&all, &ctx);
+    assert_eq!(
+        std::fs::read_to_string(out.join("platform")).unwrap(),
+        "darwin/ppc64le"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("os")).unwrap(), "freebsd");
+    // Windows: cmd's shell form and no PATH; a RUN cannot run there.
+    let ctx = env.project(
+        "windows",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nENTRYPOINT foo bar\nCOPY Dockerfile .\n",
+        )],
+    );
+    let layout = env.path("windows-layout");
+    env.build_ok(
+        &[
+            "--platform",
+            "windows/amd64",
+            "-o",
+            &format!("type=oci-dir,dest={}", layout.display()),
+        ],
+        &ctx,
+    );
+    let cfg = layout_config(&layout);
+    assert_eq!(cfg["os"], "windows");
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["cmd", "/S", "/C", "foo bar"])
+    );
+    assert!(cfg["config"]["Env"].is_null(), "{cfg}");
+    let ctx = env.project("windows-run", &[("Dockerfile", "FROM scratch\nRUN foo\n")]);
+    let err = env.build_err(&["--platform", "windows/amd64"], &ctx);
+    assert!(
+        err.contains("RUN for platform windows/amd64: rbuild runs Linux steps only"),
+        "{err}"
+    );
+}

@@ -258,8 +258,12 @@ impl ImageConfig {
         }
     }
 
-    /// Add PATH if the image has none (as BuildKit does for every stage).
+    /// Add PATH if the image has none (as BuildKit does for every stage;
+    /// not on Windows, whose PATH the OS sets).
     pub fn ensure_path(&mut self) {
+        if self.os == "windows" {
+            return;
+        }
         if !self.config.env.iter().any(|e| e.starts_with("PATH=")) {
             self.config.env.push(format!("PATH={DEFAULT_PATH}"));
         }

@@ -65,7 +65,10 @@ fn pairs_def(pairs: &[(String, String)]) -> String {
 }
 
 fn shell_of(cfg: &ImageConfig) -> Vec<String> {
-    if cfg.config.shell.is_empty() {
+    if cfg.config.shell.is_empty() && cfg.os == "windows" {
+        // BuildKit's default shell for Windows.
+        vec!["cmd".into(), "/S".into(), "/C".into()]
+    } else if cfg.config.shell.is_empty() {
         vec!["/bin/sh".into(), "-c".into()]
     } else {
         cfg.config.shell.clone()

@@ -217,6 +217,10 @@ fn stage_base(
             // RUN (whose key has the platform) is the same on every one.
             let mut h = KeyHasher::new();
             h.part("scratch");
+            if p.os != "linux" {
+                // Another OS has other defaults (shell, PATH).
+                h.part(&p.os);
+            }
             Ok(StageResult {
                 state: ImageState {
                     layers: Vec::new(),

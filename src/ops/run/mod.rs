@@ -199,6 +199,12 @@ impl Op for RunOp {
         _map: CacheMap,
         ctx: &ExecCtx<'_>,
     ) -> Result<ImageState, OpError> {
+        if env.platform.os != "linux" {
+            return Err(OpError::Unsupported(format!(
+                "RUN for platform {}: rbuild runs Linux steps only",
+                env.platform
+            )));
+        }
         let (layer, argv) = step::run_layer(env, parent, self, ctx)?;
         let mut state = parent.clone();
         let has = layer.is_some();

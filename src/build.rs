@@ -222,6 +222,10 @@ fn write_output(
             let view = crate::ops::op::view_of(store, &manifests.result.state);
             crate::export::export_rootfs(&view, &dest)?;
         }
+        OutputType::Tar => {
+            let view = crate::ops::op::view_of(store, &manifests.result.state);
+            crate::export::export_rootfs_tar(store, &[(String::new(), view)], &dest)?;
+        }
     }
     Ok(())
 }

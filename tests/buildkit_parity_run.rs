@@ -252,9 +252,14 @@ fn onbuild_triggers_run_as_steps_of_the_child_and_their_env_reaches_it() {
         "FROM test/ob-env\nRUN echo \"$FROM_TRIGGER\" > /env\n",
         &[],
     );
-    // Each trigger is a step of the child, shown as BuildKit shows it.
-    assert!(err.contains("2/4] ONBUILD ENV FROM_TRIGGER=yes"), "{err}");
-    assert!(err.contains("3/4] ONBUILD RUN echo trigger > /t"), "{err}");
+    // Each trigger is a step of the child, counted and shown as BuildKit
+    // does: the ENV trigger counts but, config only, has no vertex.
+    assert!(!err.contains("ONBUILD ENV"), "{err}");
+    assert!(
+        err.contains("[stage-0 2/4] ONBUILD RUN echo trigger > /t"),
+        "{err}"
+    );
+    assert!(err.contains("[stage-0 3/4] RUN echo"), "{err}");
     assert_eq!(std::fs::read_to_string(out.join("t")).unwrap(), "trigger\n");
     assert_eq!(std::fs::read_to_string(out.join("env")).unwrap(), "yes\n");
     // The triggers ran: the child image does not carry them on.
@@ -271,4 +276,35 @@ fn onbuild_triggers_run_as_steps_of_the_child_and_their_env_reaches_it() {
             .is_none_or(|a| a.is_empty()),
         "{cfg}"
     );
+}
+
+#[test]
+fn steps_are_numbered_as_buildkit_numbers_them() {
+    // BuildKit: testStepNames. A scratch base or another stage is no step;
+    // config-only instructions count for nothing and show no vertex.
+    let env = with_base();
+    let ctx = env.project(
+        "step-names",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest AS base\nENV A=1\nWORKDIR /out\nRUN echo \"base\" > base\n\
+             FROM scratch\nLABEL x=y\nCOPY --from=base --chmod=0644 /out /out\n",
+        )],
+    );
+    let err = env.build_ok(&[], &ctx);
+    assert!(err.contains("[base 3/3] RUN echo \"base\" > base"), "{err}");
+    assert!(
+        err.contains("[stage-1 1/1] COPY --from=base --chmod=0644 /out /out"),
+        "{err}"
+    );
+    assert!(!err.contains("FROM scratch"), "{err}");
+    assert!(!err.contains("ENV A=1"), "{err}");
+    assert!(!err.contains("LABEL x=y"), "{err}");
+    // The index is padded to the total's width.
+    let runs = "RUN true\n".repeat(10);
+    let df = format!("FROM test/busybox:latest AS base\nFROM base\n{runs}");
+    let ctx = env.project("step-width", &[("Dockerfile", &df)]);
+    let err = env.build_ok(&[], &ctx);
+    assert!(err.contains("[stage-1  1/10] RUN true"), "{err}");
+    assert!(err.contains("[stage-1 10/10] RUN true"), "{err}");
 }

@@ -338,7 +338,7 @@ fn copy_from_sources_are_hashed_once_per_snapshot() {
     let err = env.build_ok(&[], &ctx);
     assert_eq!(
         cached_steps(&err),
-        ["[a 2/2] COPY f /f", "[stage-1 2/2] COPY --from=a /f /g"],
+        ["[a 1/1] COPY f /f", "[stage-1 1/1] COPY --from=a /f /g"],
         "{err}"
     );
 }

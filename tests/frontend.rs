@@ -302,9 +302,28 @@ fn stages_by_name_index_target_and_order() {
 }
 
 #[test]
-fn duplicate_names_cycles_and_bad_from_are_rejected() {
-    let e = plan("FROM scratch AS a\nFROM scratch AS A\n", &[], None).unwrap_err();
-    assert!(e.contains("duplicate stage name"), "{e}");
+fn duplicate_names_warn_cycles_and_bad_from_are_rejected() {
+    // BuildKit: testDuplicateStageName. A warning; the name means its last stage.
+    let (p, linter) = plan(
+        "FROM scratch AS a\nFROM scratch AS A\nFROM scratch\nCOPY --from=a / /\n",
+        &[],
+        Some("a"),
+    )
+    .unwrap();
+    assert_eq!(p.target, 1);
+    let rules: Vec<&str> = linter.warnings.iter().map(|w| w.rule).collect();
+    assert_eq!(rules, ["StageNameCasing", "DuplicateStageName"]);
+    assert_eq!(
+        linter.warnings[1].message,
+        "Duplicate stage name \"a\", stage names should be unique"
+    );
+    let (p, _) = plan(
+        "FROM scratch AS a\nFROM scratch AS a\nFROM scratch\nCOPY --from=a / /\n",
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.stages[2].steps[0].copy_from, Some(Source::Stage(1)));
     let e = plan(
         "FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n",
         &[],

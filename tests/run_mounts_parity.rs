@@ -143,3 +143,28 @@ fn slirp4netns_inherits_no_descriptor_of_rbuilds_caller() {
     assert!(child.wait().unwrap().success());
     assert!(checked > 0, "slirp4netns was never seen running");
 }
+
+#[test]
+fn bind_mounts_of_a_stage_are_cached_by_content() {
+    // BuildKit: testMountRWCache. The mounted stage is rebuilt (its context
+    // file changed) with the same files at the mounted path: the RUN that
+    // mounts it is taken from the cache; other files there make it run.
+    let env = Env::new();
+    env.busybox_base("test/busybox:latest");
+    let df = "from test/busybox:latest AS build\ncopy cachebust /\nrun mkdir out && echo foo > out/foo\n\
+              from test/busybox:latest as second\n\
+              RUN --mount=from=build,src=out,target=/out,rw touch /out/bar && cat /dev/urandom | head -c 100 | sha256sum > /unique\n\
+              from scratch\nCOPY --from=second /unique /unique\n";
+    let ctx = env.project("rwcache", &[("Dockerfile", df), ("cachebust", "0")]);
+    let unique = |name: &str| {
+        let out = env.path(name);
+        env.build_ok(&["-o", &format!("type=local,dest={}", out.display())], &ctx);
+        std::fs::read_to_string(out.join("unique")).unwrap()
+    };
+    let first = unique("out1");
+    std::fs::write(ctx.join("cachebust"), "1").unwrap();
+    assert_eq!(unique("out2"), first, "same files mounted: cached");
+    let df2 = df.replace("echo foo", "echo changed");
+    std::fs::write(ctx.join("Dockerfile"), df2).unwrap();
+    assert_ne!(unique("out3"), first, "other files mounted: run again");
+}

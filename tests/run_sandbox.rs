@@ -343,7 +343,9 @@ fn layer_count(layout: &std::path::Path) -> usize {
 }
 
 #[test]
-fn steps_that_change_nothing_add_no_layers_and_repeat_safely() {
+fn steps_that_change_nothing_add_empty_layers_and_repeat_safely() {
+    // BuildKit: testExportedHistory (a RUN that changes nothing is a layer,
+    // not an empty_layer history entry).
     let env = with_base();
     let base_layout = env.path("base-layout");
     let ctx0 = env.project("base-only", &[("Dockerfile", "FROM test/busybox:latest\n")]);
@@ -362,9 +364,17 @@ fn steps_that_change_nothing_add_no_layers_and_repeat_safely() {
     );
     assert_eq!(
         layer_count(&layout),
-        layer_count(&base_layout),
-        "RUN true leaves no trace"
+        layer_count(&base_layout) + 4,
+        "each RUN adds a layer, empty ones too"
     );
+    // The image with its repeated empty layer runs.
+    env.build_ok(&["-t", "test/noop-runs"], &ctx);
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "test/noop-runs", "cat", "/etc/passwd"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
 }
 
 #[test]

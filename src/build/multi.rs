@@ -175,6 +175,14 @@ fn write_output(
                 crate::export::export_rootfs(&view, &dest.join(p.folder_name()))?;
             }
         }
+        OutputType::Tar => {
+            let views: Vec<(String, crate::layer::view::MergedView)> = indexes
+                .results
+                .iter()
+                .map(|(p, r)| (p.folder_name(), crate::ops::op::view_of(store, &r.state)))
+                .collect();
+            crate::export::export_rootfs_tar(store, &views, &dest)?;
+        }
     }
     Ok(())
 }

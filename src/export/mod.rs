@@ -8,6 +8,7 @@ pub mod multi;
 mod oci;
 mod save;
 mod spec;
+mod tar_rootfs;
 
 pub use archive::{
     ArchiveFormat, ArchiveImage, write_archive, write_docker_archive, write_oci_archive,
@@ -16,6 +17,7 @@ pub use local::export_rootfs;
 pub use oci::write_oci_layout;
 pub use save::archive_image;
 pub use spec::{OutputSpec, OutputType, parse_output};
+pub use tar_rootfs::export_rootfs_tar;
 
 /// Errors of exporting.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,8 @@ pub enum OutputType {
     DockerArchive,
     /// The root filesystem into a directory.
     Local,
+    /// The root filesystem as a tar archive (BuildKit's `tar` exporter).
+    Tar,
 }
 
 /// One `--output`.
@@ -149,11 +151,12 @@ fn parse_type(v: &str) -> Result<(OutputType, bool), String> {
         "oci-dir" | "oci-layout" => (OutputType::OciDir, false),
         "docker" | "docker-archive" => (OutputType::DockerArchive, false),
         "local" => (OutputType::Local, false),
+        "tar" => (OutputType::Tar, false),
         "image" => (OutputType::Image, false),
         "registry" => (OutputType::Image, true),
         other => {
             return Err(format!(
-                "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, image, registry)"
+                "unknown type {other:?} (expected oci, oci-dir, oci-archive, docker, docker-archive, local, tar, image, registry)"
             ));
         }
     })

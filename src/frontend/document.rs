@@ -38,6 +38,11 @@ pub fn parse_dockerfile_with_checks(
             )
         })?;
     }
+    for node in &lines.nodes {
+        if let Some(cfg) = CheckConfig::from_comments(&node.comments) {
+            linter.local.push((node.span.start.line, cfg));
+        }
+    }
     for w in &lines.warnings {
         linter.report(
             "NoEmptyContinuation",
@@ -108,8 +113,20 @@ pub fn parse_dockerfile_with_checks(
             "dockerfile contains no stages to build",
         ));
     }
+    let mut seen: Vec<&str> = Vec::new();
     for stage in &stages {
         check_stage(stage, &mut linter);
+        if let Some(name) = stage.name.as_deref() {
+            if seen.contains(&name) {
+                // BuildKit: a warning, and the last stage of the name is used.
+                linter.report(
+                    "DuplicateStageName",
+                    stage.span.start,
+                    format!("Duplicate stage name \"{name}\", stage names should be unique"),
+                );
+            }
+            seen.push(name);
+        }
     }
     Ok((
         Dockerfile {

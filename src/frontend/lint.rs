@@ -25,6 +25,20 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
+    /// The check configuration of an instruction's comments (`check=...`,
+    /// as a directive is written), if one of them is one.
+    pub fn from_comments(comments: &[String]) -> Option<CheckConfig> {
+        comments.iter().find_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("check") {
+                return None;
+            }
+            let v = v.trim();
+            let v = v.split(' ').next().unwrap_or(v);
+            CheckConfig::parse(v).ok()
+        })
+    }
+
     /// Parse the directive value, e.g. `skip=JSONArgsRecommended,StageNameCasing;error=true`.
     pub fn parse(value: &str) -> Result<CheckConfig, String> {
         let mut cfg = CheckConfig::default();
@@ -41,6 +55,8 @@ impl CheckConfig {
                         other => return Err(format!("invalid check error value: {other}")),
                     }
                 }
+                // Experimental rules (none is implemented) are accepted.
+                "experimental" => {}
                 other => return Err(format!("invalid check directive key: {other}")),
             }
         }
@@ -63,6 +79,9 @@ pub struct Linter {
     pub config: CheckConfig,
     /// Findings so far.
     pub warnings: Vec<Warning>,
+    /// `# check=...` comments right above an instruction (by its first
+    /// line): their skips apply to that instruction, as in BuildKit.
+    pub local: Vec<(usize, CheckConfig)>,
 }
 
 impl Linter {
@@ -89,6 +108,13 @@ impl Linter {
         if !self.config.enabled(rule) {
             return;
         }
+        let skipped_here = self
+            .local
+            .iter()
+            .any(|(line, cfg)| *line == pos.line && !cfg.enabled(rule));
+        if skipped_here {
+            return;
+        }
         let w = Warning {
             rule,
             message: message.into(),
@@ -102,21 +128,22 @@ impl Linter {
 
 /// Names that suggest a secret is being passed through ARG or ENV.
 pub fn looks_like_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    let allowed = ["PUBLIC", "_PUB"];
-    if allowed.iter().any(|a| upper.contains(a)) {
-        return false;
-    }
-    [
-        "PASSWORD",
-        "PASSWD",
-        "SECRET",
-        "TOKEN",
-        "APIKEY",
-        "API_KEY",
-        "PRIVATE_KEY",
-        "CREDENTIAL",
-    ]
-    .iter()
-    .any(|s| upper.contains(s))
+    // BuildKit's rule: a `_`-separated word of the name is a secret word,
+    // and none is an allowed one (`public`, `file`, `version`).
+    const SECRET: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const ALLOWED: [&str; 3] = ["public", "file", "version"];
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split('_').collect();
+    words.iter().any(|w| SECRET.contains(w)) && !words.iter().any(|w| ALLOWED.contains(w))
 }

@@ -152,6 +152,7 @@ pub fn lower(
         .clone()
         .unwrap_or_else(|| "default".into());
     let (global, declared_global) = global_scope(df, opts, &lex, &target_name)?;
+    invalid_default_bases(df, opts, &lex, &target_name, linter);
     let mut l = Lowering {
         df,
         opts,
@@ -191,17 +192,46 @@ pub fn lower(
     })
 }
 
-/// Stage names (lower case) and indexes; a name used twice is an error.
+/// BuildKit's InvalidDefaultArgInFrom: a base whose name, with the meta
+/// ARGs' defaults alone (no `--build-arg`), is empty or not a reference.
+fn invalid_default_bases(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    lex: &Lexer,
+    target_name: &str,
+    linter: &mut Linter,
+) {
+    let defaults = BuildOptions {
+        build_args: Vec::new(),
+        ..opts.clone()
+    };
+    let Ok((vars, _)) = global_scope(df, &defaults, lex, target_name) else {
+        return;
+    };
+    for st in &df.stages {
+        let Ok(exp) = lex.expand_word(&st.base, &VarEnv(&vars)) else {
+            return;
+        };
+        if crate::registry::reference::validate(&exp.result).is_err() {
+            linter.report(
+                "InvalidDefaultArgInFrom",
+                st.span.start,
+                format!(
+                    "Default value for ARG {} results in empty or invalid base image name",
+                    st.base
+                ),
+            );
+        }
+    }
+}
+
+/// Stage names (lower case) and indexes. A name used twice names its last
+/// stage, as in BuildKit (which warns: DuplicateStageName).
 fn stage_names(df: &Dockerfile) -> Result<Vec<(String, usize)>> {
     let mut names: Vec<(String, usize)> = Vec::new();
     for st in &df.stages {
         if let Some(n) = &st.name {
-            if names.iter().any(|(m, _)| m == n) {
-                return Err(FrontendError::new(
-                    st.span.start,
-                    format!("duplicate stage name \"{n}\""),
-                ));
-            }
+            names.retain(|(m, _)| m != n);
             names.push((n.clone(), st.index));
         }
     }

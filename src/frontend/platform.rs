@@ -46,8 +46,14 @@ impl Platform {
                 && c.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
         };
-        if parts.len() > 3 || !parts.iter().all(|p| ok(p)) {
+        if parts.len() > 3 {
             return Err(bad());
+        }
+        if let Some(part) = parts.iter().find(|p| !ok(p)) {
+            // containerd's message, as BuildKit reports it.
+            return Err(format!(
+                "\"{part}\" is an invalid component of \"{s}\": platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument"
+            ));
         }
         let host = Platform::host();
         let (os, arch, variant) = match parts.as_slice() {

@@ -210,7 +210,8 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
-    /// An empty config for a platform (FROM scratch).
+    /// An empty config for a platform (FROM scratch): as BuildKit's, its
+    /// working directory is `/`.
     pub fn scratch(os: &str, arch: &str, variant: &str) -> Self {
         ImageConfig {
             created: None,
@@ -218,7 +219,10 @@ impl ImageConfig {
             architecture: arch.to_string(),
             os: os.to_string(),
             variant: variant.to_string(),
-            config: RunConfig::default(),
+            config: RunConfig {
+                working_dir: "/".into(),
+                ..RunConfig::default()
+            },
             rootfs: RootFs {
                 kind: "layers".into(),
                 diff_ids: Vec::new(),
@@ -254,8 +258,12 @@ impl ImageConfig {
         }
     }
 
-    /// Add PATH if the image has none (as BuildKit does for every stage).
+    /// Add PATH if the image has none (as BuildKit does for every stage;
+    /// not on Windows, whose PATH the OS sets).
     pub fn ensure_path(&mut self) {
+        if self.os == "windows" {
+            return;
+        }
         if !self.config.env.iter().any(|e| e.starts_with("PATH=")) {
             self.config.env.push(format!("PATH={DEFAULT_PATH}"));
         }

@@ -8,7 +8,7 @@ use super::tarball::write_layer_tar;
 use crate::cache::{LayerRef, Store};
 use std::path::Path;
 
-/// Turn a filled diff directory into a layer (None if it is empty); the
+/// Turn a diff directory into a layer (an empty one too); the
 /// directory is removed when it does not become a snapshot.
 pub fn commit_layer(
     store: &Store,
@@ -30,12 +30,8 @@ pub fn commit_dir_layer(
     epoch: Option<u64>,
     path: &Path,
 ) -> Result<Option<LayerRef>, LayerError> {
-    let empty = std::fs::read_dir(path)
-        .map(|mut r| r.next().is_none())
-        .unwrap_or(true);
-    if empty {
-        return Ok(None);
-    }
+    // An empty diff is a layer too, as in BuildKit: a RUN, COPY or WORKDIR
+    // that changes nothing still adds an (empty) layer to the image.
     if let Some(e) = epoch {
         clamp_times(path, e)?;
     }

@@ -65,7 +65,10 @@ fn pairs_def(pairs: &[(String, String)]) -> String {
 }
 
 fn shell_of(cfg: &ImageConfig) -> Vec<String> {
-    if cfg.config.shell.is_empty() {
+    if cfg.config.shell.is_empty() && cfg.os == "windows" {
+        // BuildKit's default shell for Windows.
+        vec!["cmd".into(), "/S".into(), "/C".into()]
+    } else if cfg.config.shell.is_empty() {
         vec!["/bin/sh".into(), "-c".into()]
     } else {
         cfg.config.shell.clone()
@@ -77,11 +80,33 @@ fn go_quote_list(v: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// BuildKit's split of an EXPOSE port: (ip, host port, container port),
+/// `[ip:][host:]container[/proto]`.
+pub fn split_port(raw: &str) -> (String, String, String) {
+    let parts: Vec<&str> = raw.split(':').collect();
+    match parts.as_slice() {
+        [c] => (String::new(), String::new(), c.to_string()),
+        [h, c] => (String::new(), h.to_string(), c.to_string()),
+        [ip, h, c] => (ip.to_string(), h.to_string(), c.to_string()),
+        _ => {
+            let n = parts.len();
+            (
+                parts[..n - 2].join(":"),
+                parts[n - 2].to_string(),
+                parts[n - 1].to_string(),
+            )
+        }
+    }
+}
+
 /// `EXPOSE` ports with ranges (`8000-8002/udp`) spelled out; a range ends
 /// at 65535 whatever it says, and a bad one is skipped (as Docker's nat).
 pub fn expose_ports(ports: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for p in ports {
+        // An IP address and a host port are dropped, as BuildKit does.
+        let (_, _, container) = split_port(p);
+        let p = &container;
         let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
         let proto = proto.to_ascii_lowercase();
         match num.split_once('-') {
@@ -126,16 +151,13 @@ impl ConfigChange {
                 format!("ARG {}", s.join(" "))
             }
             ConfigChange::Expose(ports) => {
-                for p in expose_ports(ports) {
-                    cfg.config.exposed_ports.insert(p, json!({}));
+                // As BuildKit: the history names this instruction's ports,
+                // in the order of its (sorted) arguments.
+                let ports = expose_ports(ports);
+                for p in &ports {
+                    cfg.config.exposed_ports.insert(p.clone(), json!({}));
                 }
-                let keys: Vec<String> = cfg
-                    .config
-                    .exposed_ports
-                    .keys()
-                    .map(|k| format!("{k}:{{}}"))
-                    .collect();
-                format!("EXPOSE map[{}]", keys.join(" "))
+                format!("EXPOSE [{}]", ports.join(" "))
             }
             ConfigChange::Volume(paths) => {
                 for p in paths {

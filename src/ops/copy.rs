@@ -12,6 +12,7 @@ mod previous;
 mod sources;
 
 pub use op::CopyOp;
+pub(crate) use sources::select_and_hash;
 
 use crate::context::ignore::IgnoreMatcher;
 use crate::context::{Entry, Kind, Selection};

@@ -69,7 +69,7 @@ impl Shared {
             let line = format!(
                 "cache hit by definition: key {key} (the definition and the key of what it copies from unchanged; its files not read) resolves to {content}"
             );
-            self.progress.send(Event::Log { id: vid, line });
+            self.send_for(vid, Event::Log { id: vid, line });
         }
         // In the order of a build that ran the step: content, then definition.
         self.keep_content_record(si, step_id, &content)?;

@@ -29,6 +29,8 @@ pub struct Shared {
     done: Condvar,
     images: Mutex<HashMap<String, StageResult>>,
     vertices: HashMap<(usize, usize), Vertex>,
+    /// Ids of the vertices BuildKit does not show (config-only steps).
+    hidden: std::collections::HashSet<usize>,
     counts: Mutex<(usize, usize)>,
     /// Keys of the steps gone through, for `--cache-to`.
     steps: Mutex<Vec<crate::remote_cache::StepKey>>,
@@ -37,15 +39,22 @@ pub struct Shared {
 impl Shared {
     /// The shared state of a build about to start.
     pub fn new(store: std::sync::Arc<Store>, req: BuildRequest, progress: Progress) -> Self {
-        let mut vertices = vertex_names(&req.plan);
+        // rbuild's --explain shows every step, config-only ones too.
+        let mut vertices = vertex_names(&req.plan, req.explain);
         if let Some(m) = &req.multi {
             for v in vertices.values_mut() {
                 v.id += m.vertex_offset;
                 v.name = v.name.replacen('[', &format!("[{} ", req.platform), 1);
             }
         }
+        let hidden = vertices
+            .values()
+            .filter(|v| v.hidden)
+            .map(|v| v.id)
+            .collect();
         Shared {
             store,
+            hidden,
             vertices,
             progress,
             results: Mutex::new(HashMap::new()),
@@ -159,7 +168,7 @@ impl Shared {
                 key,
                 parts.saturating_sub(3)
             );
-            self.progress.send(Event::Log { id: vid, line });
+            self.send_for(vid, Event::Log { id: vid, line });
         }
     }
 
@@ -171,7 +180,14 @@ impl Shared {
             } else {
                 "no earlier build of this step".to_string()
             };
-            self.progress.send(Event::Miss { id: vid, reason });
+            self.send_for(vid, Event::Miss { id: vid, reason });
+        }
+    }
+
+    /// Send a step's event, unless its vertex is not shown.
+    pub(super) fn send_for(&self, vid: usize, e: Event) {
+        if !self.hidden.contains(&vid) {
+            self.progress.send(e);
         }
     }
 
@@ -201,6 +217,10 @@ fn stage_base(
             // RUN (whose key has the platform) is the same on every one.
             let mut h = KeyHasher::new();
             h.part("scratch");
+            if p.os != "linux" {
+                // Another OS has other defaults (shell, PATH).
+                h.part(&p.os);
+            }
             Ok(StageResult {
                 state: ImageState {
                     layers: Vec::new(),
@@ -234,10 +254,12 @@ fn stage_base(
 pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     let req = &sh.req;
     let from = &sh.vertices[&(si, 0)];
-    sh.progress.send(Event::Started {
-        id: from.id,
-        name: from.name.clone(),
-    });
+    if !from.hidden {
+        sh.progress.send(Event::Started {
+            id: from.id,
+            name: from.name.clone(),
+        });
+    }
     let t0 = std::time::Instant::now();
     // As BuildKit: `FROM --platform=X scratch` is the target's platform.
     let value = match req.plan.stages[si].base {
@@ -250,10 +272,12 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
     cur.state.config.ensure_path();
     // The base's ONBUILD triggers are steps of this stage (lowered by the frontend).
     cur.state.config.config.on_build.clear();
-    sh.progress.send(Event::Done {
-        id: from.id,
-        seconds: t0.elapsed().as_secs_f64(),
-    });
+    if !from.hidden {
+        sh.progress.send(Event::Done {
+            id: from.id,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
     // What another stage or image gives a step is read: its layers left
     // in a registry are fetched first.
     let stage_fn = |i: usize| {
@@ -305,18 +329,22 @@ pub fn build_stage(sh: &Shared, si: usize) -> Result<StageResult, SolveError> {
         if req.cancel.is_cancelled() {
             return Err(SolveError::Cancelled);
         }
-        sh.progress.send(Event::Started {
-            id: v.id,
-            name: v.name.clone(),
-        });
+        if !v.hidden {
+            sh.progress.send(Event::Started {
+                id: v.id,
+                name: v.name.clone(),
+            });
+        }
         let t = std::time::Instant::now();
         let step_id = format!("{}|{stage_name}|{k}", req.build_id);
         cur = run_op(sh, &env, &cur, step.op.as_ref(), (si, &step_id), v.id)
             .map_err(|e| sh.failed(v, e))?;
-        sh.progress.send(Event::Done {
-            id: v.id,
-            seconds: t.elapsed().as_secs_f64(),
-        });
+        if !v.hidden {
+            sh.progress.send(Event::Done {
+                id: v.id,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
     }
     Ok(cur)
 }
@@ -386,7 +414,7 @@ fn run_layer_op(
     } else {
         let (lock, waited) = sh.store.lock_step(&key, || {
             let line = "waiting for another build running this step".to_string();
-            sh.progress.send(Event::Log { id: vid, line });
+            sh.send_for(vid, Event::Log { id: vid, line });
         })?;
         if let Some(r) = stored_hit(sh, &key, parts, vid, (waited, false)) {
             return Ok(r);
@@ -400,7 +428,7 @@ fn run_layer_op(
     match &previous {
         Some(prev) => {
             let reason = explain(&sh.store, &components, &prev.components);
-            sh.progress.send(Event::Miss { id: vid, reason });
+            sh.send_for(vid, Event::Miss { id: vid, reason });
         }
         None => sh.explain_first(vid),
     }
@@ -442,11 +470,11 @@ pub(super) fn stored_hit(
     let state = ImageState::from_record(&sh.store.get_record(key)?)?;
     if waited && sh.req.explain {
         let line = format!("cache hit: key {key} (just built by a concurrent build)");
-        sh.progress.send(Event::Log { id: vid, line });
+        sh.send_for(vid, Event::Log { id: vid, line });
     } else {
         sh.explain_hit(vid, key, parts);
     }
-    sh.progress.send(Event::Cached { id: vid });
+    sh.send_for(vid, Event::Cached { id: vid });
     sh.count(true);
     let view = view_of(&sh.store, &state);
     Some(StageResult {
@@ -479,18 +507,18 @@ fn fold_config(
     let unchanged = local || imported.is_some();
     if local {
         sh.explain_hit(vid, &key, components.len());
-        sh.progress.send(Event::Cached { id: vid });
+        sh.send_for(vid, Event::Cached { id: vid });
     } else if let Some(from) = &imported {
         if sh.req.explain {
             let line = format!("cache hit: key {key} from the imported cache {from}");
-            sh.progress.send(Event::Log { id: vid, line });
+            sh.send_for(vid, Event::Log { id: vid, line });
         }
         let from = from.clone();
-        sh.progress.send(Event::CacheImported { id: vid, from });
-        sh.progress.send(Event::Cached { id: vid });
+        sh.send_for(vid, Event::CacheImported { id: vid, from });
+        sh.send_for(vid, Event::Cached { id: vid });
     } else if let Some(n) = &note {
         let reason = explain(&sh.store, &components, &n.components);
-        sh.progress.send(Event::Miss { id: vid, reason });
+        sh.send_for(vid, Event::Miss { id: vid, reason });
     } else {
         sh.explain_first(vid);
     }
@@ -528,7 +556,7 @@ pub(super) fn imported_hit(
         Ok(None) => return Ok(None),
         Err(e) => {
             let line = format!("warning: {e}; the step is run");
-            sh.progress.send(Event::Log { id: vid, line });
+            sh.send_for(vid, Event::Log { id: vid, line });
             return Ok(None);
         }
     };
@@ -549,11 +577,11 @@ pub(super) fn imported_hit(
             "cache hit: key {key} from the imported cache {}",
             hit.source
         );
-        sh.progress.send(Event::Log { id: vid, line });
+        sh.send_for(vid, Event::Log { id: vid, line });
     }
     let from = hit.source;
-    sh.progress.send(Event::CacheImported { id: vid, from });
-    sh.progress.send(Event::Cached { id: vid });
+    sh.send_for(vid, Event::CacheImported { id: vid, from });
+    sh.send_for(vid, Event::Cached { id: vid });
     sh.count(true);
     let view = view_of(&sh.store, &state);
     Ok(Some(StageResult {
@@ -584,7 +612,7 @@ fn exec(
     let _slot = match op.kind() {
         "RUN" => sh.store.run_slot(|| {
             let line = "waiting for a free RUN slot (rbuild serve --max-runs)".to_string();
-            sh.progress.send(Event::Log { id: vid, line });
+            sh.send_for(vid, Event::Log { id: vid, line });
         })?,
         _ => None,
     };

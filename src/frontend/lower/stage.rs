@@ -50,15 +50,7 @@ impl Lowering<'_> {
             .lex
             .expand_word(&st.base, &VarEnv(&self.global))
             .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?;
-        for name in &exp.unmatched {
-            if !self.declared_global.contains(name) {
-                self.linter.report(
-                    "UndefinedArgInFrom",
-                    st.span.start,
-                    format!("FROM argument '{name}' is not declared"),
-                );
-            }
-        }
+        self.undeclared_in_from(st, &exp.unmatched);
         self.consumed.extend(exp.matched.iter().cloned());
         let base_name = exp.result;
         if base_name.is_empty() {
@@ -68,11 +60,7 @@ impl Lowering<'_> {
             ));
         }
         let platform = match &st.platform {
-            Some(p) => Some(
-                self.lex
-                    .expand(p, &VarEnv(&self.global))
-                    .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?,
-            ),
+            Some(p) => Some(self.stage_platform_value(st, p)?),
             None => None,
         };
         let lower_base = base_name.to_ascii_lowercase();
@@ -88,6 +76,82 @@ impl Lowering<'_> {
             Source::Image(base_name.clone())
         };
         Ok((base, platform))
+    }
+
+    /// BuildKit's UndefinedArgInFrom: variables of a FROM line not declared
+    /// before the first FROM, with the closest declared name.
+    fn undeclared_in_from(&mut self, st: &Stage, unmatched: &std::collections::BTreeSet<String>) {
+        let keys: Vec<&str> = self.global.iter().map(|(k, _)| k.as_str()).collect();
+        for name in unmatched {
+            if !self.declared_global.contains(name) {
+                let mut msg = format!("FROM argument '{name}' is not declared");
+                if let Some(c) = crate::frontend::suggest::closest(name, &keys) {
+                    msg.push_str(&format!(" (did you mean {c}?)"));
+                }
+                self.linter.report("UndefinedArgInFrom", st.span.start, msg);
+            }
+        }
+    }
+
+    /// `FROM --platform=P` expanded in the global scope and checked as
+    /// BuildKit checks it: an empty value or an unparsable platform is an
+    /// error, with the closest name of an undeclared variable in it.
+    fn stage_platform_value(&mut self, st: &Stage, p: &str) -> Result<String> {
+        let exp = self
+            .lex
+            .expand_word(p, &VarEnv(&self.global))
+            .map_err(|e| FrontendError::new(st.span.start, e.to_string()))?;
+        self.undeclared_in_from(st, &exp.unmatched);
+        self.consumed.extend(exp.matched.iter().cloned());
+        let keys: Vec<&str> = self.global.iter().map(|(k, _)| k.as_str()).collect();
+        let suggest = |msg: String| {
+            let hint = exp
+                .unmatched
+                .iter()
+                .find_map(|n| crate::frontend::suggest::closest(n, &keys));
+            match hint {
+                Some(c) => format!("{msg} (did you mean {c}?)"),
+                None => msg,
+            }
+        };
+        if exp.result.is_empty() {
+            let msg = suggest(format!("empty platform value from expression {p}"));
+            return Err(FrontendError::new(st.span.start, msg));
+        }
+        let parsed = match crate::frontend::platform::Platform::parse(&exp.result) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let msg = suggest(format!("failed to parse platform {p}: {e}"));
+                return Err(FrontendError::new(st.span.start, msg));
+            }
+        };
+        let only_target = exp.unmatched.is_empty()
+            && exp.matched.len() == 1
+            && exp.matched.contains("TARGETPLATFORM");
+        if only_target && get(&self.global, "TARGETPLATFORM") == Some(exp.result.as_str()) {
+            self.linter.report(
+                "RedundantTargetPlatform",
+                st.span.start,
+                format!("Setting platform to predefined {p} in FROM is redundant as this is the default behavior"),
+            );
+        }
+        // A constant platform is allowed when the stage's name says which.
+        let name = st.name.as_deref().unwrap_or("");
+        if exp.matched.is_empty()
+            && exp.unmatched.is_empty()
+            && !name.contains(&parsed.os)
+            && !name.contains(&parsed.arch)
+        {
+            self.linter.report(
+                "FromPlatformFlagConstDisallowed",
+                st.span.start,
+                format!(
+                    "FROM --platform flag should not use constant value \"{}\"",
+                    exp.result
+                ),
+            );
+        }
+        Ok(exp.result)
     }
 
     /// Lower one stage: its base, its base's ONBUILD triggers, its instructions.
@@ -199,7 +263,13 @@ impl Lowering<'_> {
                     sc.declared.push(a.name.clone());
                     if let Some(v) = &value {
                         set(&mut sc.env, &a.name, v);
-                        set(&mut sc.args_in_scope, &a.name, v);
+                    }
+                    // As BuildKit's history (`RUN |2 a=1 b= ...`): every
+                    // ARG, valueless too, at its first declaration's place.
+                    let v = value.clone().unwrap_or_default();
+                    match sc.args_in_scope.iter_mut().find(|(k, _)| *k == a.name) {
+                        Some(kv) => kv.1 = v,
+                        None => sc.args_in_scope.push((a.name.clone(), v)),
                     }
                     a.default = value;
                 }
@@ -376,6 +446,9 @@ impl Lowering<'_> {
                 for p in ports.iter() {
                     all.extend(ctx.words(p)?);
                 }
+                for p in &all {
+                    expose_checks(ctx.linter, at, p);
+                }
                 *ports = all;
             }
             _ => {}
@@ -467,4 +540,25 @@ fn expand_paths(ctx: &mut ExpandCtx<'_>, p: &mut SourcesAndDest) -> Result<()> {
         inline.content = e.result;
     }
     Ok(())
+}
+
+/// BuildKit's EXPOSE checks: ExposeProtoCasing and ExposeInvalidFormat.
+fn expose_checks(linter: &mut Linter, at: Pos, port: &str) {
+    let (ip, host, container) = crate::ops::config::split_port(port);
+    if let Some((_, proto)) = container.split_once('/')
+        && proto != proto.to_ascii_lowercase()
+    {
+        linter.report(
+            "ExposeProtoCasing",
+            at,
+            format!("Defined protocol '{port}' in EXPOSE instruction should be lowercase"),
+        );
+    }
+    if !ip.is_empty() || !host.is_empty() {
+        linter.report(
+            "ExposeInvalidFormat",
+            at,
+            format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'"),
+        );
+    }
 }

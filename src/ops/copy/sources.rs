@@ -129,7 +129,7 @@ impl CopyOp {
 }
 
 /// Select `src` in the context (or `view`) and digest what was selected.
-fn select_and_hash(
+pub(crate) fn select_and_hash(
     env: &OpEnv<'_>,
     view: Option<&MergedView>,
     src: &str,

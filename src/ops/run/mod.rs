@@ -33,8 +33,37 @@ pub struct RunOp {
 }
 
 impl RunOp {
-    /// Add the contents of bind mounts to the key: they are inputs.
-    fn bind_inputs(&self, env: &OpEnv<'_>, map: &mut CacheMap) -> Result<(), OpError> {
+    /// Whether a bind mount reads another stage or an image.
+    fn binds_a_result(&self) -> bool {
+        self.mounts.iter().any(|(m, s)| {
+            m.kind == MountType::Bind && matches!(s, Some(Source::Stage(_) | Source::Image(_)))
+        })
+    }
+
+    /// The key parts every RUN key has: definition, platform, hostname, args.
+    fn base_map(&self, env: &OpEnv<'_>, parent_key: &Digest) -> CacheMap {
+        let mut map = CacheMap::new(parent_key, self.kind(), self.definition());
+        map.parts.add("platform", env.platform.to_string());
+        if env.hostname != DEFAULT_HOSTNAME {
+            map.parts.add("hostname", env.hostname.to_string());
+        }
+        for (k, v) in &self.args_in_scope {
+            map.parts.add(format!("arg:{k}"), v.clone());
+        }
+        map
+    }
+
+    /// Add the contents of bind mounts to the key: they are inputs. A
+    /// stage's or an image's files are known by its key (`by_content`
+    /// false) or, as in BuildKit's content-based cache, by the digest of
+    /// the mounted files: a stage rebuilt with the same files there
+    /// still gives a cache hit.
+    fn bind_inputs(
+        &self,
+        env: &OpEnv<'_>,
+        map: &mut CacheMap,
+        by_content: bool,
+    ) -> Result<(), OpError> {
         for (m, src) in &self.mounts {
             if m.kind != MountType::Bind {
                 continue;
@@ -59,6 +88,11 @@ impl RunOp {
                     }
                 }
                 Some(Source::Scratch) => {}
+                Some(s) if by_content => {
+                    let view = env.source(s)?.view;
+                    map.parts.add(format!("bind:{target}"), "content");
+                    crate::ops::copy::select_and_hash(env, Some(&view), &source, &mut map.parts)?;
+                }
                 Some(s) => {
                     // The key only: the layers are fetched if the step runs.
                     let key = (env.source_key)(s)?;
@@ -139,16 +173,23 @@ impl Op for RunOp {
     }
 
     fn cache_map(&self, env: &OpEnv<'_>, parent_key: &Digest) -> Result<CacheMap, OpError> {
-        let mut map = CacheMap::new(parent_key, self.kind(), self.definition());
-        map.parts.add("platform", env.platform.to_string());
-        if env.hostname != DEFAULT_HOSTNAME {
-            map.parts.add("hostname", env.hostname.to_string());
-        }
-        for (k, v) in &self.args_in_scope {
-            map.parts.add(format!("arg:{k}"), v.clone());
-        }
-        self.bind_inputs(env, &mut map)?;
+        let mut map = self.base_map(env, parent_key);
+        self.bind_inputs(env, &mut map, true)?;
         Ok(map)
+    }
+
+    fn definition_key(
+        &self,
+        env: &OpEnv<'_>,
+        parent_key: &Digest,
+    ) -> Result<Option<crate::ops::key::KeyParts>, OpError> {
+        if !self.binds_a_result() {
+            return Ok(None);
+        }
+        let mut map = self.base_map(env, parent_key);
+        map.parts.add("by", "definition");
+        self.bind_inputs(env, &mut map, false)?;
+        Ok(Some(map.parts))
     }
 
     fn exec(
@@ -158,6 +199,12 @@ impl Op for RunOp {
         _map: CacheMap,
         ctx: &ExecCtx<'_>,
     ) -> Result<ImageState, OpError> {
+        if env.platform.os != "linux" {
+            return Err(OpError::Unsupported(format!(
+                "RUN for platform {}: rbuild runs Linux steps only",
+                env.platform
+            )));
+        }
         let (layer, argv) = step::run_layer(env, parent, self, ctx)?;
         let mut state = parent.clone();
         let has = layer.is_some();

@@ -101,6 +101,14 @@ impl Shared {
         }
     }
 
+    /// Count a step as cached or run, unless its vertex is not shown
+    /// (the summary counts what the progress shows, as BuildKit's).
+    pub(super) fn count_for(&self, vid: usize, cached: bool) {
+        if !self.hidden.contains(&vid) {
+            self.count(cached);
+        }
+    }
+
     pub(super) fn count(&self, cached: bool) {
         if let Ok(mut c) = self.counts.lock() {
             if cached {
@@ -448,7 +456,7 @@ fn run_layer_op(
         config: state.config_json(),
         created: now_secs(),
     })?;
-    sh.count(false);
+    sh.count_for(vid, false);
     let view = view_of(&sh.store, &state);
     Ok(StageResult { state, key, view })
 }
@@ -475,7 +483,7 @@ pub(super) fn stored_hit(
         sh.explain_hit(vid, key, parts);
     }
     sh.send_for(vid, Event::Cached { id: vid });
-    sh.count(true);
+    sh.count_for(vid, true);
     let view = view_of(&sh.store, &state);
     Some(StageResult {
         state,
@@ -522,7 +530,7 @@ fn fold_config(
     } else {
         sh.explain_first(vid);
     }
-    sh.count(unchanged);
+    sh.count_for(vid, unchanged);
     let state = exec(sh, env, cur, op, map, None, &key, vid)?;
     if note.is_none_or(|n| n.key != key) {
         sh.store
@@ -582,7 +590,7 @@ pub(super) fn imported_hit(
     let from = hit.source;
     sh.send_for(vid, Event::CacheImported { id: vid, from });
     sh.send_for(vid, Event::Cached { id: vid });
-    sh.count(true);
+    sh.count_for(vid, true);
     let view = view_of(&sh.store, &state);
     Ok(Some(StageResult {
         state,

@@ -462,3 +462,30 @@ fn other_os_targets_build_without_run_and_get_their_defaults() {
         "{err}"
     );
 }
+
+// BuildKit: testWarningsBeforeError
+#[test]
+fn warnings_found_before_an_error_are_shown_with_it() {
+    let env = common::Env::new();
+    let df = "\nFROM scratch AS BadStageName\nMAINTAINER me@example.org\nBADCMD\n";
+    let ctx = env.project("warn-then-fail", &[("Dockerfile", df)]);
+    let stage = "warning: StageNameCasing: Stage name 'BadStageName' should be lowercase";
+    let maintainer = "warning: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label";
+    let error = "Dockerfile:4:1: error: unknown instruction: BADCMD";
+    let build = env.build_err(&[], &ctx);
+    let check = env.rbuild().arg("check").arg(&ctx).output().unwrap();
+    assert!(!check.status.success());
+    for err in [build, String::from_utf8_lossy(&check.stderr).into_owned()] {
+        let at = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s} missing:\n{err}"));
+        assert!(at(stage) < at(error) && at(maintainer) < at(error), "{err}");
+    }
+    // An error while lowering (a stage copying from itself) keeps them too.
+    let df = "FROM scratch AS Base\nCOPY --from=0 /a /a\n";
+    let ctx = env.project("lower-fail", &[("Dockerfile", df)]);
+    let err = env.build_err(&[], &ctx);
+    let at = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s} missing:\n{err}"));
+    assert!(
+        at("StageNameCasing") < at("circular dependency detected on stage: base"),
+        "{err}"
+    );
+}

@@ -9,7 +9,7 @@ use rbuild::cache::Store;
 use rbuild::export::{OutputSpec, parse_output};
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BaseEnv, BuildOptions, lower};
-use rbuild::frontend::parse_dockerfile_with_checks;
+use rbuild::frontend::parse_dockerfile_linted;
 use rbuild::image::resolver::Resolver;
 use rbuild::layer::compress::Compression;
 use rbuild::progress::Mode;
@@ -342,9 +342,12 @@ pub(super) fn plan_of(
         .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
         .map(|(_, v)| v.as_str());
     let show = |pos, msg: &str| err.text(&render(&src.display, &src.text, pos, "error", msg));
-    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
+    // The warnings found before an error are shown with it (as BuildKit).
+    let (parsed, mut linter) = parse_dockerfile_linted(&src.text, checks);
+    let df = match parsed {
         Ok(v) => v,
         Err(e) => {
+            print_warnings(src, &linter, mode, err);
             show(e.pos, &e.message);
             return None;
         }
@@ -356,6 +359,7 @@ pub(super) fn plan_of(
     let plan = match lower(&df, opts, &bases, &mut linter) {
         Ok(p) => p,
         Err(e) => {
+            print_warnings(src, &linter, mode, err);
             show(e.pos, &e.message);
             return None;
         }

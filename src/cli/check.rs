@@ -6,7 +6,7 @@ use clap::Args;
 use rbuild::frontend::diagnostics::render;
 use rbuild::frontend::lower::{BuildOptions, UnknownImages, lower};
 use rbuild::frontend::platform::Platform;
-use rbuild::frontend::{FrontendError, parse_dockerfile_with_checks};
+use rbuild::frontend::{FrontendError, parse_dockerfile_linted};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,9 +46,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         .rev()
         .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
         .map(|(_, v)| v.as_str());
-    let (df, mut linter) = match parse_dockerfile_with_checks(&src.text, checks) {
+    // The warnings found before an error are shown with it (as BuildKit).
+    let warn = |linter: &rbuild::frontend::lint::Linter| {
+        super::source::print_lint_warnings(&src, linter, &rbuild::build::io::Sink::stderr())
+    };
+    let (parsed, mut linter) = parse_dockerfile_linted(&src.text, checks);
+    let df = match parsed {
         Ok(v) => v,
-        Err(e) => return fail(e),
+        Err(e) => {
+            warn(&linter);
+            return fail(e);
+        }
     };
     let mut opts = BuildOptions {
         build_args: args.build_args,
@@ -60,9 +68,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     }
     let plan = match lower(&df, &opts, &UnknownImages, &mut linter) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => {
+            warn(&linter);
+            return fail(e);
+        }
     };
-    super::source::print_lint_warnings(&src, &linter, &rbuild::build::io::Sink::stderr());
+    warn(&linter);
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "[Warning] One or more build-args [{}] were not consumed",

@@ -18,8 +18,21 @@ pub fn parse_dockerfile_with_checks(
     source: &str,
     checks: Option<&str>,
 ) -> Result<(Dockerfile, Linter)> {
-    let lines = scan(source)?;
+    let (parsed, linter) = parse_dockerfile_linted(source, checks);
+    parsed.map(|df| (df, linter))
+}
+
+/// Parse a Dockerfile, keeping the checks' findings up to a parse error
+/// too (BuildKit shows the warnings of the instructions before the one
+/// that fails).
+pub fn parse_dockerfile_linted(source: &str, checks: Option<&str>) -> (Result<Dockerfile>, Linter) {
     let mut linter = Linter::default();
+    let parsed = parse_into(source, checks, &mut linter);
+    (parsed, linter)
+}
+
+fn parse_into(source: &str, checks: Option<&str>, linter: &mut Linter) -> Result<Dockerfile> {
+    let lines = scan(source)?;
     if let Some(v) = checks {
         linter.config = CheckConfig::parse(v).map_err(|e| {
             FrontendError::new(
@@ -84,11 +97,11 @@ pub fn parse_dockerfile_with_checks(
         match parse_instruction(node)? {
             Parsed::From(mut stage) => {
                 stage.index = stages.len();
-                check_from(&stage, &mut linter);
+                check_from(&stage, linter);
                 stages.push(stage);
             }
             Parsed::Instruction(instr) => {
-                check_instruction(&instr, &mut linter);
+                check_instruction(&instr, linter);
                 match stages.last_mut() {
                     Some(stage) => stage.instructions.push(instr),
                     None if matches!(instr.kind, InstructionKind::Arg { .. }) => {
@@ -115,7 +128,7 @@ pub fn parse_dockerfile_with_checks(
     }
     let mut seen: Vec<&str> = Vec::new();
     for stage in &stages {
-        check_stage(stage, &mut linter);
+        check_stage(stage, linter);
         if let Some(name) = stage.name.as_deref() {
             if seen.contains(&name) {
                 // BuildKit: a warning, and the last stage of the name is used.
@@ -128,15 +141,12 @@ pub fn parse_dockerfile_with_checks(
             seen.push(name);
         }
     }
-    Ok((
-        Dockerfile {
-            directives: lines.directives,
-            escape: lines.escape,
-            global_args,
-            stages,
-        },
-        linter,
-    ))
+    Ok(Dockerfile {
+        directives: lines.directives,
+        escape: lines.escape,
+        global_args,
+        stages,
+    })
 }
 
 fn check_from(stage: &Stage, linter: &mut Linter) {

@@ -24,5 +24,5 @@ mod stage_refs;
 pub mod suggest;
 pub mod to_ops;
 
-pub use document::{parse_dockerfile, parse_dockerfile_with_checks};
+pub use document::{parse_dockerfile, parse_dockerfile_linted, parse_dockerfile_with_checks};
 pub use error::FrontendError;

@@ -57,8 +57,9 @@ fn plan(op: Arc<dyn Op>) -> BuildPlan {
         },
         original: "TEST-WRITE f".into(),
         keyword: "TEST-WRITE".into(),
-        kind: InstructionKind::User {
-            user: "ignored".into(),
+        // A kind the progress shows (and so the summary counts).
+        kind: InstructionKind::Workdir {
+            path: "/ignored".into(),
         },
     };
     let step = Step {

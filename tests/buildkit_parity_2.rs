@@ -489,3 +489,44 @@ fn warnings_found_before_an_error_are_shown_with_it() {
         "{err}"
     );
 }
+
+// BuildKit: testCopyIgnoredFiles
+#[test]
+fn copying_a_file_the_dockerignore_excludes_is_a_warning() {
+    let env = common::Env::new();
+    let check = |name: &str, ignore: &str, df: &str| {
+        let ctx = env.project(name, &[("Dockerfile", df), (".dockerignore", ignore)]);
+        let out = env.rbuild().arg("check").arg(&ctx).output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let df = "\nFROM scratch\nCOPY Dockerfile .\nADD Dockerfile /windy\n";
+    let err = check("ignored", "\nDockerfile\n", df);
+    assert!(
+        err.contains("Dockerfile:3:1: warning: CopyIgnoredFile: Attempting to Copy file \"Dockerfile\" that is excluded by .dockerignore"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Dockerfile:4:1: warning: CopyIgnoredFile: Attempting to Add file \"Dockerfile\" that is excluded by .dockerignore"),
+        "{err}"
+    );
+    // The build fails (the file is not in the context) with the warnings.
+    let ctx = env.path("ignored");
+    let build = env.build_err(&[], &ctx);
+    assert!(build.contains("CopyIgnoredFile"), "{build}");
+    let skipped = format!("# check=skip=CopyIgnoredFile\n{df}");
+    let err = check("skipped", "\nDockerfile\n", &skipped);
+    assert!(!err.contains("CopyIgnoredFile"), "{err}");
+    // A file of another stage is not the context's.
+    let df = "\nFROM scratch AS base\nCOPY Dockerfile /foobar\nADD Dockerfile /windy\n\n\
+              FROM base\nCOPY --from=base /foobar /Dockerfile\n";
+    let err = check("other-stage", "\nfoobar\n", df);
+    assert!(!err.contains("CopyIgnoredFile"), "{err}");
+    // With exception patterns nothing is checked.
+    for (name, df) in [
+        ("negated", "\nFROM scratch\nCOPY ./Dockerfile .\n"),
+        ("whole", "\nFROM scratch\nCOPY . .\n"),
+    ] {
+        let err = check(name, "\n**\n!Dockerfile\n", df);
+        assert!(!err.contains("CopyIgnoredFile"), "{name}: {err}");
+    }
+}

@@ -342,6 +342,10 @@ pub(super) fn plan_of(
         .find(|(k, _)| k == "BUILDKIT_DOCKERFILE_CHECK")
         .map(|(_, v)| v.as_str());
     let show = |pos, msg: &str| err.text(&render(&src.display, &src.text, pos, "error", msg));
+    let opts = &BuildOptions {
+        ignore: super::source::local_ignore(&args.context, src.path.as_deref()),
+        ..opts.clone()
+    };
     // The warnings found before an error are shown with it (as BuildKit).
     let (parsed, mut linter) = parse_dockerfile_linted(&src.text, checks);
     let df = match parsed {

@@ -66,6 +66,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     if let Some(p) = args.platform {
         opts.target_platform = p;
     }
+    opts.ignore = super::source::local_ignore(&args.context, src.path.as_deref());
     let plan = match lower(&df, &opts, &UnknownImages, &mut linter) {
         Ok(p) => p,
         Err(e) => {

@@ -93,3 +93,23 @@ pub fn print_lint_warnings(
         ));
     }
 }
+
+/// The `.dockerignore` of a local context directory (beside the
+/// Dockerfile, else at the context's root), for the frontend's
+/// CopyIgnoredFile check; None for other contexts or an unreadable file
+/// (opening the context reports that).
+pub fn local_ignore(
+    context: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+) -> Option<std::sync::Arc<rbuild::context::ignore::IgnoreMatcher>> {
+    if !context.is_dir() {
+        return None;
+    }
+    let root = rbuild::fsroot::Root::open(context).ok()?;
+    let df = dockerfile
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    rbuild::context::ignore::IgnoreMatcher::load(&root, &df)
+        .ok()
+        .map(std::sync::Arc::new)
+}

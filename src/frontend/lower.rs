@@ -26,6 +26,8 @@ pub struct BuildOptions {
     pub target_platform: Platform,
     /// The platform the build runs on.
     pub build_platform: Platform,
+    /// The context's `.dockerignore` (for the CopyIgnoredFile check).
+    pub ignore: Option<std::sync::Arc<crate::context::ignore::IgnoreMatcher>>,
 }
 
 impl Default for BuildOptions {
@@ -35,6 +37,7 @@ impl Default for BuildOptions {
             target: None,
             target_platform: Platform::host(),
             build_platform: Platform::host(),
+            ignore: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod flags;
 pub mod grammar;
+pub mod ignored_sources;
 pub mod instructions;
 pub mod line_parser;
 pub mod lines;

@@ -5,6 +5,7 @@
 use super::{BaseEnv, BuildOptions, PlannedStage, Source, Step, VarEnv, get, set};
 use crate::frontend::ast::*;
 use crate::frontend::error::{FrontendError, Result};
+use crate::frontend::ignored_sources;
 use crate::frontend::lint::Linter;
 use crate::frontend::mounts::{csv_fields, parse_mount_fields};
 use crate::frontend::position::Pos;
@@ -417,11 +418,17 @@ impl Lowering<'_> {
                 expand_opt(&mut ctx, &mut add.checksum)?;
                 crate::frontend::add_sources::check_add(add)
                     .map_err(|e| FrontendError::new(at, e))?;
+                let ignore = self.opts.ignore.as_deref();
+                ignored_sources::check(ignore, true, &add.paths.sources, at, ctx.linter);
             }
             InstructionKind::Copy(copy) => {
                 expand_paths(&mut ctx, &mut copy.paths)?;
                 expand_opt(&mut ctx, &mut copy.options.chown)?;
                 expand_opt(&mut ctx, &mut copy.options.chmod)?;
+                if copy.from.is_none() {
+                    let ignore = self.opts.ignore.as_deref();
+                    ignored_sources::check(ignore, false, &copy.paths.sources, at, ctx.linter);
+                }
             }
             InstructionKind::Workdir { path } => {
                 *path = ctx.word(path)?;

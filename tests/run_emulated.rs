@@ -53,6 +53,16 @@ fn multi_base(env: &Env, name: &str) -> PathBuf {
     base
 }
 
+/// Build `ctx` into an OCI layout directory; the build's log and the layout.
+fn build_to_layout(env: &Env, ctx: &Path) -> (String, PathBuf) {
+    let layout = env.path("out");
+    let dest = format!(
+        "type=oci-dir,dest={},name=local/emu:latest",
+        layout.display()
+    );
+    (env.build_ok(&["-o", &dest], ctx), layout)
+}
+
 fn layout_file(layout: &Path, path: &str) -> Vec<u8> {
     let bundle = format!("{}-bundle", layout.display());
     if !Path::new(&bundle).exists() {
@@ -82,17 +92,7 @@ fn run_steps_of_an_arm64_stage_run_emulated_and_feed_a_native_stage() {
               COPY --from=arm /arch /tr /count /out/\n\
               RUN uname -m > /out/native\n";
     let ctx = env.project("emu", &[("Dockerfile", df)]);
-    let layout = env.path("out");
-    let err = env.build_ok(
-        &[
-            "-o",
-            &format!(
-                "type=oci-dir,dest={},name=local/emu:latest",
-                layout.display()
-            ),
-        ],
-        &ctx,
-    );
+    let (err, layout) = build_to_layout(&env, &ctx);
     assert!(
         err.contains("aarch64"),
         "the RUN printed its machine: {err}"
@@ -117,17 +117,7 @@ fn emulated_steps_are_as_confined_as_native_ones() {
               echo ':x:M::abc::/bin/sh:' > /proc/sys/fs/binfmt_misc/register && echo REGISTER''ED; \
               /bin/cat /proc/self/status | /bin/grep -i '^CapEff' > /caps; true\n";
     let ctx = env.project("confined", &[("Dockerfile", df)]);
-    let layout = env.path("out");
-    let err = env.build_ok(
-        &[
-            "-o",
-            &format!(
-                "type=oci-dir,dest={},name=local/emu:latest",
-                layout.display()
-            ),
-        ],
-        &ctx,
-    );
+    let (err, layout) = build_to_layout(&env, &ctx);
     assert!(!err.contains("MOUNTED"), "{err}");
     assert!(!err.contains("REGISTERED"), "{err}");
     let devs = String::from_utf8(layout_file(&layout, "devs")).unwrap();

@@ -266,6 +266,38 @@ pub(super) fn print_warnings(
     }
 }
 
+/// After a solve: the build checks' findings and the build args nothing
+/// used, then the result; None (the error printed) when the build failed
+/// or was cancelled (then nothing is stored or exported).
+pub(super) fn settle<T, E: std::fmt::Display>(
+    solved: Result<T, E>,
+    (src, linter): (
+        &super::source::DockerfileSource,
+        &rbuild::frontend::lint::Linter,
+    ),
+    unused_args: &[String],
+    (mode, io): (Mode, &BuildIo),
+) -> Option<T> {
+    print_warnings(src, linter, mode, &io.err);
+    if !unused_args.is_empty() && mode != Mode::Quiet {
+        io.err.line(format_args!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused_args.join(" ")
+        ));
+    }
+    match solved {
+        Ok(_) if io.cancel.is_cancelled() => {
+            io.err.line("error: the build was cancelled");
+            None
+        }
+        Ok(r) => Some(r),
+        Err(e) => {
+            io.err.line(format_args!("error: {e}"));
+            None
+        }
+    }
+}
+
 /// Push through the registry client, printing what is pushed to `err`
 /// (None: quiet).
 pub(super) struct RegistryPusher {

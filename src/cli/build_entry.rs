@@ -5,8 +5,8 @@
 //! here exits the process, changes its environment or its directory.
 
 use super::build::{
-    BuildArgs, RegistryPusher, outputs_of, plan_of, print_warnings, progress_mode, push_only_hosts,
-    report, source_date_epoch,
+    BuildArgs, RegistryPusher, outputs_of, plan_of, progress_mode, push_only_hosts, report, settle,
+    source_date_epoch,
 };
 use anyhow::{Context as _, Result};
 use rbuild::build::io::BuildIo;
@@ -228,24 +228,9 @@ impl Solving<'_> {
         let view = io.spawn_view(rx, shown);
         let solved = block_on(solve_saving(store.clone(), req, progress))?;
         let _ = view.join();
-        print_warnings(self.src, &self.linter, mode, &io.err);
-        if !unused_args.is_empty() && mode != Mode::Quiet {
-            io.err.line(format_args!(
-                "[Warning] One or more build-args [{}] were not consumed",
-                unused_args.join(" ")
-            ));
-        }
-        let mut solved = match solved {
-            // Cancelled after the last step: nothing is stored or exported.
-            Ok(_) if io.cancel.is_cancelled() => {
-                io.err.line("error: the build was cancelled");
-                return Ok(1);
-            }
-            Ok(r) => r,
-            Err(e) => {
-                io.err.line(format_args!("error: {e}"));
-                return Ok(1);
-            }
+        let checks = (self.src, &self.linter);
+        let Some(mut solved) = settle(solved, checks, &unused_args, (mode, io)) else {
+            return Ok(1);
         };
         let quiet = mode == Mode::Quiet;
         let pusher = RegistryPusher {

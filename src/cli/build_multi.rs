@@ -4,7 +4,7 @@
 //! then one image per platform and an index over them.
 
 use super::build::{
-    BuildArgs, RegistryPusher, outputs_of, plan_of, print_warnings, progress_mode, report,
+    BuildArgs, RegistryPusher, outputs_of, plan_of, progress_mode, report, settle,
     source_date_epoch,
 };
 use anyhow::{Context as _, Result};
@@ -195,23 +195,8 @@ pub fn run(args: &BuildArgs, platforms: Vec<Platform>, io: &BuildIo) -> Result<i
     );
     let solved = solve_all(&common.store, reqs, progress)?;
     let _ = renderer.join();
-    print_warnings(src, &linter, mode, &io.err);
-    if !unused_args.is_empty() && mode != Mode::Quiet {
-        io.err.line(format_args!(
-            "[Warning] One or more build-args [{}] were not consumed",
-            unused_args.join(" ")
-        ));
-    }
-    let results = match solved {
-        Ok(_) if io.cancel.is_cancelled() => {
-            io.err.line("error: the build was cancelled");
-            return Ok(1);
-        }
-        Ok(r) => r,
-        Err(e) => {
-            io.err.line(format_args!("error: {e}"));
-            return Ok(1);
-        }
+    let Some(results) = settle(solved, (src, &linter), &unused_args, (mode, io)) else {
+        return Ok(1);
     };
     let pusher = RegistryPusher {
         registry: registry.clone(),
